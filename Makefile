@@ -1,0 +1,33 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what is missing first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench lint typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/mantis-py demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/query_bench.py
+	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/e2e_bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check mantis_py tests bench
+	$(BIN)/mypy mantis_py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from mantis_py.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""`mantis-py`: the command line. Dispatches to ``mantis_py.commands.<name>``.
+
+Errors a person can cause print one clear line and exit non-zero, never a traceback (SYSTEM.md §3.4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+__all__ = ["COMMANDS", "main"]
+
+COMMANDS = ("gateway", "query", "replay", "check", "demo")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 2 with one line plus the usage, as argparse does, but never a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mantis-py", description="Ask running services live questions in MQL.")
+    parser.add_argument("--version", action="version", version=f"mantis-py {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"mantis_py.commands.{name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `mantis-py replay ... | head`: the reader went away; end quietly.
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return 0

@@ -1,0 +1,55 @@
+"""The analyzer's result: everything the compiler and the engines need to know about a query.
+
+Produced by ``analyze.analyze()``; consumed by ``compiler.py``, ``engine.py``, ``replay.py`` and
+the ``check`` command. See docs/architecture.md for the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal as TLiteral
+
+from .ast import Condition, Operand, OrderKey, Query
+
+__all__ = ["Analysis", "Column"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One output column of an aggregate query (MQL.md §3.7).
+
+    ``role`` is ``"aggregate"`` (``operand`` is an aggregate ``Call``), ``"first"`` (a property or
+    ``tick()``: the first non-null value of the batch) or ``"literal"``. Hidden columns are the
+    HAVING aggregates that the select list lacks; they never appear in output rows.
+    """
+
+    name: str
+    operand: Operand
+    role: TLiteral["aggregate", "first", "literal"]
+    hidden: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A checked query. See docs/architecture.md for each member."""
+
+    query: Query
+    canonical: str
+    mode: TLiteral["live", "replay"]
+    kind: TLiteral["plain", "aggregate"]
+    columns: tuple[Column, ...]
+    having: Condition | None
+    order_by: tuple[OrderKey, ...]
+    fields: tuple[str, ...]
+    field_paths: tuple[tuple[str, ...], ...]
+    field_prefixes: tuple[str, ...]
+    star: bool
+    meta_fields: tuple[str, ...]
+    ships: TLiteral["partials", "events"]
+    completes: bool
+
+    def plan(self) -> dict[str, Any]:
+        """The JSON object that ``mantis-py check`` prints (MQL.md §7.2)."""
+        from .plan import plan_json
+
+        return plan_json(self)
