@@ -1,0 +1,133 @@
+"""Encode and decode mantis.v1 frames: the only place that knows JSON (docs/protocol.md §Framing).
+
+Theory of operation: a message is a frozen dataclass whose first field is its ``type``, so
+``orjson.dumps(msg)`` is the whole encoder on the fast path. ``decode`` parses with orjson,
+looks the ``type`` up in :data:`~mantis_py.wire.messages.MESSAGE_TYPES`, checks every member with
+the class's ``FIELDS`` checkers and builds the dataclass. Every failure of the peer's frame
+becomes :class:`~mantis_py.errors.RemoteProtocolError` with the close code to use:
+
+- 1007: the frame is not UTF-8 JSON;
+- 4000: valid JSON but not a valid message (not an object, unknown type, missing or ill-typed member,
+  or a type not allowed in this direction).
+
+orjson handles integers only within 64 bits. Encoding falls back to the standard ``json`` module
+(after converting to plain JSON types) when orjson refuses a value; decoding falls back to it when
+the frame holds a run of 19+ digits, which orjson would silently turn into a float.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Collection
+from dataclasses import MISSING as _MISSING
+from dataclasses import fields, is_dataclass
+from typing import Any, cast
+
+import orjson
+
+from ..errors import LocalProtocolError, RemoteProtocolError
+from .messages import MESSAGE_TYPES, Message
+
+__all__ = ["CLOSE_BAD_DATA", "CLOSE_PROTOCOL", "decode", "encode", "to_plain"]
+
+CLOSE_BAD_DATA = 1007
+CLOSE_PROTOCOL = 4000
+
+_BIG_INT = re.compile(r"\d{19,}")
+_BIG_INT_B = re.compile(rb"\d{19,}")
+
+
+def encode(msg: Message) -> bytes:
+    """Serialize one message to the UTF-8 JSON bytes of a text frame.
+
+    Send the result as a *text* frame (``ws.send(data, text=True)`` in websockets).
+
+    Raises:
+        LocalProtocolError: ``msg`` holds a value with no JSON form (our bug, not the peer's).
+    """
+    try:
+        return orjson.dumps(msg)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(to_plain(msg), separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(msg).__name__}: {exc}") from exc
+
+
+def to_plain(value: Any) -> Any:
+    """Convert a message or payload to plain JSON types for the standard ``json`` fallback.
+
+    Dataclasses become dicts, tuples lists, dict keys strings and non-finite floats ``None``
+    (what orjson does with NaN and infinities).
+    """
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(data: bytes | str) -> Any:
+    big = _BIG_INT.search(data) if isinstance(data, str) else _BIG_INT_B.search(data)
+    if big is None:
+        return orjson.loads(data)
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def decode(data: bytes | str, allowed: Collection[str] | None = None) -> Message:
+    """Parse one frame into its message.
+
+    Args:
+        data: the frame payload (text frames may be given as ``str`` or UTF-8 ``bytes``).
+        allowed: if given, the message types accepted in this direction.
+
+    Returns:
+        The message dataclass.
+
+    Raises:
+        RemoteProtocolError: malformed frame; ``close_code`` is 1007 (not JSON) or 4000.
+    """
+    try:
+        obj = _loads(data)
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as exc:  # JSONDecodeError is a ValueError
+        raise RemoteProtocolError(f"frame is not JSON: {exc}", close_code=CLOSE_BAD_DATA) from exc
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("frame is not a JSON object", close_code=CLOSE_PROTOCOL)
+    kind = obj.get("type")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise RemoteProtocolError(f"unknown message type {kind!r}", close_code=CLOSE_PROTOCOL)
+    if allowed is not None and kind not in allowed:
+        raise RemoteProtocolError(f"message {kind!r} not allowed here", close_code=CLOSE_PROTOCOL)
+    kwargs: dict[str, Any] = {}
+    defaults = cls.__dataclass_fields__
+    for name, check in cls.FIELDS.items():
+        if name not in obj:
+            f = defaults[name]
+            if f.default is f.default_factory is _MISSING:  # required member
+                raise RemoteProtocolError(
+                    f"{kind}: missing member {name!r}", close_code=CLOSE_PROTOCOL
+                )
+            continue
+        value = obj[name]
+        if not check(value):
+            raise RemoteProtocolError(
+                f"{kind}: bad value for {name!r}: {value!r:.80}", close_code=CLOSE_PROTOCOL
+            )
+        kwargs[name] = value
+    return cast(Message, cls(**kwargs))
