@@ -1,0 +1,645 @@
+"""The gateway core: agents, clients, runs and their merges, with no I/O. ``now`` is an argument.
+
+Theory of operation. The shells (``handlers.py``) feed the core what they read and drain what it
+produced:
+
+- agents: ``open_agent`` / ``receive_agent_data`` / ``close_agent``; produced frames wait in
+  ``agent_data_to_send()``. The core holds each agent's :class:`~mantis_py.wire.GatewayLink`, so
+  ``hello`` -> ``welcome`` -> ``subscribe``... is checked in one place.
+- clients: ``open_client`` / ``receive_client_data`` (or ``submit`` / ``cancel`` for internal
+  subscribers) / ``close_client``; every frame for a client goes into that client's bounded
+  :class:`~mantis_py.gateway.limits.OutboundQueue` and the client id into ``clients_to_wake()``;
+  the shell's sender task drains the queue with :meth:`next_frame`.
+- time: ``poll(now)`` emits due windows (grace, MQL.md §3.8.4), meta frames (at least once a second
+  while something was dropped, SYSTEM.md §3.3), agent pings, and names the clients to evict
+  (``clients_to_close()``).
+
+A *run* (``merge.py``) is one merger of one canonical query, shared by every client that submitted
+the same canonical text under the same visibility, unless LIMIT completes the query (then each
+client has its own run, since each has its own count). The registry (``registry.py``) turns runs
+into agent subscriptions, once per distinct agent part.
+
+Every query decision (accepted, refused, error, rate limited) produces one audit record in
+``audit_to_log()``; none contains a token.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import QueryError, RemoteProtocolError
+from ..wire import codec
+from ..wire.agent_link import GatewayLink
+from ..wire.client_link import ClientLink
+from ..wire.messages import (
+    Accepted,
+    Cancel,
+    Complete,
+    Error,
+    Events,
+    Hello,
+    Meta,
+    Partial,
+    Ping,
+    Pong,
+    Query,
+    Rows,
+    Stats,
+    SubError,
+    Subscribe,
+    Unsubscribe,
+    Welcome,
+)
+from .auth import Principal, audit_record
+from .config import GatewayConfig
+from .limits import OutboundItem, OutboundQueue, TokenBucket
+from .merge import Attachment, Run, output_kind
+from .metrics import Metrics
+from .registry import AgentInfo, Registry
+from .registry import Subscribe as SubscribeOut
+
+__all__ = ["ClientState", "GatewayCore", "error_object"]
+
+Prepare = Callable[..., Any]
+
+
+def error_object(message: str, code: str, kind: str = "limit", hint: str | None = None) -> dict[str, Any]:
+    """A gateway-made error object with the members of MQL.md §5.2 (position: the whole query)."""
+    return {
+        "kind": kind,
+        "code": code,
+        "message": message,
+        "line": 1,
+        "column": 1,
+        "length": 0,
+        "snippet": "",
+        "expected": [],
+        "suggestion": None,
+        "hint": hint,
+    }
+
+
+@dataclass(eq=False)
+class ClientState:
+    """One connected client (websocket, SSE or internal subscriber)."""
+
+    client_id: str
+    principal: Principal
+    queue: OutboundQueue
+    link: ClientLink
+    bucket: TokenBucket
+    attachments: dict[str, Attachment] = field(default_factory=dict)
+    kind: str = "ws"
+
+
+@dataclass(eq=False)
+class AgentState:
+    """One agent connection: its link, its hello, its last stats."""
+
+    agent_id: str
+    link: GatewayLink
+    principal: Principal
+    info: AgentInfo | None = None
+    last_ping: float = 0.0
+
+
+def _default_prepare() -> Prepare:
+    from ..query import prepare  # imported lazily: the engine is heavy and optional in unit tests
+
+    return prepare
+
+
+class GatewayCore:
+    """All gateway state; pure. See the module header for the calling protocol."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        now: float,
+        prepare: Prepare | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.prepare = prepare or _default_prepare()
+        self.metrics = metrics or Metrics()
+        self.registry = Registry()
+        self.agents: dict[str, AgentState] = {}
+        self.clients: dict[str, ClientState] = {}
+        self.runs: dict[str, Run] = {}
+        self._shared_runs: dict[tuple[str, str], str] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._ids = itertools.count(1)
+        self._agent_out: dict[str, list[bytes]] = {}
+        self._wake: set[str] = set()
+        self._close: list[tuple[str, int, str]] = []
+        self._audit: list[dict[str, Any]] = []
+        self._started = now
+        self._caps = self._build_caps(config.caps)
+        self._stats: dict[tuple[str, str], tuple[dict[str, dict[str, int]],
+                                                 dict[str, dict[str, int]]]] = {}
+
+    @staticmethod
+    def _build_caps(raw: Mapping[str, Any]) -> Any:
+        try:
+            from ..query.caps import Caps
+
+            return Caps.from_json(dict(raw))
+        except ImportError:  # pragma: no cover - the engine package is always present in CI
+            return dict(raw)
+
+    # ------------------------------------------------------------------ swap-and-return outputs
+
+    def agent_data_to_send(self) -> dict[str, list[bytes]]:
+        """Frames to send, per agent id, in order."""
+        out, self._agent_out = self._agent_out, {}
+        return out
+
+    def clients_to_wake(self) -> set[str]:
+        """Clients whose outbound queue got something since the last call."""
+        out, self._wake = self._wake, set()
+        return out
+
+    def clients_to_close(self) -> list[tuple[str, int, str]]:
+        """Clients to close: (client id, websocket close code, reason)."""
+        out, self._close = self._close, []
+        return out
+
+    def audit_to_log(self) -> list[dict[str, Any]]:
+        """Audit records of query decisions made since the last call."""
+        out, self._audit = self._audit, []
+        return out
+
+    # ------------------------------------------------------------------ agents
+
+    def open_agent(self, agent_id: str, principal: Principal, now: float) -> None:
+        """An agent websocket was accepted (after auth); its hello is expected next."""
+        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now)
+        self.metrics.inc("connections_total", kind="agent")
+
+    def _send_agent(self, agent_id: str, msg: Any) -> None:
+        state = self.agents.get(agent_id)
+        if state is None:
+            return
+        self._agent_out.setdefault(agent_id, []).append(state.link.send(msg))
+
+    def receive_agent_data(self, agent_id: str, data: bytes | str, now: float) -> None:
+        """One frame from an agent.
+
+        Raises:
+            RemoteProtocolError: malformed or out-of-order frame; close with ``close_code``.
+        """
+        state = self.agents[agent_id]
+        self.metrics.inc("frames_in_total", kind="agent")
+        self.metrics.inc("bytes_in_total", len(data), kind="agent")
+        msg = state.link.receive_data(data)
+        handler = self._AGENT_DISPATCH[msg.type]
+        handler(self, state, msg, now)
+
+    def _on_hello(self, state: AgentState, msg: Hello, now: float) -> None:
+        pattern_ok = state.principal.read == ("*",) or any(
+            state.principal.may_read(msg.app, s) for s in (*msg.streams, "default")
+        )
+        if "agent" not in state.principal.roles or not pattern_ok:
+            raise RemoteProtocolError(
+                f"user {state.principal.user!r} may not publish app {msg.app!r}", close_code=1008
+            )
+        info = AgentInfo(
+            state.agent_id, msg.app, msg.instance, tuple(msg.streams), dict(msg.tags),
+            msg.zone, msg.version, msg.pid, now,
+        )
+        state.info = info
+        # Stats are cumulative per agent process; remember them across reconnects.
+        self._stats.setdefault((msg.app, msg.instance), ({}, {}))
+        self._send_agent(state.agent_id, Welcome(state.agent_id, self.config.heartbeat_s))
+        for sub in self.registry.add_agent(info):
+            self._send_subscribe(sub)
+            self._agent_joined_sub(sub.sub, state.agent_id, now)
+
+    def _send_subscribe(self, sub: SubscribeOut) -> None:
+        self._send_agent(
+            sub.agent_id, Subscribe(sub.sub, sub.query, sub.stream, sub.start, dict(sub.caps))
+        )
+
+    def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
+        stream = self.registry.subs[sid].stream
+        for run_id in self.registry.runs_of(sid):
+            self.runs[run_id].add_agent(f"{agent_id}/{stream}", now)
+
+    def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
+        info = state.info
+        assert info is not None
+        self.metrics.inc("events_in_total", len(msg.records))
+        meta = {"_app": info.app, "_instance": info.instance, "_zone": info.zone,
+                "_stream": msg.stream}
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        subs = self.registry.subs
+        for rec in msg.records:
+            item = {"t": rec["t"], "i": info.instance, "s": rec["s"], "e": rec["e"], "m": meta}
+            for sid in rec["subs"]:
+                sub = subs.get(sid)
+                if sub is None or sub.stream != msg.stream:
+                    self.metrics.inc("dropped_total", reason="unknown_subscription")
+                    continue
+                for run_id in sub.runs:
+                    by_run.setdefault(run_id, []).append(item)
+        key = f"{state.agent_id}/{msg.stream}"
+        for run_id, records in by_run.items():
+            run = self.runs.get(run_id)
+            if run is not None:
+                run.merger.receive_events(key, records, now)
+                self._poll_run(run, now)
+
+    def _on_partial(self, state: AgentState, msg: Partial, now: float) -> None:
+        self.metrics.inc("parts_in_total")
+        sub = self.registry.subs.get(msg.sub)
+        if sub is None:
+            self.metrics.inc("dropped_total", reason="unknown_subscription")
+            return
+        key = f"{state.agent_id}/{sub.stream}"
+        for run_id in list(sub.runs):
+            run = self.runs.get(run_id)
+            if run is not None:
+                run.merger.receive_part(key, msg.part, now)
+                self._poll_run(run, now)
+
+    def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
+        info = state.info
+        assert info is not None
+        # Stats are cumulative since the agent started; attachments get the increments.
+        stream_drops, sub_counts = self._stats[(info.app, info.instance)]
+        for stream, counters in msg.streams.items():
+            dropped = counters.get("dropped", {}) if isinstance(counters, dict) else {}
+            delta = _delta(stream_drops.get(stream), dropped)
+            stream_drops[stream] = dict(dropped)
+            if delta:
+                for sid, sub in self.registry.subs.items():
+                    if sub.app == info.app and sub.stream == stream and state.agent_id in sub.agents:
+                        self._add_agent_drops(sid, delta)
+        for sid, counters in msg.subs.items():
+            if not isinstance(counters, dict) or sid not in self.registry.subs:
+                continue
+            flat = dict(counters.get("dropped", {}) or {})
+            if isinstance(counters.get("errors"), int):
+                flat["evaluation_errors"] = counters["errors"]
+            delta = _delta(sub_counts.get(sid), flat)
+            sub_counts[sid] = flat
+            if delta:
+                self._add_agent_drops(sid, delta)
+
+    def _add_agent_drops(self, sid: str, delta: Mapping[str, int]) -> None:
+        for run_id in self.registry.runs_of(sid):
+            for att in self.runs[run_id].attachments.values():
+                att.dropped.update(delta)
+
+    def _on_sub_error(self, state: AgentState, msg: SubError, now: float) -> None:
+        self.registry.refuse(state.agent_id, msg.sub, msg.message)
+        sub = self.registry.subs.get(msg.sub)
+        if sub is None:
+            return
+        for run_id in list(sub.runs):
+            run = self.runs[run_id]
+            run.remove_agent(f"{state.agent_id}/{sub.stream}", now)
+            for att in run.attachments.values():
+                att.dropped["agent_refused"] += 1
+                att.force_meta = True
+
+    def _on_pong(self, state: AgentState, msg: Pong, now: float) -> None:
+        return None
+
+    _AGENT_DISPATCH: ClassVar[dict[str, Callable[[GatewayCore, AgentState, Any, float], None]]] = {
+        "hello": _on_hello,
+        "events": _on_events,
+        "partial": _on_partial,
+        "stats": _on_stats,
+        "sub_error": _on_sub_error,
+        "pong": _on_pong,
+    }
+
+    def close_agent(self, agent_id: str, now: float) -> None:
+        """An agent connection ended (closed, killed or evicted)."""
+        state = self.agents.pop(agent_id, None)
+        self._agent_out.pop(agent_id, None)
+        if state is None or state.info is None:
+            return
+        for sid in self.registry.remove_agent(agent_id):
+            sub = self.registry.subs[sid]
+            for run_id in sub.runs:
+                self.runs[run_id].remove_agent(f"{agent_id}/{sub.stream}", now)
+
+    # ------------------------------------------------------------------ clients
+
+    def open_client(self, client_id: str, principal: Principal, now: float, kind: str = "ws",
+                    queue: OutboundQueue | None = None) -> ClientState:
+        """A client connection was accepted (after auth and connection caps)."""
+        lim = self.limits
+        bucket = self._buckets.get(principal.user)
+        if bucket is None:
+            bucket = TokenBucket(lim.submissions_per_s, lim.submissions_burst, now)
+            self._buckets[principal.user] = bucket
+        state = ClientState(
+            client_id,
+            principal,
+            queue or OutboundQueue(lim.client_queue_frames, lim.client_queue_bytes,
+                                   lim.slow_client_s),
+            ClientLink("gateway"),
+            bucket,
+            kind=kind,
+        )
+        self.clients[client_id] = state
+        self.metrics.inc("connections_total", kind=kind)
+        return state
+
+    def receive_client_data(self, client_id: str, data: bytes | str, now: float) -> None:
+        """One frame from a websocket client.
+
+        Raises:
+            RemoteProtocolError: malformed frame or illegal message; close with ``close_code``.
+        """
+        client = self.clients[client_id]
+        self.metrics.inc("frames_in_total", kind="client")
+        self.metrics.inc("bytes_in_total", len(data), kind="client")
+        msg = client.link.receive_data(data)
+        if isinstance(msg, Query):
+            self._submit(client, msg.id, msg.query, now)
+        elif isinstance(msg, Cancel):
+            self.cancel(client_id, msg.id, now)
+
+    def submit(self, client_id: str, qid: str, text: str, now: float) -> None:
+        """Submit a query as if the client had sent ``{"type": "query", ...}``."""
+        client = self.clients[client_id]
+        client.link.receive(Query(qid, text))
+        self._submit(client, qid, text, now)
+
+    def _refuse(self, client: ClientState, qid: str, text: str, apps: list[str],
+                error: dict[str, Any], decision: str, now: float) -> None:
+        self._audit.append(audit_record(client.principal.user, apps, text, decision,
+                                        error.get("code"), client.client_id))
+        self.metrics.inc("queries_total", decision=decision)
+        self._put(client, OutboundItem("control", qid, {}, None), Error(qid, error), now)
+
+    def _submit(self, client: ClientState, qid: str, text: str, now: float) -> None:
+        user = client.principal.user
+        if not client.bucket.try_take(now):
+            err = error_object(
+                f"rate limited: at most {self.limits.submissions_per_s:g} queries per second "
+                f"(burst {self.limits.submissions_burst})", "rate_limited",
+                hint="wait a moment and submit again",
+            )
+            self._refuse(client, qid, text, [], err, "rate_limited", now)
+            return
+        try:
+            prepared = self.prepare(text, mode="live", apps=set(self.registry.apps_seen))
+        except QueryError as exc:
+            self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
+            return
+        sources = [_source(s) for s in prepared.sources]
+        apps = [app for app, _ in sources]
+        refused = client.principal.first_refused(sources)
+        if refused is not None:
+            app, stream = refused
+            err = error_object(f"user {user!r} may not read application {app!r}"
+                               + ("" if stream == "default" else f" stream {stream!r}"),
+                               "forbidden", kind="semantic")
+            self._refuse(client, qid, text, apps, err, "refused", now)
+            return
+        variant = "unmasked" if client.principal.masked else ""
+        run = self._run_for(prepared, sources, variant, now)
+        att = Attachment(client.client_id, qid, run.run_id, start=now, last_meta=now)
+        run.attachments[(client.client_id, qid)] = att
+        client.attachments[qid] = att
+        self._audit.append(audit_record(user, apps, text, "accepted", None, client.client_id))
+        self.metrics.inc("queries_total", decision="accepted")
+        expected = self.registry.expected_agents(run.run_id)
+        self._put(client, OutboundItem("control", qid, {}), Accepted(qid, prepared.canonical,
+                                                                    expected), now)
+
+    def _run_for(self, prepared: Any, sources: list[tuple[str, str]], variant: str,
+                 now: float) -> Run:
+        canonical = prepared.canonical
+        shared_key = (canonical, variant)
+        if not prepared.completes:
+            run_id = self._shared_runs.get(shared_key)
+            if run_id is not None:
+                return self.runs[run_id]
+        run_id = f"r{next(self._ids)}"
+        caps = self._caps.to_json() if hasattr(self._caps, "to_json") else dict(self._caps)
+        if variant:
+            caps["unmasked"] = True
+        merger = prepared.merger(start=now, grace=self.config.grace_s, caps=self._caps)
+        run = Run(run_id, prepared, merger, canonical, tuple(sources), shared_key,
+                  shared=not prepared.completes)
+        self.runs[run_id] = run
+        if run.shared:
+            self._shared_runs[shared_key] = run_id
+        subs, out = self.registry.attach(run_id, canonical, sources, now, caps, variant)
+        run.subs = subs
+        for sid in subs:
+            sub = self.registry.subs[sid]
+            for agent_id in sorted(sub.agents):
+                if agent_id not in sub.refused:
+                    run.add_agent(f"{agent_id}/{sub.stream}", now)
+        for msg in out:
+            self._send_subscribe(msg)
+        return run
+
+    def cancel(self, client_id: str, qid: str, now: float, reason: str = "cancelled") -> None:
+        """End query ``qid`` of a client and tell it ``complete`` (unknown ids are ignored)."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return
+        att = client.attachments.get(qid)
+        if att is None:
+            return
+        self._detach(client, att, now)
+        client.queue.discard_query(qid)
+        self._put(client, OutboundItem("control", qid, {}), Complete(qid, reason), now)
+
+    def _detach(self, client: ClientState, att: Attachment, now: float) -> None:
+        client.attachments.pop(att.qid, None)
+        run = self.runs.get(att.run_id)
+        if run is None:
+            return
+        run.attachments.pop((client.client_id, att.qid), None)
+        if not run.attachments:
+            self._end_run(run)
+
+    def _end_run(self, run: Run) -> None:
+        self.runs.pop(run.run_id, None)
+        if self._shared_runs.get(run.shared_key) == run.run_id:
+            del self._shared_runs[run.shared_key]
+        for un in self.registry.detach(run.run_id):
+            self._send_agent(un.agent_id, Unsubscribe(un.sub))
+
+    def close_client(self, client_id: str, now: float) -> None:
+        """A client connection ended: withdraw everything it was running."""
+        client = self.clients.pop(client_id, None)
+        if client is None:
+            return
+        client.link.close()
+        for att in list(client.attachments.values()):
+            self._detach(client, att, now)
+
+    # ------------------------------------------------------------------ outbound
+
+    def _put(self, client: ClientState, item: OutboundItem, msg: Any, now: float) -> None:
+        item.msg = msg
+        if item.kind != "meta" and item.data is None and item.kind != "control":
+            item.data = codec.encode(msg)
+            item.size = len(item.data)
+        client.queue.put(item, now)
+        self._wake.add(client.client_id)
+
+    def next_frame(self, client_id: str, now: float) -> tuple[bytes, Any] | None:
+        """The next frame for a client: (encoded bytes, message), or None when its queue is empty.
+
+        Control frames are checked against the client link here, in send order; meta frames are
+        rendered now, so their drop counts are exact.
+        """
+        client = self.clients.get(client_id)
+        if client is None:
+            return None
+        while True:
+            item = client.queue.get_nowait(now)
+            if item is None:
+                return None
+            msg = item.msg
+            if item.kind == "meta":
+                att = client.attachments.get(item.qid)
+                if att is None:
+                    continue
+                msg = self._meta(client, att, item.msg.coverage)
+                att.sent_dropped = dict(msg.dropped)
+                data = codec.encode(msg)
+            elif item.kind == "control":
+                data = client.link.send(msg)
+            else:
+                if item.qid not in client.link.queries:
+                    continue  # the query ended while this frame waited
+                data = item.data if item.data is not None else codec.encode(msg)
+            self.metrics.inc("frames_out_total")
+            self.metrics.inc("bytes_out_total", len(data))
+            return data, msg
+
+    def _meta(self, client: ClientState, att: Attachment, coverage: Mapping[str, Any]) -> Meta:
+        dropped = Counter(att.dropped)
+        dropped.update(client.queue.drops_for(att.qid))
+        return Meta(att.qid, {k: int(v) for k, v in sorted(dropped.items()) if v},
+                    dict(coverage))
+
+    def _total_dropped(self, client: ClientState, att: Attachment) -> dict[str, int]:
+        dropped = Counter(att.dropped)
+        dropped.update(client.queue.drops_for(att.qid))
+        return {k: v for k, v in dropped.items() if v}
+
+    # ------------------------------------------------------------------ merging and time
+
+    def _poll_run(self, run: Run, now: float) -> None:
+        for out in run.merger.poll(now):
+            kind = output_kind(out)
+            if kind == "rows":
+                self._deliver_rows(run, out, now)
+            elif kind == "notice":
+                run.notice(out.name, out.detail)
+            elif kind == "complete":
+                self._complete_run(run, getattr(out, "reason", "limit"), now)
+                return
+
+    def _deliver_rows(self, run: Run, out: Any, now: float) -> None:
+        window = tuple(out.window) if out.window is not None else None
+        rows = list(out.rows)
+        coverage = run.coverage(self.registry.expected_agents(run.run_id))
+        notices = run.take_notices()
+        for (client_id, qid), att in list(run.attachments.items()):
+            client = self.clients.get(client_id)
+            if client is None:
+                continue
+            att.dropped.update(notices)
+            if window is None:
+                step = self.limits.raw_batch_rows
+                for i in range(0, len(rows), step):
+                    chunk = rows[i:i + step]
+                    self._put(client, OutboundItem("rows", qid, {}, n_rows=len(chunk)),
+                              Rows(qid, None, chunk), now)
+                continue
+            if window[0] < att.start:
+                continue  # this client joined after the window began (MQL.md §3.8.4)
+            self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
+                      Rows(qid, window, rows), now)
+            self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage), now)
+            att.last_meta = now
+
+    def _complete_run(self, run: Run, reason: str, now: float) -> None:
+        for (client_id, qid), _att in list(run.attachments.items()):
+            client = self.clients.get(client_id)
+            if client is None:
+                continue
+            client.attachments.pop(qid, None)
+            self._put(client, OutboundItem("control", qid, {}), Complete(qid, reason), now)
+        run.attachments.clear()
+        self._end_run(run)
+
+    def poll(self, now: float) -> None:
+        """Advance time: due windows, meta cadence, agent pings, slow clients."""
+        for run in list(self.runs.values()):
+            if run.run_id in self.runs:
+                self._poll_run(run, now)
+        interval = self.limits.meta_interval_s
+        for client in self.clients.values():
+            for att in client.attachments.values():
+                if now - att.last_meta < interval:
+                    continue
+                total = self._total_dropped(client, att)
+                if total != att.sent_dropped or att.force_meta:
+                    run = self.runs[att.run_id]
+                    cov = run.coverage(self.registry.expected_agents(run.run_id))
+                    self._put(client, OutboundItem("meta", att.qid, {}), Meta(att.qid, {}, cov),
+                              now)
+                    att.last_meta = now
+                    att.force_meta = False
+            if client.queue.too_slow(now):
+                self._close.append((client.client_id, 4008, "too slow"))
+        heartbeat = self.config.heartbeat_s
+        for agent in self.agents.values():
+            if agent.link.is_open and now - agent.last_ping >= heartbeat:
+                agent.last_ping = now
+                self._send_agent(agent.agent_id, Ping(f"{now:.3f}"))
+
+    # ------------------------------------------------------------------ views
+
+    def gauges(self) -> dict[str, float]:
+        """Gauges for ``GET /metrics``."""
+        return {
+            "agents_connected": sum(1 for a in self.agents.values() if a.info is not None),
+            "clients_connected": len(self.clients),
+            "queries_live": sum(len(c.attachments) for c in self.clients.values()),
+            "subscriptions_live": len(self.registry.subs),
+        }
+
+    def inventory(self) -> dict[str, Any]:
+        """``GET /v1/apps``."""
+        return self.registry.inventory()
+
+
+def _delta(before: Mapping[str, int] | None, after: Mapping[str, Any]) -> dict[str, int]:
+    before = before or {}
+    out = {}
+    for reason, value in after.items():
+        if isinstance(value, int):
+            d = value - before.get(reason, 0)
+            if d > 0:
+                out[reason] = d
+    return out
+
+
+def _source(source: Any) -> tuple[str, str]:
+    """(app, stream) of an entry of ``PreparedQuery.sources`` (a pair or an object)."""
+    if isinstance(source, tuple | list):
+        return str(source[0]), str(source[1] if len(source) > 1 and source[1] else "default")
+    app = getattr(source, "app", None) or getattr(source, "name", None)
+    stream = getattr(source, "stream", None) or "default"
+    return str(app), str(stream)

@@ -1,0 +1,130 @@
+"""Glue around the query engine's Merger: one *run* per merged query, its client attachments. Pure.
+
+Theory: the engine's ``PreparedQuery.merger(start=, grace=, caps=)`` does the real work (windows,
+grace for late parts, group merge, HAVING / ORDER BY / LIMIT, docs/architecture.md). A :class:`Run`
+wraps one merger with what the gateway needs around it:
+
+- the set of merger agent keys it was told about (``"<agent id>/<stream>"``: one key per agent
+  and source, so coverage counts exactly the parts expected), added and removed idempotently;
+- the notices of the last poll (``late``, ``groups-folded``, ...), turned into drop counts for
+  the next window's meta, and the last coverage the merger reported;
+- its *attachments*: the client queries it serves. A shared run serves every client that
+  submitted the same canonical text; each attachment has its own start time ``T0`` and receives
+  only windows that start at or after it (MQL.md §3.8.4), and its own drop counters.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Attachment", "Run", "output_kind"]
+
+# Notices that are losses and go into meta.dropped (name -> reason key), MQL.md §5.6.
+DROP_NOTICES = {
+    "late": "late",
+    "groups-folded": "groups_folded",
+    "values-truncated": "values_truncated",
+    "rows-truncated": "rows_truncated",
+    "evaluation-errors": "evaluation_errors",
+}
+
+
+@dataclass(eq=False)
+class Attachment:
+    """One client query served by a run."""
+
+    client_id: str
+    qid: str
+    run_id: str
+    start: float
+    last_meta: float
+    dropped: Counter[str] = field(default_factory=Counter)
+    sent_dropped: dict[str, int] = field(default_factory=dict)
+    force_meta: bool = False
+
+
+def output_kind(out: Any) -> str:
+    """``"rows"``, ``"notice"`` or ``"complete"`` for a merger output (Rows / Notice / Complete)."""
+    name = type(out).__name__.lower()
+    if name in ("rows", "notice", "complete"):
+        return name
+    if hasattr(out, "rows"):
+        return "rows"
+    if hasattr(out, "reason"):
+        return "complete"
+    return "notice"
+
+
+def _count(detail: Any) -> int:
+    if isinstance(detail, bool):
+        return 1
+    if isinstance(detail, int):
+        return detail
+    if isinstance(detail, dict):
+        for key in ("count", "events", "rows", "parts", "n", "dropped"):
+            if isinstance(detail.get(key), int):
+                return int(detail[key])
+    return 1
+
+
+class Run:
+    """One merger and the client queries it serves."""
+
+    def __init__(self, run_id: str, prepared: Any, merger: Any, canonical: str,
+                 sources: tuple[tuple[str, str], ...], shared_key: tuple[str, str],
+                 shared: bool) -> None:
+        self.run_id = run_id
+        self.prepared = prepared
+        self.merger = merger
+        self.canonical = canonical
+        self.sources = sources
+        self.shared_key = shared_key
+        self.shared = shared
+        self.subs: tuple[str, ...] = ()
+        self.agent_keys: set[str] = set()
+        self.attachments: dict[tuple[str, str], Attachment] = {}
+        self._notices: Counter[str] = Counter()
+        self._coverage: dict[str, int] | None = None
+
+    def add_agent(self, key: str, now: float) -> None:
+        if key not in self.agent_keys:
+            self.agent_keys.add(key)
+            self.merger.add_agent(key, now)
+
+    def remove_agent(self, key: str, now: float) -> None:
+        if key in self.agent_keys:
+            self.agent_keys.discard(key)
+            self.merger.remove_agent(key, now)
+
+    def notice(self, name: str, detail: Any) -> None:
+        """Record a merger notice; losses become drop counts of the next window's meta."""
+        if name == "coverage":
+            cov = _coverage(detail)
+            if cov is not None:
+                self._coverage = cov
+            return
+        reason = DROP_NOTICES.get(name)
+        if reason is not None:
+            self._notices[reason] += _count(detail)
+
+    def take_notices(self) -> Counter[str]:
+        out, self._notices = self._notices, Counter()
+        return out
+
+    def coverage(self, expected: int) -> dict[str, int]:
+        """Coverage of the last window: the merger's own report when it gave one (and clear it),
+        else every expected agent."""
+        cov, self._coverage = self._coverage, None
+        if cov is not None:
+            return cov
+        return {"reporting": expected, "expected": expected}
+
+
+def _coverage(detail: Any) -> dict[str, int] | None:
+    if isinstance(detail, dict) and "reporting" in detail and "expected" in detail:
+        return {"reporting": int(detail["reporting"]), "expected": int(detail["expected"])}
+    if isinstance(detail, list | tuple) and len(detail) == 2:
+        return {"reporting": int(detail[0]), "expected": int(detail[1])}
+    return None
