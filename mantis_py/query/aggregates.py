@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from math import fsum
 from operator import itemgetter
 from typing import Any
 
@@ -149,18 +150,61 @@ def _make_count(q: Fraction | None, caps: Caps) -> Aggregate:
 
 class SumState:
     """Exact sum: ``i`` the int sum, ``f`` the float sum in units of 2**-1074 (an int), ``x`` set
-    when a float was seen, ``n`` the count of numbers (used by average)."""
+    when a float was seen, ``n`` the count of numbers (used by average), ``buf`` floats not yet
+    folded into ``f`` nor counted in ``n`` (at most ``_BUF`` of them; folding a batch with ``math.fsum`` is much
+    cheaper than converting every float)."""
 
-    __slots__ = ("f", "i", "n", "x")
+    __slots__ = ("buf", "f", "i", "n", "x")
 
     def __init__(self, i: int = 0, f: int = 0, x: bool = False, n: int = 0) -> None:
         self.i = i
         self.f = f
         self.x = x
         self.n = n
+        self.buf: list[float] = []
 
     def __repr__(self) -> str:
+        _fold(self)
         return f"SumState(i={self.i}, f={self.f}, x={self.x}, n={self.n})"
+
+
+_BUF = 64
+_MAX_ROUNDS = 40
+
+
+def _exact_units(v: float) -> int:
+    """``v`` in units of 2**-1074, exactly (every finite float is a multiple of 2**-1074)."""
+    num, den = v.as_integer_ratio()
+    return num << (_SHIFT + 1 - den.bit_length())
+
+
+def _fold(st: SumState) -> None:
+    """Move the buffered floats into the exact sum ``f``.
+
+    ``fsum`` gives the correctly rounded sum of its (exact) inputs; subtracting what was found
+    and summing again yields the next 53 bits of the exact sum, until the remainder is exactly 0.
+    Overflow (or an unusually long expansion) falls back to converting each float.
+    """
+    buf = st.buf
+    if not buf:
+        return
+    st.buf = []
+    st.x = True
+    st.n += len(buf)
+    total = 0
+    try:
+        work = list(buf)
+        for _ in range(_MAX_ROUNDS):
+            r = fsum(work)
+            if r == 0.0:
+                st.f += total
+                return
+            total += _exact_units(r)
+            work.append(-r)
+    except (OverflowError, ValueError):
+        pass
+    for v in buf:
+        st.f += _exact_units(v)
 
 
 def _sum_add(st: SumState, v: Any, ok: Any) -> SumState:
@@ -169,14 +213,16 @@ def _sum_add(st: SumState, v: Any, ok: Any) -> SumState:
         st.i += v
         st.n += 1
     elif t is float and v - v == 0.0:
-        num, den = v.as_integer_ratio()
-        st.f += num << (_SHIFT + 1 - den.bit_length())
-        st.x = True
-        st.n += 1
+        buf = st.buf
+        buf.append(v)
+        if len(buf) >= _BUF:
+            _fold(st)
     return st
 
 
 def _sum_merge(a: SumState, b: SumState) -> SumState:
+    _fold(a)
+    _fold(b)
     a.i += b.i
     a.f += b.f
     a.x = a.x or b.x
@@ -193,12 +239,14 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def _sum_result(st: SumState) -> int | float | None:
+    _fold(st)
     if not st.x:
         return st.i
     return _ratio((st.i << _SHIFT) + st.f, 1 << _SHIFT)
 
 
 def _avg_result(st: SumState) -> float | None:
+    _fold(st)
     if st.n == 0:
         return None
     if not st.x:
@@ -207,6 +255,7 @@ def _avg_result(st: SumState) -> float | None:
 
 
 def _sum_encode(st: SumState) -> Any:
+    _fold(st)
     return {"i": encode_value(st.i), "f": encode_value(st.f), "x": st.x, "n": encode_value(st.n)}
 
 
