@@ -1,0 +1,89 @@
+"""The plan of a checked query: the JSON object ``mantis-py check`` prints (MQL.md §4.1, §7.2).
+
+The plan is derived from an :class:`~mantis_py.query.analysis.Analysis` only; members come in the
+order of the §7.2 table. In ``events`` mode the agent has no window, group keys or partial states
+(``null``, ``[]``, ``[]``); the gateway part always describes what the gateway does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ast
+from .analysis import Analysis
+from .format import format_condition, format_operand, format_sample
+
+__all__ = ["plan_json", "window_json"]
+
+
+def window_json(w: ast.Window | None) -> dict[str, Any] | None:
+    """``{"type": "tumbling", "length": 10}``, ``{"type": "sliding", "length": 60, "every": 30}``,
+    ``{"type": "count", "size": 100}``, or None without a WINDOW."""
+    if w is None:
+        return None
+    if isinstance(w, ast.CountWindow):
+        return {"type": "count", "size": w.size}
+    if w.is_tumbling:
+        return {"type": "tumbling", "length": w.length}
+    return {"type": "sliding", "length": w.length, "every": w.every}
+
+
+def _partials(a: Analysis) -> list[str]:
+    """Partial states in select-list order, then hidden HAVING aggregates; literals need none.
+    Two columns computing the same state share it (listed once)."""
+    states: list[str] = []
+    for column in a.columns:
+        if column.role == "aggregate":
+            text = format_operand(column.operand)
+        elif column.role == "first":
+            text = f"first({format_operand(column.operand)})"
+        else:
+            continue
+        if text not in states:
+            states.append(text)
+    return states
+
+
+def _sample_text(sample: ast.Sample | None) -> str | None:
+    if sample is None:
+        return None
+    text = format_sample(sample)
+    return text if text.upper().startswith("SAMPLE") else f"SAMPLE {text}"
+
+
+def plan_json(a: Analysis) -> dict[str, Any]:
+    """The plan of MQL.md §7.2 as a JSON-able dict, members in the documented order.
+
+    For ``select count(*) from x window 10`` the agent part holds ``"ships": "partials"`` and
+    ``"partials": ["count(*)"]``.
+    """
+    q = a.query
+    window = window_json(q.window)
+    group_by = [format_operand(g) for g in q.group_by]
+    partials = a.ships == "partials"
+    return {
+        "canonical": a.canonical,
+        "kind": a.kind,
+        "mode": a.mode,
+        "sources": [{"app": s.app, "stream": s.stream or "default"} for s in q.sources],
+        "fields": list(a.fields),
+        "columns": [c.name for c in a.columns if not c.hidden] if a.kind == "aggregate" else None,
+        "agent": {
+            "sample": _sample_text(q.sample),
+            "where": None if q.where is None else format_condition(q.where),
+            "ships": a.ships,
+            "window": window if partials else None,
+            "group_by": group_by if partials else [],
+            "partials": _partials(a) if partials else [],
+        },
+        "gateway": {
+            "window": window,
+            "group_by": group_by,
+            "having": None if q.having is None else format_condition(q.having),
+            "order_by": [
+                format_operand(k.operand) + (" DESC" if k.desc else "") for k in q.order_by
+            ],
+            "limit": q.limit,
+            "completes": a.completes,
+        },
+    }
