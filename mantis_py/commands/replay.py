@@ -1,17 +1,214 @@
-"""`mantis-py replay` (placeholder until its issue lands)."""
+"""`mantis-py replay QUERY --input FILE|- [--time-field F] [--seed N]` (MQL.md §7.1).
+
+A thin shell around ``query.replay.ReplayEngine``: it reads lines, parses strict JSON (orjson,
+with the standard library for integers beyond 64 bits and non-finite numbers), reports bad lines
+on stderr, and writes rows to stdout as ``json.dumps(row, separators=(",", ":"),
+ensure_ascii=False)`` would. Un-windowed queries stream in constant memory. Exit codes: 0 done
+(even with skipped lines), 1 the input cannot be read, 2 the query or ``--time-field`` is rejected
+or the usage is wrong.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import sys
+from typing import Any, BinaryIO
 
-HELP = "replay (not yet available)"
+import orjson
+
+from mantis_py.errors import QueryError
+
+HELP = "run an MQL query over a JSONL file (or stdin) and print the result rows"
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+_BIG_DIGITS = re.compile(rb"[0-9]{19}").search
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+_NO_CONSTANTS_RE = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    parser.add_argument("query", help="the MQL query text (one argument; may contain line breaks)")
+    parser.add_argument("--input", required=True, metavar="FILE", help="a JSONL file, or - for stdin")
+    parser.add_argument("--time-field", metavar="FIELD", default=None, help="property holding the event time (seconds)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for RANDOM sampling (default 0)")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _encode_row(row: Any) -> bytes:
+    try:
+        text = _ENCODE(row)
+    except (ValueError, TypeError, RecursionError):
+        text = _encode_fallback(row)
+    return text.encode("utf-8", "replace") + b"\n"
+
+
+def _encode_fallback(v: Any) -> str:
+    """Rows with ints beyond Python's str() digit limit (or very deep values)."""
+    from mantis_py.query.values import int_text
+
+    t = type(v)
+    if t is int:
+        return int_text(v)
+    if t is dict:
+        return "{" + ",".join(_ENCODE(str(k)) + ":" + _encode_fallback(x) for k, x in v.items()) + "}"
+    if t is list:
+        return "[" + ",".join(_encode_fallback(x) for x in v) + "]"
+    return _ENCODE(v)
+
+
+def _parse_line(raw: bytes) -> tuple[Any, str | None]:
+    """(event, None) or (None, reason) for one non-blank line."""
+    try:
+        obj = orjson.loads(raw)
+        if _BIG_DIGITS(raw) is None:
+            if type(obj) is dict:
+                return obj, None
+            return None, f"not a JSON object (found {_TYPE_NAMES.get(type(obj), 'value')})"
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        return None, "not valid JSON: too deeply nested"
+    except ValueError as err:
+        detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+        col = f" at column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        return None, f"not valid JSON: {detail}{col}"
+    from mantis_py.query.values import clean
+
+    obj = clean(obj)
+    if type(obj) is not dict:
+        return None, f"not a JSON object (found {_TYPE_NAMES.get(type(obj), 'value')})"
+    return obj, None
+
+
+def _time_field_segments(field: str) -> tuple[Any, ...]:
+    """Parse ``--time-field`` as an MQL property (a bare name or an ``e[…]`` path)."""
+    from mantis_py.query import ast
+    from mantis_py.query.diagnostics import query_error
+    from mantis_py.query.parser import parse
+
+    prefix = "select "
+    try:
+        q = parse(prefix + field)
+    except QueryError as err:
+        col = max(1, err.column - len(prefix)) if err.line == 1 else err.column
+        raise query_error(
+            err.code, err.message, field, max(0, col - 1), err.length,
+            expected=err.expected, suggestion=err.suggestion, hint=err.hint,
+        ) from None
+    ok = (
+        len(q.items) == 1
+        and q.items[0].alias is None
+        and isinstance(q.items[0].operand, ast.Property)
+        and not q.items[0].operand.has_star
+        and not q.sources
+        and q.where is None
+    )
+    if not ok:
+        raise query_error(
+            "E116", f"--time-field must be a property (a name or an e[…] path), found '{field}'",
+            field, 0, len(field), hint="write a name such as ts, or a path such as e['meta']['ts']",
+        )
+    return tuple(q.items[0].operand.segments)  # type: ignore[union-attr]
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mantis-py replay: not yet", file=sys.stderr)
-    return 1
+    from mantis_py.query.engine import prepare
+    from mantis_py.query.replay import ReplayEngine
+    from mantis_py.query.values import resolve, string_form
+
+    err_out = sys.stderr
+    try:
+        p = prepare(args.query, mode="replay")
+        segs = _time_field_segments(args.time_field) if args.time_field is not None else None
+    except QueryError as err:
+        err_out.write(json.dumps(err.to_dict(), separators=(",", ":"), ensure_ascii=False) + "\n")
+        return 2
+
+    path = args.input
+    try:
+        stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as err:
+        err_out.write(f"mantis-py: cannot read {path}: {err.strerror or err}\n")
+        return 1
+
+    out = sys.stdout.buffer
+    write = out.write
+    flush = out.flush
+
+    def on_rows(scope: str | None, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            write(_encode_row(row))
+        flush()
+
+    def on_notice(scope: str, name: str, detail: str) -> None:
+        err_out.write(f"notice: {scope}: {name}: {detail}\n")
+
+    def on_late(line: int, t: Any) -> None:
+        err_out.write(f"line {line}: skipped: late event: every window for time {string_form(t)} is already closed\n")
+
+    eng = ReplayEngine(p, on_rows=on_rows, on_notice=on_notice, on_late=on_late, seed=args.seed)
+    tty = err_out.isatty()
+    feed = eng.feed
+    field_text = args.time_field
+    single = segs[0] if segs is not None and len(segs) == 1 and isinstance(segs[0], str) else None
+    lineno = 0
+    try:
+        try:
+            for raw in stream:
+                lineno += 1
+                if raw[-1:] == b"\n":
+                    raw = raw[:-1]
+                if raw[-1:] == b"\r":
+                    raw = raw[:-1]
+                if not raw.strip():
+                    continue
+                e, reason = _parse_line(raw)
+                if reason is not None:
+                    err_out.write(f"line {lineno}: skipped: {reason}\n")
+                    continue
+                if segs is None:
+                    t: Any = 0
+                else:
+                    t = e.get(single) if single is not None else resolve(e, segs)
+                    tt = type(t)
+                    if tt is not int and (tt is not float or t - t != 0.0):
+                        err_out.write(f"line {lineno}: skipped: time field {field_text} is missing or not a number\n")
+                        continue
+                feed(e, t, lineno)
+                if eng.done:
+                    break
+                if tty and not lineno & 0xFFFF:
+                    err_out.write(f"\r{lineno} lines\r")
+        except OSError as err:
+            err_out.write(f"mantis-py: cannot read {path}: {err.strerror or err}\n")
+            return 1
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        eng.finish()
+        if tty:
+            err_out.write("\r\033[K")
+        flush()
+    except BrokenPipeError:
+        # `| head`: the reader went away. End quietly, and keep Python's exit-time flush quiet.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+    return 0

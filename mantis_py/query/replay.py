@@ -1,0 +1,305 @@
+"""The single-node engine: a query over events in file order (MQL.md §3.8.5, §7.1). Pure.
+
+Theory of operation:
+- :class:`ReplayEngine` takes valid events one at a time (``feed(event, t, line)``) and reports
+  through three callbacks: ``on_rows(scope, rows)``, ``on_notice(scope, name, detail)`` and
+  ``on_late(line, t)``. ``scope`` is the text the stderr notice format uses: ``window [S, E)``,
+  ``count window K`` or ``result``; ``on_rows`` gets the same scope (``None`` for a streamed
+  plain row). The command (``commands/replay.py``) owns the file, JSON parsing and output.
+- Per line (§7.1 item 6): advance the clock and emit newly closed windows; skip a late event;
+  SAMPLE (RANDOM draws once per line that reaches it); WHERE; then the rest of the query.
+- ``done`` turns True when a LIMIT that ends the query is reached (§3.12); the caller stops
+  reading. :meth:`finish` flushes everything at the end of the input.
+- This engine is also the reference the live split (sources + merger) must equal (§4.4).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from .caps import DEFAULT_CAPS, Caps
+from .engine import PreparedQuery, finish_aggregate, finish_plain, make_notice
+from .groups import GroupTable
+from .runtime import tick_ms
+from .sampling import random_keep, sticky_keep
+from .values import string_form
+from .windows import first_replay_window, window_bounds, window_indices
+
+__all__ = ["ReplayEngine", "replay_rows"]
+
+RowsCallback = Callable[[str | None, list[dict[str, Any]]], None]
+NoticeCallback = Callable[[str, str, str], None]
+LateCallback = Callable[[int, Any], None]
+
+
+def _scope_window(k: int, n: int, m: int) -> str:
+    s, e = window_bounds(k, n, m)
+    return f"window [{string_form(s)}, {string_form(e)})"
+
+
+class ReplayEngine:
+    """Runs one prepared query over events fed in file order (see the module docstring)."""
+
+    def __init__(
+        self,
+        p: PreparedQuery,
+        *,
+        on_rows: RowsCallback,
+        on_notice: NoticeCallback | None = None,
+        on_late: LateCallback | None = None,
+        seed: int = 0,
+        caps: Caps = DEFAULT_CAPS,
+    ) -> None:
+        self.p = p
+        self.a = a = p.analysis
+        self.cq = cq = p.compiled
+        self.caps = caps
+        self.on_rows = on_rows
+        self.on_notice = on_notice or (lambda scope, name, detail: None)
+        self.on_late = on_late or (lambda line, t: None)
+        self.rng = random.Random(seed)
+        self.done = False
+        self.errors = 0
+        self._errors_reported = 0
+        self._limit = p.limit
+        self._window = p.time_window
+        self._count = p.count_window
+        self._grouped = bool(a.query.group_by)
+        self._plain = a.kind == "plain"
+        self._sample = a.query.sample
+        self._empty_windows = not self._plain and not self._grouped  # emit empty windows
+        self._completes_by_window = (not self._plain and not self._grouped and self._limit is not None)
+        self._plan = p.agg_plan(caps) if not self._plain else None
+        self._meta: dict[str, Any] = {}
+        self._clock: Any = None
+        self._next_k = 0
+        self._windows: dict[int, Any] = {}
+        self._count_items: list[Any] = []
+        self._count_table: GroupTable | None = None
+        self._count_n = 0
+        self._count_k = 1
+        self._windows_emitted = 0
+        self._rows_emitted = 0
+        self._sorted_rows: list[Any] = []
+        self._table = GroupTable(self._plan) if self._plan is not None and not self._window and not self._count else None
+        self._uses_tick = cq.uses_tick
+        self._stream_plain = self._plain and self._window is None and self._count is None and cq.order_event is None
+
+    # ---------------------------------------------------------------- helpers
+
+    def _keep(self, e: Any, tk: Any) -> bool:
+        s = self._sample
+        if s is None:
+            return True
+        if s.strategy == "STICKY":
+            return sticky_keep(self.cq.sticky_keys(e, self._meta, tk), s)  # type: ignore[misc]
+        return random_keep(self.rng, s)
+
+    def _pending_errors(self) -> int:
+        n = self.errors - self._errors_reported
+        self._errors_reported = self.errors
+        return n
+
+    def _notices(self, scope: str, notices: dict[str, int]) -> None:
+        errs = self._pending_errors()
+        if errs:
+            notices = {**notices, "evaluation-errors": notices.get("evaluation-errors", 0) + errs}
+        for name, n in notices.items():
+            if n:
+                self.on_notice(scope, name, make_notice(name, n).detail)
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, e: dict[str, Any], t: Any, line: int) -> None:
+        """Process one valid event (time ``t`` in seconds, 0 without a time field)."""
+        if self.done:
+            return
+        w = self._window
+        ks: Any = None
+        if w is not None:
+            if self._clock is None:
+                self._clock = t
+                self._next_k = first_replay_window(t, *w)
+            elif t > self._clock:
+                self._clock = t
+            self._emit_closed()
+            if self.done:
+                return
+            ks = window_indices(t, *w)
+            if not ks:
+                return  # in a gap: belongs to no window
+            if ks[-1] < self._next_k:
+                self.on_late(line, t)
+                return
+        try:
+            tk = tick_ms(t) if self._uses_tick else None
+            if self._sample is not None and not self._keep(e, tk):
+                return
+            if not self.cq.where(e, self._meta, tk):
+                return
+            self._rest(e, tk, (line,), ks)
+        except Exception:
+            self.errors += 1
+
+    def _rest(self, e: Any, tk: Any, ok: tuple[int], ks: Any) -> None:
+        cq = self.cq
+        m = self._meta
+        if self._plain:
+            row = cq.project(e, m, tk)  # type: ignore[misc]
+            if self._stream_plain:
+                self.on_rows(None, [row])
+                self._rows_emitted += 1
+                if self._limit is not None and self._rows_emitted >= self._limit:
+                    self.done = True
+                return
+            sk = cq.order_event(e, m, tk) if cq.order_event is not None else None
+            if ks is not None:
+                for k in ks:
+                    if k >= self._next_k:
+                        self._windows.setdefault(k, []).append((sk, row))
+            elif self._count is not None:
+                self._count_items.append((sk, row))
+                if len(self._count_items) >= self._count:
+                    self._emit_count()
+            else:
+                self._sorted_rows.append((sk, row))
+            return
+        if ks is not None:
+            for k in ks:
+                if k >= self._next_k:
+                    table = self._windows.get(k)
+                    if table is None:
+                        table = self._windows[k] = GroupTable(self._plan)  # type: ignore[arg-type]
+                    table.add(e, m, tk, ok)
+        elif self._count is not None:
+            if self._count_table is None:
+                self._count_table = GroupTable(self._plan)  # type: ignore[arg-type]
+            self._count_table.add(e, m, tk, ok)
+            self._count_n += 1
+            if self._count_n >= self._count:
+                self._emit_count()
+        else:
+            self._table.add(e, m, tk, ok)  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- output
+
+    def _emit_closed(self) -> None:
+        n, m = self._window  # type: ignore[misc]
+        clock = self._clock
+        while not self.done:
+            k = self._next_k
+            if window_bounds(k, n, m)[1] > clock:
+                return
+            if not self._empty_windows and k not in self._windows:
+                # nothing to emit for an empty window: jump to the next window that has data
+                # or to the first open one
+                first_open = first_replay_window(clock, n, m)
+                nxt = min((j for j in self._windows if j > k), default=first_open)
+                self._next_k = min(nxt, first_open)
+                continue
+            self._emit_window(k)
+            self._next_k = k + 1
+
+    def _emit_window(self, k: int) -> None:
+        n, m = self._window  # type: ignore[misc]
+        scope = _scope_window(k, n, m)
+        data = self._windows.pop(k, None)
+        if self._plain:
+            rows, dropped = finish_plain(self.cq, data or [], self._limit, self.caps.row_cap)
+            self._write(scope, rows, {"rows-truncated": dropped})
+            return
+        table = data if data is not None else GroupTable(self._plan)  # type: ignore[arg-type]
+        limit = None if self._completes_by_window else self._limit
+        rows, errs = finish_aggregate(self.cq, self._plan, table, limit)  # type: ignore[arg-type]
+        self.errors += errs
+        self._write(scope, rows, table.notices())
+        if self._completes_by_window and rows:
+            self._windows_emitted += 1
+            if self._windows_emitted >= self._limit:  # type: ignore[operator]
+                self.done = True
+
+    def _emit_count(self) -> None:
+        scope = f"count window {self._count_k}"
+        self._count_k += 1
+        if self._plain:
+            items, self._count_items = self._count_items, []
+            rows, dropped = finish_plain(self.cq, items, self._limit, self.caps.row_cap)
+            self._write(scope, rows, {"rows-truncated": dropped})
+            return
+        table, self._count_table = self._count_table, None
+        self._count_n = 0
+        assert table is not None
+        limit = None if self._completes_by_window else self._limit
+        rows, errs = finish_aggregate(self.cq, self._plan, table, limit)  # type: ignore[arg-type]
+        self.errors += errs
+        self._write(scope, rows, table.notices())
+        if self._completes_by_window and rows:
+            self._windows_emitted += 1
+            if self._windows_emitted >= self._limit:  # type: ignore[operator]
+                self.done = True
+
+    def _write(self, scope: str, rows: list[dict[str, Any]], notices: dict[str, int]) -> None:
+        if rows:
+            self.on_rows(scope, rows)
+        self._notices(scope, notices)
+
+    def finish(self) -> None:
+        """The end of the input: flush every remaining window / the whole result."""
+        if self.done:
+            self._notices("result", {})
+            return
+        if self._window is not None:
+            if self._clock is None:
+                return  # no valid line: no windows
+            _n, m = self._window
+            last = self._clock_floor() // m  # last window starting at or before the clock
+            while not self.done and self._next_k <= last:
+                k = self._next_k
+                if not self._empty_windows and k not in self._windows:
+                    nxt = min((j for j in self._windows if j > k), default=last + 1)
+                    self._next_k = nxt
+                    continue
+                self._emit_window(k)
+                self._next_k = k + 1
+            return
+        if self._count is not None:
+            if self._count_items or self._count_table is not None:
+                self._emit_count()
+            else:
+                self._notices("result", {})
+            return
+        if self._plain:
+            if not self._stream_plain:
+                rows, _ = finish_plain(self.cq, self._sorted_rows, self._limit, len(self._sorted_rows) + 1)
+                self._write("result", rows, {})
+            else:
+                self._notices("result", {})
+            return
+        table = self._table
+        assert table is not None
+        rows, errs = finish_aggregate(self.cq, self._plan, table, self._limit)  # type: ignore[arg-type]
+        self.errors += errs
+        self._write("result", rows, table.notices())
+
+    def _clock_floor(self) -> int:
+        import math
+
+        c = self._clock
+        return c if type(c) is int else math.floor(c)
+
+
+def replay_rows(
+    p: PreparedQuery, events: list[tuple[dict[str, Any], Any]], *, seed: int = 0, caps: Caps = DEFAULT_CAPS
+) -> list[tuple[str | None, dict[str, Any]]]:
+    """Run ``p`` over ``(event, t)`` pairs (line numbers from 1); every ``(scope, row)`` in order.
+    A convenience for tests and the differential check."""
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    eng = ReplayEngine(p, on_rows=lambda scope, rows: out.extend((scope, r) for r in rows), seed=seed, caps=caps)
+    for i, (e, t) in enumerate(events, 1):
+        eng.feed(e, t, i)
+        if eng.done:
+            break
+    eng.finish()
+    return out
