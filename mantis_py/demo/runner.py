@@ -1,0 +1,339 @@
+"""The shell of ``mantis-py demo``: a gateway, three simulated services with embedded agents, an
+alert, and a running commentary. Everything binds 127.0.0.1 and stops by itself.
+
+Recipe:
+1. write a gateway config (``demo_config``) with the plays-per-second alert into a temp dir;
+2. start ``mantis-py gateway`` as a child process and wait for ``GET /healthz``;
+3. start one thread per service instance (playback x3, edge x2, login x1), each with its own
+   ``mantis_py.agents.Agent``, publishing the events of ``traffic.py`` every 100 ms;
+4. print the dashboard URL and what to try;
+5. every few seconds print plays per second (from a live query through the gateway, so the line
+   proves events flow end to end) and any alert state change (from ``GET /v1/alerts``);
+6. after ``duration`` seconds or Ctrl-C: close the agents, stop the gateway, print a summary.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from .traffic import SERVICES, Scenario
+
+__all__ = ["ALERT_QUERY", "INSTANCES", "PRESET_QUERY", "demo_config", "run_demo"]
+
+PRESET_QUERY = (
+    "select country, count(*) as pps from playback where event == 'play' window 1 group by country"
+)
+ALERT_QUERY = "select count(*) as pps from playback where event == 'play' window 1"
+ALERT_NAME = "playback-plays-per-second"
+ALERT_CONDITION = "pps < 40"
+INSTANCES: tuple[tuple[str, str, float], ...] = (
+    # app, instance, share of the app's traffic
+    ("playback", "playback-1", 0.40),
+    ("playback", "playback-2", 0.35),
+    ("playback", "playback-3", 0.25),
+    ("edge", "edge-iad", 0.5),
+    ("edge", "edge-gru", 0.5),
+    ("login", "login-1", 1.0),
+)
+ZONES = ("us-east-1a", "us-east-1b", "sa-east-1a")
+TICK = 0.1
+
+
+def demo_config(port: int, webhook: str | None = None) -> str:
+    """The demo gateway's TOML: host, port and the plays-per-second alert."""
+    actions = '[[alerts.actions]]\ntype = "log"\n'
+    if webhook:
+        actions += f'\n[[alerts.actions]]\ntype = "webhook"\nurl = "{webhook}"\n'
+    return f"""# mantis-py demo gateway (written by `mantis-py demo`)
+[gateway]
+host = "127.0.0.1"
+port = {port}
+grace_s = 2.0
+
+[[alerts]]
+name = "{ALERT_NAME}"
+query = "{ALERT_QUERY}"
+condition = "{ALERT_CONDITION}"
+windows = 3
+{actions}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- services
+
+
+class Service(threading.Thread):
+    """One simulated service instance: an agent plus a publishing loop."""
+
+    def __init__(self, app: str, instance: str, share: float, gateway: str, scenario: Scenario,
+                 started: float, seed: int, zone: str) -> None:
+        super().__init__(name=f"demo-{instance}", daemon=True)
+        from ..agents import Agent
+
+        self.app, self.instance, self.share = app, instance, share
+        self.scenario, self.started = scenario, started
+        self.rng = random.Random(seed)
+        self.generate = SERVICES[app]
+        self.stop_event = threading.Event()
+        self.published = 0
+        self.agent = Agent(app=app, gateway=gateway, instance=instance, mask=("password",),
+                           tags={"zone": zone})
+
+    def run(self) -> None:
+        self.agent.start()
+        last = time.time() - self.started
+        while not self.stop_event.wait(TICK):
+            now = time.time() - self.started
+            for event in self.generate(last, now - last, self.share, self.rng, self.scenario):
+                self.agent.publish(event)
+                self.published += 1
+            last = now
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(2)
+        self.agent.close()
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def start_gateway(config_path: Path, port: int, log: TextIO) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mantis_py", "gateway", "--host", "127.0.0.1", "--port",
+           str(port), "--config", str(config_path)]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], limit: float = 20.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if http_get(port, "/healthz", 1.0)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def stop_gateway(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+# --------------------------------------------------------------------------- commentary
+
+
+class PlaysWatcher(threading.Thread):
+    """Runs the preset query through the gateway and keeps the latest window's rows."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(name="demo-watch", daemon=True)
+        self.port = port
+        self.latest: list[dict[str, Any]] = []
+        self.windows = 0
+        self.error: str | None = None
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from websockets.sync.client import connect
+
+        while not self.stop_event.is_set():
+            try:
+                with connect(f"ws://127.0.0.1:{self.port}/v1/query", open_timeout=5) as ws:
+                    ws.send(json.dumps({"type": "query", "id": "demo", "query": PRESET_QUERY}))
+                    while not self.stop_event.is_set():
+                        try:
+                            msg = json.loads(ws.recv(timeout=0.5))
+                        except TimeoutError:
+                            continue
+                        if msg.get("type") == "rows" and msg.get("window") is not None:
+                            self.latest = list(msg.get("rows") or [])
+                            self.windows += 1
+                            self.error = None
+                        elif msg.get("type") in ("error", "complete"):
+                            err = msg.get("error") or {}
+                            self.error = str(err.get("message") or msg.get("reason"))
+                            break
+            except Exception as exc:
+                self.error = str(exc) or type(exc).__name__
+            self.stop_event.wait(1.0)
+
+
+def _summary_line(t: float, watcher: PlaysWatcher, alert_state: str) -> str:
+    rows = sorted(watcher.latest, key=lambda r: -(r.get("pps") or 0))
+    total = sum(r.get("pps") or 0 for r in rows)
+    top = ", ".join(f"{r.get('country')} {r.get('pps')}" for r in rows[:4])
+    plays = f"plays/s {total:>4} ({top})" if rows else f"plays/s: waiting ({watcher.error or 'first window'})"
+    return f"[t+{t:4.0f}s] {plays} · alert {alert_state}"
+
+
+def _banner(port: int, duration: float, scenario: Scenario, out: TextIO) -> None:
+    url = f"http://127.0.0.1:{port}/"
+    preset = f"{url}?q={quote(PRESET_QUERY)}"
+    minutes = duration / 60
+    out.write(f"""
+  mantis_py demo is running ({minutes:g} min; Ctrl-C stops it)
+
+  Dashboard   {url}
+  Preset      {preset}
+
+  Three services publish events through embedded agents:
+    playback (3 instances): play/pause/stop/error with country, device, title, bitrate, latency_ms, status
+    edge     (2 instances): cache HIT/MISS, pop, bytes, latency_ms, status
+    login    (1 instance):  result, method, country, latency_ms (password is masked by the agent)
+
+  What to try
+    1. Open the dashboard, click "Plays/s by country": one line per country.
+    2. At t+{scenario.outage_at:g}s the playback API fails for {scenario.outage_for:g}s: plays collapse and the
+       alert "{ALERT_NAME}" ({ALERT_CONDITION} for 3 windows) fires, then resolves.
+    3. In another terminal:
+         .venv/bin/mantis-py query --gateway ws://127.0.0.1:{port} "{PRESET_QUERY}"
+         .venv/bin/mantis-py query --gateway ws://127.0.0.1:{port} --json "select status, latency_ms, title from playback where status >= 500"
+         curl -s http://127.0.0.1:{port}/v1/alerts
+
+""")
+    out.flush()
+
+
+def run_demo(
+    port: int = 7100,
+    duration: float = 600.0,
+    *,
+    scenario: Scenario | None = None,
+    out: TextIO = sys.stdout,
+    status_every: float = 5.0,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Run the demo; returns the exit code. ``port`` 0 picks a free port."""
+    scenario = scenario or Scenario()
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="mantis-demo-"))
+    config_path = workdir / "gateway.toml"
+    config_path.write_text(demo_config(port))
+    log_path = workdir / "gateway.log"
+    services: list[Service] = []
+    watcher: PlaysWatcher | None = None
+    with open(log_path, "wb") as log:
+        proc = start_gateway(config_path, port, log)  # type: ignore[arg-type]
+        try:
+            if not wait_healthy(port, proc):
+                out.write(f"mantis-py demo: the gateway did not start on port {port}; "
+                          f"see {log_path}\n")
+                out.write(_tail(log_path))
+                return 1
+            started = time.time()
+            gateway_url = f"ws://127.0.0.1:{port}"
+            for i, (app, instance, share) in enumerate(INSTANCES):
+                svc = Service(app, instance, share, gateway_url, scenario, started, seed=i,
+                              zone=ZONES[i % len(ZONES)])
+                services.append(svc)
+                svc.start()
+            _banner(port, duration, scenario, out)
+            out.write(f"  gateway log: {log_path}\n\n")
+            watcher = PlaysWatcher(port)
+            watcher.start()
+            return _commentate(port, started, duration, scenario, watcher, services, out, status_every, stop)
+        except KeyboardInterrupt:
+            out.write("\nmantis-py demo: stopping\n")
+            return 0
+        finally:
+            if watcher is not None:
+                watcher.stop_event.set()
+            for svc in services:
+                svc.stop()
+            stop_gateway(proc)
+            published = sum(s.published for s in services)
+            sent = 0
+            for s in services:
+                try:
+                    stats = s.agent.statistics()
+                    sent += int(stats.get("sent", 0) if isinstance(stats, dict) else getattr(stats, "sent", 0))
+                except Exception:
+                    pass
+            out.write(f"mantis-py demo: stopped; services published {published} events, "
+                      f"agents sent {sent} to the gateway\n")
+            out.flush()
+
+
+def _commentate(port: int, started: float, duration: float, scenario: Scenario,
+                watcher: PlaysWatcher, services: list[Service], out: TextIO,
+                status_every: float, stop: Callable[[], bool]) -> int:
+    last_state: dict[str, str] = {}
+    phase = "normal"
+    next_status = started + min(status_every, 3.0)
+    state = "?"
+    while True:
+        now = time.time()
+        t = now - started
+        if t >= duration or stop():
+            return 0
+        new_phase = scenario.phase(t)
+        if new_phase != phase:
+            phase = new_phase
+            what = ("outage begins: the playback API fails (503s), plays collapse"
+                    if phase == "outage" else "outage over: the playback API recovers")
+            out.write(f"[t+{t:4.0f}s] >>> {what}\n")
+        try:
+            status, body = http_get(port, "/v1/alerts", 1.0)
+            alerts = json.loads(body).get("alerts", []) if status == 200 else []
+        except (OSError, ValueError, AttributeError):
+            alerts = []
+        for a in alerts:
+            name, st = a.get("name"), a.get("state")
+            if name == ALERT_NAME:
+                state = st
+            if last_state.get(name) != st:
+                if name in last_state:
+                    out.write(f"[t+{t:4.0f}s] *** alert {name}: {last_state[name]} -> {st} "
+                              f"({a.get('reason', '')})\n")
+                last_state[name] = st
+        if now >= next_status:
+            out.write(_summary_line(t, watcher, state) + "\n")
+            next_status = now + status_every
+        out.flush()
+        time.sleep(min(0.5, max(0.05, duration - t)))
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
+    except OSError:
+        return ""
+
+
