@@ -24,14 +24,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 from urllib.parse import quote
 
 from .traffic import SERVICES, Scenario
 
-__all__ = ["ALERT_QUERY", "INSTANCES", "PRESET_QUERY", "demo_config", "run_demo"]
+__all__ = [
+    "ALERT_QUERY",
+    "INSTANCES",
+    "PRESET_QUERY",
+    "Stack",
+    "demo_config",
+    "open_stack",
+    "run_demo",
+]
 
 PRESET_QUERY = (
     "select country, count(*) as pps from playback where event == 'play' window 1 group by country"
@@ -108,15 +118,19 @@ class Service(threading.Thread):
             last = now
 
     def stop(self) -> None:
+        """Stop publishing and close the agent (idempotent)."""
+        if self.stop_event.is_set():
+            return
         self.stop_event.set()
-        self.join(2)
+        if self.is_alive():
+            self.join(2)
         self.agent.close()
 
 
 # --------------------------------------------------------------------------- gateway
 
 
-def start_gateway(config_path: Path, port: int, log: TextIO) -> subprocess.Popen[bytes]:
+def start_gateway(config_path: Path, port: int, log: BinaryIO) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "mantis_py", "gateway", "--host", "127.0.0.1", "--port",
            str(port), "--config", str(config_path)]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -231,6 +245,87 @@ def _banner(port: int, duration: float, scenario: Scenario, out: TextIO) -> None
     out.flush()
 
 
+@dataclass
+class Stack:
+    """A running gateway (child process) and simulated services (agent threads)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    services: list[Service]
+    log_path: Path
+    started: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop_services(self, app: str | None = None) -> None:
+        """Stop (and disconnect) the services of ``app``, or all of them."""
+        for svc in self.services:
+            if app is None or svc.app == app:
+                svc.stop()
+
+    def statistics(self) -> tuple[int, int]:
+        """(events published by the services, events the agents report as sent)."""
+        published = sum(s.published for s in self.services)
+        sent = 0
+        for s in self.services:
+            try:
+                stats = s.agent.statistics()
+                value = stats.get("sent", 0) if isinstance(stats, dict) else getattr(stats, "sent", 0)
+                sent += int(value)
+            except Exception:
+                pass
+        return published, sent
+
+
+@contextmanager
+def open_stack(
+    port: int = 0,
+    *,
+    config: str | None = None,
+    scenario: Scenario | None = None,
+    instances: tuple[tuple[str, str, float], ...] = INSTANCES,
+) -> Iterator[Stack]:
+    """Start a gateway and the simulated services; stop everything on exit.
+
+    Args:
+        port: the gateway port; 0 picks a free one.
+        config: the gateway TOML (``{port}`` is substituted); default ``demo_config(port)``.
+        scenario: when the playback outage happens.
+        instances: which service instances to run.
+
+    Raises:
+        RuntimeError: the gateway did not become healthy (the message ends with its log).
+    """
+    scenario = scenario or Scenario()
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="mantis-demo-"))
+    config_path = workdir / "gateway.toml"
+    config_path.write_text(demo_config(port) if config is None else config.replace("{port}", str(port)))
+    log_path = workdir / "gateway.log"
+    services: list[Service] = []
+    with open(log_path, "wb") as log:
+        proc = start_gateway(config_path, port, log)
+        try:
+            if not wait_healthy(port, proc):
+                raise RuntimeError(
+                    f"the gateway did not start on port {port}; see {log_path}:\n{_tail(log_path)}"
+                )
+            started = time.time()
+            gateway_url = f"ws://127.0.0.1:{port}"
+            for i, (app, instance, share) in enumerate(instances):
+                svc = Service(app, instance, share, gateway_url, scenario, started, seed=i,
+                              zone=ZONES[i % len(ZONES)])
+                services.append(svc)
+                svc.start()
+            yield Stack(port, proc, services, log_path, started)
+        finally:
+            for svc in services:
+                svc.stop()
+            stop_gateway(proc)
+
+
 def run_demo(
     port: int = 7100,
     duration: float = 600.0,
@@ -242,57 +337,36 @@ def run_demo(
 ) -> int:
     """Run the demo; returns the exit code. ``port`` 0 picks a free port."""
     scenario = scenario or Scenario()
-    port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="mantis-demo-"))
-    config_path = workdir / "gateway.toml"
-    config_path.write_text(demo_config(port))
-    log_path = workdir / "gateway.log"
-    services: list[Service] = []
     watcher: PlaysWatcher | None = None
-    with open(log_path, "wb") as log:
-        proc = start_gateway(config_path, port, log)  # type: ignore[arg-type]
-        try:
-            if not wait_healthy(port, proc):
-                out.write(f"mantis-py demo: the gateway did not start on port {port}; "
-                          f"see {log_path}\n")
-                out.write(_tail(log_path))
-                return 1
-            started = time.time()
-            gateway_url = f"ws://127.0.0.1:{port}"
-            for i, (app, instance, share) in enumerate(INSTANCES):
-                svc = Service(app, instance, share, gateway_url, scenario, started, seed=i,
-                              zone=ZONES[i % len(ZONES)])
-                services.append(svc)
-                svc.start()
-            _banner(port, duration, scenario, out)
-            out.write(f"  gateway log: {log_path}\n\n")
-            watcher = PlaysWatcher(port)
+    stack: Stack | None = None
+    try:
+        with open_stack(port, scenario=scenario) as stack:
+            _banner(stack.port, duration, scenario, out)
+            out.write(f"  gateway log: {stack.log_path}\n\n")
+            watcher = PlaysWatcher(stack.port)
             watcher.start()
-            return _commentate(port, started, duration, scenario, watcher, services, out, status_every, stop)
-        except KeyboardInterrupt:
-            out.write("\nmantis-py demo: stopping\n")
-            return 0
-        finally:
-            if watcher is not None:
+            try:
+                return _commentate(stack.port, stack.started, duration, scenario, watcher, out,
+                                   status_every, stop)
+            finally:
                 watcher.stop_event.set()
-            for svc in services:
-                svc.stop()
-            stop_gateway(proc)
-            published = sum(s.published for s in services)
-            sent = 0
-            for s in services:
-                try:
-                    stats = s.agent.statistics()
-                    sent += int(stats.get("sent", 0) if isinstance(stats, dict) else getattr(stats, "sent", 0))
-                except Exception:
-                    pass
+                stack.stop_services()
+    except KeyboardInterrupt:
+        out.write("\nmantis-py demo: stopping\n")
+        return 0
+    except RuntimeError as exc:
+        out.write(f"mantis-py demo: {exc}\n")
+        return 1
+    finally:
+        if stack is not None:
+            published, sent = stack.statistics()
             out.write(f"mantis-py demo: stopped; services published {published} events, "
                       f"agents sent {sent} to the gateway\n")
             out.flush()
 
 
 def _commentate(port: int, started: float, duration: float, scenario: Scenario,
-                watcher: PlaysWatcher, services: list[Service], out: TextIO,
+                watcher: PlaysWatcher, out: TextIO,
                 status_every: float, stop: Callable[[], bool]) -> int:
     last_state: dict[str, str] = {}
     phase = "normal"
