@@ -1,0 +1,237 @@
+"""One task per connection: agent websocket, client websocket, SSE stream. Thin shells.
+
+Each handler reads from its socket, calls the :class:`~mantis_py.gateway.core.GatewayCore`, and
+lets the server's ``after()`` distribute what the core produced (agent frames, client wake-ups,
+evictions, audit lines). Each client has one sender task that drains its outbound queue with a
+send deadline (SYSTEM.md §5): a send that does not finish in time closes that client, and no
+other client waits for it.
+
+Close codes (docs/protocol.md): 1008 policy, 1009 frame too big (websockets itself), 1007 / 4000
+bad data or protocol error (the codec's ``close_code``), 4008 too slow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+from websockets.exceptions import ConnectionClosed
+from websockets.trio.server import ServerConnection
+
+from ..errors import RemoteProtocolError
+from .auth import Principal
+from .sse import PING, RETRY, event_frame
+
+if TYPE_CHECKING:
+    from .http import Responder
+    from .server import GatewayServer
+
+__all__ = ["ClientSession", "serve_agent", "serve_client", "serve_sse"]
+
+log = logging.getLogger("mantis_py.gateway")
+_ids = itertools.count(1)
+
+
+class ClientSession:
+    """Shell-side state of one client: its wake-up event and a pending eviction."""
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.wake = trio.Event()
+        self.evict: tuple[int, str] | None = None
+        self.done = trio.Event()
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def evict_with(self, code: int, reason: str) -> None:
+        if self.evict is None:
+            self.evict = (code, reason)
+        self.wake.set()
+
+
+async def _pump(server: GatewayServer, session: ClientSession, send: Any,
+                deadline: float) -> tuple[int, str] | None:
+    """Drain one client's queue through ``send(data, msg)`` until evicted or cancelled.
+
+    Returns the (close code, reason) the connection must be closed with, or None when the
+    query ended normally (SSE / internal subscribers stop after ``complete`` / ``error``).
+    """
+    core = server.core
+    cid = session.client_id
+    while True:
+        if session.evict is not None:
+            code, reason = session.evict
+            # Tell the client why (best effort, under the same deadline), then close.
+            client = core.clients.get(cid)
+            if client is not None:
+                for qid in list(client.attachments):
+                    core.cancel(cid, qid, time.time(), reason="evicted")
+            with trio.move_on_after(min(deadline, 1.0)):
+                while (frame := core.next_frame(cid, time.time())) is not None:
+                    await send(*frame)
+            return code, reason
+        session.wake = trio.Event()
+        frame = core.next_frame(cid, time.time())
+        if frame is None:
+            await session.wake.wait()
+            continue
+        data, msg = frame
+        with trio.move_on_after(deadline) as scope:
+            await send(data, msg)
+        if scope.cancelled_caught:
+            server.metrics.inc("clients_evicted_total", reason="send_deadline")
+            log.warning("client %s: send deadline (%.1fs) exceeded; closing", cid, deadline)
+            return 1008, "send deadline exceeded"
+        if session.evict is None and msg.type in ("complete", "error") and server.single_query(cid):
+            return None
+
+
+async def serve_client(server: GatewayServer, ws: ServerConnection, principal: Principal) -> None:
+    """``WS /v1/query``: the public client protocol (SYSTEM.md §3.3)."""
+    cid = f"c{next(_ids)}"
+    core = server.core
+    session = ClientSession(cid)
+    server.sessions[cid] = session
+    core.open_client(cid, principal, time.time())
+    deadline = server.config.limits.send_deadline_s
+
+    async def send(data: bytes, msg: Any) -> None:
+        await ws.send(data, text=True)
+
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def sender() -> None:
+                try:
+                    result = await _pump(server, session, send, deadline)
+                except ConnectionClosed:
+                    result = None
+                if result is not None:
+                    code, reason = result
+                    if code == 4008:
+                        server.metrics.inc("clients_evicted_total", reason="too_slow")
+                    await _close(ws, code, reason, deadline)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(sender)
+            try:
+                async for message in ws:
+                    try:
+                        core.receive_client_data(cid, message, time.time())
+                    except RemoteProtocolError as exc:
+                        server.metrics.inc("protocol_errors_total", code=str(exc.close_code))
+                        server.after()
+                        await _close(ws, exc.close_code, str(exc)[:120], deadline)
+                        break
+                    server.after()
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                if code == 1009 or (exc.sent is not None and exc.sent.code == 1009):
+                    server.metrics.inc("protocol_errors_total", code="1009")
+            nursery.cancel_scope.cancel()
+    finally:
+        server.sessions.pop(cid, None)
+        core.close_client(cid, time.time())
+        server.after()
+
+
+async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) -> None:
+    with trio.move_on_after(min(deadline, 2.0)) as scope:
+        try:
+            await ws.aclose(code, reason)
+        except ConnectionClosed:
+            pass
+    if scope.cancelled_caught:
+        await trio.aclose_forcefully(ws.stream)
+
+
+async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Principal) -> None:
+    """``WS /v1/agent``: the mantis.v1 agent link (docs/protocol.md)."""
+    aid = f"a{next(_ids)}"
+    core = server.core
+    core.open_agent(aid, principal, time.time())
+    send_channel, receive_channel = trio.open_memory_channel[bytes](10_000)
+    server.agent_channels[aid] = send_channel
+
+    async def sender() -> None:
+        async for data in receive_channel:
+            await ws.send(data, text=True)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            try:
+                async for message in ws:
+                    try:
+                        core.receive_agent_data(aid, message, time.time())
+                    except RemoteProtocolError as exc:
+                        server.metrics.inc("protocol_errors_total", code=str(exc.close_code))
+                        log.warning("agent %s: protocol error: %s", aid, exc)
+                        await _close(ws, exc.close_code, str(exc)[:120], 5.0)
+                        break
+                    finally:
+                        server.after()
+            except ConnectionClosed:
+                pass
+            nursery.cancel_scope.cancel()
+    finally:
+        server.agent_channels.pop(aid, None)
+        core.close_agent(aid, time.time())
+        server.after()
+
+
+async def serve_sse(server: GatewayServer, responder: Responder, principal: Principal,
+                    text: str) -> None:
+    """``GET /v1/sse?q=<MQL>``: the same messages as server-sent events, until the query ends."""
+    cid = f"s{next(_ids)}"
+    core = server.core
+    session = ClientSession(cid)
+    server.sessions[cid] = session
+    core.open_client(cid, principal, time.time(), kind="sse")
+    deadline = server.config.limits.send_deadline_s
+    await responder.start(200, "text/event-stream; charset=utf-8",
+                          [("cache-control", "no-cache"), ("x-accel-buffering", "no")])
+    await responder.send(RETRY)
+
+    async def send(data: bytes, msg: Any) -> None:
+        await responder.send(event_frame(msg.type, data))
+
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def pinger() -> None:
+                while True:
+                    await trio.sleep(15)
+                    with trio.move_on_after(deadline):
+                        await responder.send(PING)
+
+            async def watch_peer() -> None:
+                # The peer sends nothing after its request; EOF or an error means it left.
+                try:
+                    while await responder.stream.receive_some(4096):
+                        pass
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+
+            async def sender() -> None:
+                try:
+                    await _pump(server, session, send, deadline)
+                    await responder.end()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pinger)
+            nursery.start_soon(watch_peer)
+            nursery.start_soon(sender)
+            core.submit(cid, "sse", text, time.time())
+            server.after()
+    finally:
+        server.sessions.pop(cid, None)
+        core.close_client(cid, time.time())
+        server.after()
