@@ -539,38 +539,49 @@ class GatewayCore:
     # ------------------------------------------------------------------ merging and time
 
     def _poll_run(self, run: Run, now: float) -> None:
-        for out in run.merger.poll(now):
+        outs = run.merger.poll(now)
+        if not outs:
+            return
+        i = 0
+        while i < len(outs):
+            out = outs[i]
             kind = output_kind(out)
-            if kind == "rows":
-                self._deliver_rows(run, out, now)
-            elif kind == "notice":
-                run.notice(out.name, out.detail)
-            elif kind == "complete":
+            i += 1
+            if kind == "complete":
                 self._complete_run(run, getattr(out, "reason", "limit"), now)
                 return
+            if kind == "notice":  # a notice without its window: count it for the next meta
+                run.notice(out)
+                continue
+            # The notices that follow a window's rows belong to that window (engine contract).
+            while i < len(outs) and output_kind(outs[i]) == "notice":
+                run.notice(outs[i])
+                i += 1
+            self._deliver_rows(run, out, now)
 
     def _deliver_rows(self, run: Run, out: Any, now: float) -> None:
         window = tuple(out.window) if out.window is not None else None
+        windowed = window is not None or getattr(out, "count", None) is not None
         rows = list(out.rows)
-        coverage = run.coverage(self.registry.expected_agents(run.run_id))
+        coverage = run.coverage(self.registry.expected_agents(run.run_id)) if windowed else None
         notices = run.take_notices()
         for (client_id, qid), att in list(run.attachments.items()):
             client = self.clients.get(client_id)
             if client is None:
                 continue
             att.dropped.update(notices)
-            if window is None:
+            if not windowed:
                 step = self.limits.raw_batch_rows
                 for i in range(0, len(rows), step):
                     chunk = rows[i:i + step]
                     self._put(client, OutboundItem("rows", qid, {}, n_rows=len(chunk)),
                               Rows(qid, None, chunk), now)
                 continue
-            if window[0] < att.start:
+            if window is not None and window[0] < att.start:
                 continue  # this client joined after the window began (MQL.md §3.8.4)
             self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
                       Rows(qid, window, rows), now)
-            self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage), now)
+            self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
             att.last_meta = now
 
     def _complete_run(self, run: Run, reason: str, now: float) -> None:

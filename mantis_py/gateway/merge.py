@@ -98,31 +98,47 @@ class Run:
             self.agent_keys.discard(key)
             self.merger.remove_agent(key, now)
 
-    def notice(self, name: str, detail: Any) -> None:
-        """Record a merger notice; losses become drop counts of the next window's meta."""
+    def notice(self, out: Any) -> None:
+        """Record a merger notice (``name``, ``detail``, ``value``); losses become drop counts of
+        the next window's meta, ``coverage`` the coverage of the window it follows."""
+        name = out.name
         if name == "coverage":
-            cov = _coverage(detail)
+            cov = _coverage(getattr(out, "detail", None), getattr(out, "value", None))
             if cov is not None:
                 self._coverage = cov
             return
         reason = DROP_NOTICES.get(name)
         if reason is not None:
-            self._notices[reason] += _count(detail)
+            value = getattr(out, "value", None)
+            self._notices[reason] += value if isinstance(value, int) and value else _count(
+                getattr(out, "detail", None))
 
     def take_notices(self) -> Counter[str]:
         out, self._notices = self._notices, Counter()
         return out
 
     def coverage(self, expected: int) -> dict[str, int]:
-        """Coverage of the last window: the merger's own report when it gave one (and clear it),
-        else every expected agent."""
+        """Coverage of the window just emitted: the merger's coverage notice when it sent one
+        (some agents did not report), else its statistics for partials queries, else every
+        expected agent (events queries: the gateway cannot know who had nothing to send)."""
         cov, self._coverage = self._coverage, None
         if cov is not None:
             return cov
+        if getattr(self.prepared, "ships", "events") == "partials":
+            stats = getattr(self.merger, "statistics", None)
+            got = _coverage(stats().get("coverage") if stats is not None else None, None)
+            if got is not None:
+                return got
         return {"reporting": expected, "expected": expected}
 
 
-def _coverage(detail: Any) -> dict[str, int] | None:
+def _coverage(detail: Any, value: Any) -> dict[str, int] | None:
+    if isinstance(detail, str):  # the engine's "3/4 agents"
+        head = detail.split()[0] if detail.split() else ""
+        rep, _, exp = head.partition("/")
+        if rep.isdigit() and exp.isdigit():
+            return {"reporting": int(rep), "expected": int(exp)}
+        return None
     if isinstance(detail, dict) and "reporting" in detail and "expected" in detail:
         return {"reporting": int(detail["reporting"]), "expected": int(detail["expected"])}
     if isinstance(detail, list | tuple) and len(detail) == 2:

@@ -47,7 +47,7 @@ import h11
 import trio
 from websockets.trio.server import ServerConnection
 
-from ..errors import AuthenticationError, QueryError
+from ..errors import AuthenticationError, ConfigurationError, QueryError
 from ..wire import codec
 from ..wire.messages import SUBPROTOCOL
 from . import handlers
@@ -370,7 +370,10 @@ _ROUTES: dict[tuple[str, str], Any] = {
 
 def _ssl_context(config: GatewayConfig) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(config.tls_cert, config.tls_key)  # type: ignore[arg-type]
+    try:
+        ctx.load_cert_chain(config.tls_cert, config.tls_key)  # type: ignore[arg-type]
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load TLS certificate/key: {exc}") from None
     return ctx
 
 

@@ -29,6 +29,7 @@ class Rows:
 class Notice:
     name: str
     detail: Any
+    value: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class FakeMerger:
     def receive_part(self, agent_id: str, part: dict[str, Any], now: float) -> None:
         s = float(part["window"][0])
         if s < self.next_window:
-            self.pending.append(Notice("late", 1))
+            self.pending.append(Notice("late", "1 late", 1))
             return
         self.windows.setdefault(s, {})[agent_id] = int(part["count"])
 
@@ -96,9 +97,10 @@ class FakeMerger:
             if not (set(self.agents) <= set(got) and now >= e) and now < e + self.grace:
                 break
             self.windows.pop(s, None)
-            out.append(Notice("coverage", {"reporting": len(got),
-                                           "expected": len(self.agents | set(got))}))
             out.append(Rows((s, e), [{"count": sum(got.values())}]))
+            exp = len(self.agents | set(got))
+            if len(got) < exp:
+                out.append(Notice("coverage", f"{len(got)}/{exp} agents", len(got)))
             self.next_window = e
         return out
 
