@@ -18,6 +18,12 @@ States (``STATES``):
                        ``min_coverage`` (default 95 %), no agent runs the query, the query ended or
                        was refused, or no window arrived for ``stale_after`` seconds. Such a window
                        never counts as breaching, so agents disappearing can never fire an alert.
+
+Coverage is measured against the recent fleet, not only against the agents the gateway still
+expects: when two of three agents disconnect, the gateway expects one and that one reports, but
+the rule's coverage is 1/3, because the largest ``expected`` seen during the last
+``fleet_memory`` seconds (default 60) still counts. A fleet that shrinks on purpose is evaluated
+again once that memory has passed.
 ``ok``                 the condition was false on the last window with enough coverage.
 ``firing``             the condition held on ``windows`` consecutive windows with enough coverage.
 ``resolved``           it was firing, and then a window with enough coverage did not breach. It
@@ -49,6 +55,7 @@ The webhook body is ``Notification.to_json()``, documented there.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +154,8 @@ class AlertRule:
     stale_after: float | None = None
     """Seconds without a window result before the state becomes insufficient data; None means
     three window lengths (at least 15 s), learned from the windows seen."""
+    fleet_memory: float = 60.0
+    """Seconds during which agents that stopped reporting still count as expected."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -161,6 +170,8 @@ class AlertRule:
             raise ConfigurationError(f"alert {self.name!r}: min_coverage must be in (0, 1]")
         if self.stale_after is not None and self.stale_after <= 0:
             raise ConfigurationError(f"alert {self.name!r}: stale_after must be > 0")
+        if self.fleet_memory < 0:
+            raise ConfigurationError(f"alert {self.name!r}: fleet_memory must be >= 0")
 
 
 def _parse_action(rule: str, raw: object) -> Action:
@@ -214,7 +225,10 @@ def parse_rules(
     """
     rules: list[AlertRule] = []
     seen: set[str] = set()
-    known = {"name", "query", "condition", "windows", "actions", "min_coverage", "stale_after"}
+    known = {
+        "name", "query", "condition", "windows", "actions", "min_coverage", "stale_after",
+        "fleet_memory",
+    }
     for raw in config:
         if not isinstance(raw, Mapping):
             raise ConfigurationError("each [[alerts]] entry must be a table")
@@ -236,6 +250,7 @@ def parse_rules(
             actions=tuple(_parse_action(str(name), a) for a in actions_raw),
             min_coverage=float(raw.get("min_coverage", 0.95)),
             stale_after=float(stale) if stale is not None else None,
+            fleet_memory=float(raw.get("fleet_memory", 60.0)),
         )
         if check_condition:
             compile_condition(rule.condition, rule=rule.name)
@@ -387,6 +402,7 @@ class AlertCore:
         ]
         self._deliveries: list[Delivery] = []
         self._started = now
+        self._fleet: deque[tuple[float, int]] = deque()  # (time, expected) within fleet_memory
 
     # ---------------------------------------------------------------- inputs
 
@@ -397,7 +413,7 @@ class AlertCore:
         self.counters.windows_seen += 1
         if result.window is not None:
             self.window_length = max(0.001, result.window[1] - result.window[0])
-        why_not = self._coverage_problem(result)
+        why_not = self._coverage_problem(result, now)
         if why_not is not None:
             self.counters.insufficient_windows += 1
             self._observe("insufficient", now, why_not, result)
@@ -476,14 +492,20 @@ class AlertCore:
         except Exception:  # the engine never raises; a fake predicate might
             return False
 
-    def _coverage_problem(self, result: WindowResult) -> str | None:
+    def _coverage_problem(self, result: WindowResult, now: float) -> str | None:
         k, n = result.reporting, result.expected
         if k is None or n is None:
             return "coverage unknown"
-        if n <= 0:
+        fleet = self._fleet
+        while fleet and fleet[0][0] < now - self.rule.fleet_memory:
+            fleet.popleft()
+        fleet.append((now, n))
+        recent = max(e for _, e in fleet)
+        if recent <= 0:
             return "no agents run the query"
-        if k / n < self.rule.min_coverage:
-            return f"coverage {k}/{n} below {self.rule.min_coverage:.0%}"
+        if k / recent < self.rule.min_coverage:
+            lost = f", {recent - n} agent(s) gone" if recent > n else ""
+            return f"coverage {k}/{recent} below {self.rule.min_coverage:.0%}{lost}"
         return None
 
     def _observe(

@@ -223,3 +223,13 @@ def test_actions_accept_string_shorthand_and_default_to_log() -> None:
     (rule,) = parse_rules([cfg], check_condition=False)
     assert [a.kind for a in rule.actions] == ["log"]
     assert isinstance(rule, AlertRule)
+
+
+def test_agents_leaving_still_count_as_expected_for_a_while() -> None:
+    core = make_core(windows=1, fleet_memory=30)
+    feed(core, 1, 120, reporting=3, expected=3)
+    # two agents disconnect: the gateway now expects one, which reports a low count
+    assert feed(core, 2, 30, reporting=1, expected=1) == "insufficient_data"
+    assert "2 agent(s) gone" in core.reason
+    # once the fleet memory has passed, the smaller fleet is the new normal
+    assert feed(core, 40, 30, reporting=1, expected=1) == "firing"
