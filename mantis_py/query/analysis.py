@@ -7,7 +7,8 @@ the ``check`` command. See docs/architecture.md for the contract.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal as TLiteral
+from typing import Any
+from typing import Literal as TLiteral
 
 from .ast import Condition, Operand, OrderKey, Query
 

@@ -26,8 +26,8 @@ import dataclasses
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
 from typing import Literal as TLiteral
+from typing import cast
 
 from ..errors import QueryError
 from . import ast
@@ -372,8 +372,7 @@ class _Checker:
             try:
                 compile_regex(c.pattern)
             except ValueError as exc:
-                span = c.pattern_span if c.pattern_span != ast.NO_SPAN else c.span
-                self.found.add("E216", span, f"regex cannot be used: {exc}", hint=_HINT_REGEX)
+                self.found.add("E216", _regex_span(self.q.text, c), f"regex cannot be used: {exc}", hint=_HINT_REGEX)
         elif isinstance(c, ast.IsNull):
             self._side(c.operand, place, star_ok=False)
             self._negation_never_true(c, c.operand, "null")
@@ -381,12 +380,12 @@ class _Checker:
             self._side(c.operand, place, star_ok=True)
             listed = "(" + ", ".join(format_operand(i) for i in c.items) + ")"
             self._negation_never_true(c, c.operand, listed)
-            for item in c.items:
-                if not isinstance(item, ast.Literal):
+            for entry in c.items:
+                if not isinstance(entry, ast.Literal):
                     self.found.add(
                         "E229",
-                        item.span,
-                        f"IN lists hold literals only, found {_describe(item)}",
+                        entry.span,
+                        f"IN lists hold literals only, found {_describe(entry)}",
                         hint=_HINT_IN,
                     )
 
@@ -490,25 +489,22 @@ class _Checker:
         self.having = self._resolve_condition(having)
 
     def _order_by(self) -> None:
-        keys = []
-        aliases = {}
+        keys: list[ast.OrderKey] = []
+        aliases: dict[str, int] = {}
         if self.kind == "plain":
             for index, item in enumerate(self.q.items):
                 if item.alias is not None:
                     aliases.setdefault(item.alias, index)
         for key in self.q.order_by:
             op = key.operand
-            if not self._order_key(op):
-                keys.append(key)
+            ref: ast.OutputRef | None = None
+            if not self._order_key(op) or not isinstance(op, ast.Property):
+                pass
             elif self.kind == "aggregate":
-                ref = self._resolve_name(cast(ast.Property, op))
-                keys.append(key if ref is None else dataclasses.replace(key, operand=_op(ref)))
-            elif cast(ast.Property, op).is_bare and cast(ast.Property, op).segments[0] in aliases:
-                index = aliases[cast(str, cast(ast.Property, op).segments[0])]
-                ref = ast.OutputRef("alias", index, span=op.span)
-                keys.append(dataclasses.replace(key, operand=_op(ref)))
-            else:
-                keys.append(key)
+                ref = self._resolve_name(op)
+            elif op.is_bare and op.segments[0] in aliases:
+                ref = ast.OutputRef("alias", aliases[str(op.segments[0])], span=op.span)
+            keys.append(key if ref is None else dataclasses.replace(key, operand=_op(ref)))
         self.order_by = tuple(keys)
 
     def _order_key(self, op: ast.Operand) -> bool:
@@ -632,9 +628,9 @@ class _Checker:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _op(ref: ast.OutputRef) -> Any:
+def _op(ref: ast.OutputRef) -> ast.Operand:
     """An OutputRef standing where the AST types say Operand (see ast.OutputRef)."""
-    return ref
+    return cast(ast.Operand, ref)
 
 
 def _role(op: ast.Operand) -> TLiteral["aggregate", "first", "literal"]:
@@ -678,6 +674,15 @@ def _star_item_span(q: ast.Query) -> ast.Span:
     if i < len(q.text) and q.text[i] == "*":
         return ast.Span(i, i + 1)
     return select
+
+
+def _regex_span(text: str, m: ast.Match) -> ast.Span:
+    """The regex literal ``/…/`` of a match, slashes included."""
+    span = m.pattern_span if m.pattern_span != ast.NO_SPAN else m.span
+    if text[span.start : span.start + 1] != "/" and text[span.start - 1 : span.start] == "/":
+        end = span.end + 1 if text[span.end : span.end + 1] == "/" else span.end
+        return ast.Span(span.start - 1, end)
+    return span
 
 
 def _call_body_start(call: ast.Call) -> int:
@@ -788,8 +793,8 @@ def _condition_properties(c: ast.Condition) -> Iterator[ast.Property | ast.Prefi
         yield from _operand_properties(c.operand)
     elif isinstance(c, ast.In):
         yield from _operand_properties(c.operand)
-        for item in c.items:
-            yield from _operand_properties(item)
+        for entry in c.items:
+            yield from _operand_properties(entry)
     elif isinstance(c, (ast.And, ast.Or)):
         for item in c.items:
             yield from _condition_properties(item)
@@ -842,7 +847,7 @@ def _fields(
             entries.append(p.prefix)
             continue
         if live and p.is_bare and p.segments[0] in META_FIELDS:
-            name = cast(str, p.segments[0])
+            name = str(p.segments[0])
             if name not in meta:
                 meta.append(name)
         cut = _cut(p.segments)
