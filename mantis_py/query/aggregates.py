@@ -18,7 +18,8 @@ Theory of operation:
 - Every merge is associative and commutative, and agrees exactly with adding the events one at a
   time on a single node (§4.4). Nothing here raises on any JSON value.
 - Encodings are JSON-able through orjson: ints outside the signed 64-bit range are written
-  ``{"$int": "digits"}``; an object with a key starting with ``$`` is wrapped ``{"$obj": {...}}``.
+  ``{"$int": "0x…"}`` (hex, because Python limits decimal conversion to 4,300 digits); an object
+  with a key starting with ``$`` is wrapped ``{"$obj": {...}}``.
 
 The table :data:`FUNCTIONS` maps each function name to its factory; :func:`make_aggregate` adds
 the DISTINCT wrapper.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from math import fsum
 from operator import itemgetter
@@ -42,7 +44,7 @@ from mantis_py.query.percentiles import (
     pct_record,
     pct_result,
 )
-from mantis_py.query.values import group_key, int_text
+from mantis_py.query.values import group_key
 
 __all__ = [
     "FUNCTIONS",
@@ -88,7 +90,7 @@ def encode_value(v: Any) -> Any:
     if t is int:
         if _INT64_MIN <= v <= _INT64_MAX:
             return v
-        return {"$int": int_text(v)}
+        return {"$int": hex(v)}
     if t is str or t is float or t is bool or v is None:
         return v
     if t is list:
@@ -101,6 +103,13 @@ def encode_value(v: Any) -> Any:
     return v
 
 
+def _parse_int(text: str) -> int:
+    """``"0x…"``/``"-0x…"`` (what :func:`encode_value` writes: hex has no digit limit) or decimal."""
+    if "x" in text:
+        return int(text, 16)
+    return int(Decimal(text))
+
+
 def decode_value(v: Any) -> Any:
     """Inverse of :func:`encode_value`."""
     t = type(v)
@@ -109,7 +118,7 @@ def decode_value(v: Any) -> Any:
     if t is dict:
         if len(v) == 1:
             if "$int" in v:
-                return int(v["$int"])
+                return _parse_int(v["$int"])
             if "$obj" in v:
                 return {k: decode_value(x) for k, x in v["$obj"].items()}
         return {k: decode_value(x) for k, x in v.items()}
