@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal as TLiteral
 from typing import cast
@@ -113,17 +113,19 @@ class _Violation:
     suggestion: str | None = None
     hint: str | None = None
     error: QueryError | None = None  # already built (the parser's sample problem)
+    suggest: Callable[[], str | None] | None = None  # computed only for the reported one
 
     def to_error(self, text: str) -> QueryError:
         if self.error is not None:
             return self.error
+        suggestion = self.suggest() if self.suggest is not None else self.suggestion
         return query_error(
             self.code,
             self.message,
             text,
             self.start,
             self.length,
-            suggestion=self.suggestion,
+            suggestion=suggestion,
             hint=self.hint,
         )
 
@@ -142,8 +144,11 @@ class _Found:
         *,
         suggestion: str | None = None,
         hint: str | None = None,
+        suggest: Callable[[], str | None] | None = None,
     ) -> None:
-        self.items.append(_Violation(span.start, span.length, code, message, suggestion, hint))
+        self.items.append(
+            _Violation(span.start, span.length, code, message, suggestion, hint, suggest=suggest)
+        )
 
     def earliest(self) -> _Violation | None:
         return min(self.items, key=lambda v: v.start, default=None)
@@ -165,6 +170,7 @@ class _Checker:
         self._names: dict[str, int] = {}  # visible column name -> column index
         self._calls: dict[ast.Call, int] = {}  # aggregate call -> first column computing it
         self._keys: dict[str, int] = {}  # dotted GROUP BY property -> group_by index
+        self._hint: str | None = None  # E206 hint, built once
 
     # -- the recipe -------------------------------------------------------------------------
 
@@ -378,8 +384,9 @@ class _Checker:
             self._negation_never_true(c, c.operand, "null")
         elif isinstance(c, ast.In):
             self._side(c.operand, place, star_ok=True)
-            listed = "(" + ", ".join(format_operand(i) for i in c.items) + ")"
-            self._negation_never_true(c, c.operand, listed)
+            if isinstance(c.operand, ast.Negation):
+                listed = "(" + ", ".join(format_operand(i) for i in c.items) + ")"
+                self._negation_never_true(c, c.operand, listed)
             for entry in c.items:
                 if not isinstance(entry, ast.Literal):
                     self.found.add(
@@ -613,15 +620,24 @@ class _Checker:
         self._unknown_name(".".join(lead) if lead else format_operand(prop), prop.span)
         return None
 
+    def _columns_hint(self) -> str:
+        if self._hint is None:
+            self._hint = "output columns: " + ", ".join(self._names)
+        return self._hint
+
     def _unknown_name(self, name: str, span: ast.Span) -> None:
         visible = list(self._names)
-        near = suggest(name, visible)
+
+        def nearest() -> str | None:
+            near = suggest(name, visible)
+            return None if near is None else format_property((near,))
+
         self.found.add(
             "E206",
             span,
             f"'{name}' is not an output column",
-            suggestion=None if near is None else format_property((near,)),
-            hint="output columns: " + ", ".join(visible),
+            hint=self._columns_hint(),
+            suggest=nearest,
         )
 
 
