@@ -175,7 +175,7 @@ def pct_result(st: PercentileState, q: Fraction) -> int | float | None:
                 seen += k
                 if seen >= r:
                     hv = neg.get_highest_equivalent_value(neg.get_value_from_index(i))
-                    return -(hv / 1_000_000)
+                    return -(hv / 1_000_000)  # type: ignore[no-any-return]
     seen += st.zeros
     if seen >= r:
         return 0.0
@@ -188,7 +188,7 @@ def pct_result(st: PercentileState, q: Fraction) -> int | float | None:
                 seen += k
                 if seen >= r:
                     hv = pos.get_highest_equivalent_value(pos.get_value_from_index(i))
-                    return hv / 1_000_000
+                    return hv / 1_000_000  # type: ignore[no-any-return]
     return None  # unreachable when the counts are consistent
 
 

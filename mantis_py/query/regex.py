@@ -47,7 +47,7 @@ class Regex:
     def match(self, text: str) -> bool:
         """True when the pattern matches the whole of ``text``."""
         data = text.encode("utf-8", "surrogatepass")
-        return self._re.Match(_ANCHOR_BOTH, data, 0, len(data))[0] != _NULL_SPAN
+        return self._re.Match(_ANCHOR_BOTH, data, 0, len(data))[0] != _NULL_SPAN  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"

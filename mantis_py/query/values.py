@@ -50,19 +50,19 @@ _isfinite = math.isfinite
 # --------------------------------------------------------------------------- types
 
 
-def is_number(v: object) -> bool:
+def is_number(v: Any) -> bool:
     """True for an int or a finite float; never for a bool (MQL.md §0, §3.1)."""
     t = type(v)
     if t is int:
         return True
     if t is float:
-        return v - v == 0.0  # type: ignore[operator]  # False for NaN and ±inf
+        return v - v == 0.0  # type: ignore[no-any-return]  # False for NaN and ±inf
     return False
 
 
-def _is_null(v: object) -> bool:
+def _is_null(v: Any) -> bool:
     """None or a non-finite float (both are null, §3.1)."""
-    return v is None or (type(v) is float and not _isfinite(v))  # type: ignore[arg-type]
+    return v is None or (type(v) is float and not _isfinite(v))
 
 
 def clean(v: Any) -> Any:
@@ -151,17 +151,17 @@ def _float_text(v: float) -> str:
     return repr(v)
 
 
-def string_form(v: object) -> str | None:
+def string_form(v: Any) -> str | None:
     """The string form of a value (MQL.md §3.4), or None for null."""
     t = type(v)
     if t is str:
-        return v  # type: ignore[return-value]
+        return v  # type: ignore[no-any-return]
     if t is int:
-        return int_text(v)  # type: ignore[arg-type]
+        return int_text(v)
     if t is float:
-        if v - v != 0.0:  # type: ignore[operator]
+        if v - v != 0.0:
             return None
-        return _float_text(v)  # type: ignore[arg-type]
+        return _float_text(v)
     if t is bool:
         return "true" if v else "false"
     if v is None:
@@ -171,7 +171,7 @@ def string_form(v: object) -> str | None:
     return _other_string_form(v)
 
 
-def _other_string_form(v: object) -> str | None:
+def _other_string_form(v: Any) -> str | None:
     """Values of unexpected Python types (subclasses): best effort, never raises."""
     try:
         if isinstance(v, bool):
@@ -202,7 +202,7 @@ def _json_text(v: Any) -> str:
         return _json_text_iter(v)
 
 
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 
 
 def _json_text_iter(v: Any) -> str:
@@ -258,7 +258,7 @@ def _json_text_iter(v: Any) -> str:
 # --------------------------------------------------------------------------- canonical text
 
 
-def canonical_text(v: object) -> str:
+def canonical_text(v: Any) -> str:
     """A string that is equal for two values exactly when they are equal under §3.5.2.
 
     Numbers are written as their exact integer digits when integral, else as ``repr``; strings are
@@ -328,7 +328,7 @@ def _coerce(x: Any) -> Any:
 # --------------------------------------------------------------------------- equality
 
 
-def equals(a: object, b: object) -> bool:
+def equals(a: Any, b: Any) -> bool:
     """``a == b`` in MQL (§3.5.2): exact numeric equality across int/float, structural for
     containers, never across other types; null equals only null."""
     if a is b:
@@ -337,9 +337,9 @@ def equals(a: object, b: object) -> bool:
     tb = type(b)
     if ta is tb:
         if ta is str or ta is int or ta is bool:
-            return a == b
+            return a == b  # type: ignore[no-any-return]
         if ta is float:
-            return a == b or (a - a != 0.0 and b - b != 0.0)  # type: ignore[operator]
+            return a == b or (a - a != 0.0 and b - b != 0.0)  # type: ignore[no-any-return]
         if ta is list or ta is dict:
             try:
                 return _equals_rec(a, b)
@@ -352,10 +352,10 @@ def equals(a: object, b: object) -> bool:
         return tb is float and a == b
     if ta is float:
         if tb is int:
-            return a == b
-        return b is None and a - a != 0.0  # type: ignore[operator]
+            return a == b  # type: ignore[no-any-return]
+        return b is None and a - a != 0.0
     if a is None:
-        return tb is float and b - b != 0.0  # type: ignore[operator]
+        return tb is float and b - b != 0.0
     if ta in _PLAIN and tb in _PLAIN:
         return False
     return _equals_other(a, b)
@@ -364,7 +364,7 @@ def equals(a: object, b: object) -> bool:
 _PLAIN = frozenset({str, int, float, bool, list, dict, type(None)})
 
 
-def _equals_other(a: object, b: object) -> bool:
+def _equals_other(a: Any, b: Any) -> bool:
     try:
         return canonical_text(_coerce(a)) == canonical_text(_coerce(b))
     except Exception:
@@ -398,55 +398,55 @@ def _equals_rec(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- ordering
 
 
-def less(a: object, b: object) -> bool:
+def less(a: Any, b: Any) -> bool:
     """``a < b`` (§3.5.3): numbers numerically, strings by code point, anything else false."""
     ta = type(a)
     tb = type(b)
     if ta is str:
-        return tb is str and a < b  # type: ignore[operator]
+        return tb is str and a < b
     if (ta is int or ta is float) and (tb is int or tb is float):
-        if (ta is float and a - a != 0.0) or (tb is float and b - b != 0.0):  # type: ignore[operator]
+        if (ta is float and a - a != 0.0) or (tb is float and b - b != 0.0):
             return False
-        return a < b  # type: ignore[operator]
+        return a < b  # type: ignore[no-any-return]
     return False
 
 
-def less_eq(a: object, b: object) -> bool:
+def less_eq(a: Any, b: Any) -> bool:
     """``a <= b`` (§3.5.3)."""
     ta = type(a)
     tb = type(b)
     if ta is str:
-        return tb is str and a <= b  # type: ignore[operator]
+        return tb is str and a <= b
     if (ta is int or ta is float) and (tb is int or tb is float):
-        if (ta is float and a - a != 0.0) or (tb is float and b - b != 0.0):  # type: ignore[operator]
+        if (ta is float and a - a != 0.0) or (tb is float and b - b != 0.0):
             return False
-        return a <= b  # type: ignore[operator]
+        return a <= b  # type: ignore[no-any-return]
     return False
 
 
-def greater(a: object, b: object) -> bool:
+def greater(a: Any, b: Any) -> bool:
     """``a > b`` (§3.5.3)."""
     return less(b, a)
 
 
-def greater_eq(a: object, b: object) -> bool:
+def greater_eq(a: Any, b: Any) -> bool:
     """``a >= b`` (§3.5.3)."""
     return less_eq(b, a)
 
 
-def contains(a: object, b: object) -> bool:
+def contains(a: Any, b: Any) -> bool:
     """``a ==+ b`` (§3.5.5): ``b`` is a string occurring in the string form of non-null ``a``."""
     if type(b) is not str:
         return False
     if type(a) is str:
-        return b in a  # type: ignore[operator]
+        return b in a
     s = string_form(a)
     return s is not None and b in s
 
 
-def negate_operand(v: object) -> bool:
+def negate_operand(v: Any) -> bool:
     """Operand negation ``not x`` (§3.5.9): true when ``v`` is null or false."""
-    return v is None or v is False or (type(v) is float and v - v != 0.0)  # type: ignore[operator]
+    return v is None or v is False or (type(v) is float and v - v != 0.0)
 
 
 # --------------------------------------------------------------------------- keys
@@ -455,7 +455,7 @@ _FALSE_KEY = ("b", False)
 _TRUE_KEY = ("b", True)
 
 
-def group_key(v: object) -> Hashable:
+def group_key(v: Any) -> Hashable:
     """A hashable normal form: ``group_key(a) == group_key(b)`` exactly when ``equals(a, b)``.
 
     Strings and numbers are their own key (Python already equates ``1``, ``1.0``, ``10**20`` and
@@ -464,9 +464,9 @@ def group_key(v: object) -> Hashable:
     """
     t = type(v)
     if t is str or t is int:
-        return v  # type: ignore[return-value]
+        return v  # type: ignore[no-any-return]
     if t is float:
-        return v if v - v == 0.0 else None  # type: ignore[operator,return-value]
+        return v if v - v == 0.0 else None
     if v is None:
         return None
     if t is bool:
@@ -479,7 +479,7 @@ def group_key(v: object) -> Hashable:
     return group_key(y)
 
 
-def sort_key(v: object) -> tuple[Any, ...]:
+def sort_key(v: Any) -> tuple[Any, ...]:
     """The total order of §3.11: null < false < true < numbers < strings < lists < objects.
 
     Equal numbers tie (``1`` and ``1.0``); lists and objects compare by their string form.
@@ -490,7 +490,7 @@ def sort_key(v: object) -> tuple[Any, ...]:
     if t is str:
         return (4, v)
     if t is float:
-        return (3, v) if v - v == 0.0 else (0,)  # type: ignore[operator]
+        return (3, v) if v - v == 0.0 else (0,)
     if v is None:
         return (0,)
     if t is bool:
@@ -508,7 +508,7 @@ def sort_key(v: object) -> tuple[Any, ...]:
 # --------------------------------------------------------------------------- resolution
 
 
-def resolve(event: object, segments: Sequence[object]) -> Any:
+def resolve(event: Any, segments: Sequence[Any]) -> Any:
     """Apply path segments left to right (§3.3.2): a str on an object, an int index on a list
     (negative from the end); anything else, or a missing member, gives None."""
     v: Any = event
@@ -522,8 +522,8 @@ def resolve(event: object, segments: Sequence[object]) -> Any:
         elif ts is int:
             if type(v) is list:
                 n = len(v)
-                if -n <= s < n:  # type: ignore[operator]
-                    v = v[s]  # type: ignore[index]
+                if -n <= s < n:
+                    v = v[s]
                 else:
                     return None
             else:
@@ -535,17 +535,17 @@ def resolve(event: object, segments: Sequence[object]) -> Any:
     return v
 
 
-def _step(v: Any, s: object) -> Any:
+def _step(v: Any, s: Any) -> Any:
     ts = type(s)
     if ts is str:
         return v.get(s) if type(v) is dict else None
     if ts is int and type(v) is list:
         n = len(v)
-        return v[s] if -n <= s < n else None  # type: ignore[index,operator]
+        return v[s] if -n <= s < n else None
     return None
 
 
-def resolve_star(event: object, segments: Sequence[object]) -> list[Any]:
+def resolve_star(event: Any, segments: Sequence[Any]) -> list[Any]:
     """Evaluate a star path (§3.3.3): each ``STAR`` fans out over list elements or object member
     values (nothing for other values); later segments apply to each item, a miss giving None.
     The result is in depth-first order."""
@@ -565,11 +565,11 @@ def resolve_star(event: object, segments: Sequence[object]) -> list[Any]:
     return cur
 
 
-def prefix_items(event: object, prefix: str) -> list[tuple[str, Any]]:
+def prefix_items(event: Any, prefix: str) -> list[tuple[str, Any]]:
     """``e[^'p']`` (§3.3.4): the (key, value) pairs of top-level members whose key starts with
     ``prefix``, in the event's key order."""
     if type(event) is not dict:
         return []
     if not prefix:
-        return list(event.items())  # type: ignore[attr-defined]
-    return [(k, v) for k, v in event.items() if k.startswith(prefix)]  # type: ignore[attr-defined]
+        return list(event.items())
+    return [(k, v) for k, v in event.items() if k.startswith(prefix)]

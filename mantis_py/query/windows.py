@@ -13,6 +13,7 @@ a finite number belongs to no window. Nothing here raises.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 __all__ = [
     "first_live_window",
@@ -25,16 +26,16 @@ __all__ = [
 _EMPTY = range(0)
 
 
-def _floor(t: object) -> int | None:
+def _floor(t: Any) -> int | None:
     tt = type(t)
     if tt is int:
-        return t  # type: ignore[return-value]
+        return t  # type: ignore[no-any-return]
     if tt is float:
-        return math.floor(t) if t - t == 0.0 else None  # type: ignore[arg-type,operator]
+        return math.floor(t) if t - t == 0.0 else None
     return None
 
 
-def window_indices(t: object, length: int, every: int) -> range:
+def window_indices(t: Any, length: int, every: int) -> range:
     """Every ``k`` with ``k·every ≤ t < k·every + length``, ascending (empty in a gap).
 
     >>> list(window_indices(12, 10, 5))
@@ -63,7 +64,7 @@ def window_bounds(k: int, length: int, every: int) -> tuple[int, int]:
     return start, start + length
 
 
-def first_replay_window(t0: object, length: int, every: int) -> int:
+def first_replay_window(t0: Any, length: int, every: int) -> int:
     """The first window of a replay (§3.8.5): the smallest ``k`` with ``k·every + length > t0``.
 
     ``t0`` must be a finite number; anything else is treated as 0.
@@ -74,7 +75,7 @@ def first_replay_window(t0: object, length: int, every: int) -> int:
     return (ft - length) // every + 1
 
 
-def first_live_window(now: object, length: int, every: int) -> int:
+def first_live_window(now: Any, length: int, every: int) -> int:
     """The first window of a live query (§3.8.4): the smallest ``k`` with ``k·every ≥ now``.
 
     ``now`` is in seconds (int or float). ``length`` is accepted for symmetry and unused.
@@ -82,8 +83,8 @@ def first_live_window(now: object, length: int, every: int) -> int:
     tt = type(now)
     if tt is int:
         c = now
-    elif tt is float and now - now == 0.0:  # type: ignore[operator]
-        c = math.ceil(now)  # type: ignore[arg-type]
+    elif tt is float and now - now == 0.0:
+        c = math.ceil(now)
     else:
         c = 0
-    return -((-c) // every)  # type: ignore[operator]
+    return -((-c) // every)  # type: ignore[no-any-return]
