@@ -457,3 +457,66 @@ def test_hand_built_ast_accepted() -> None:
     )
     a = analyze(q)
     assert (a.kind, a.fields, a.ships) == ("plain", ("a",), "events")
+
+
+# --------------------------------------------------------------------------- robustness
+
+_SOUP_ITEMS = [
+    "a", "b", "e['l'][0]", "e['l'][*]", "e[^'n']", "count(*)", "count(a)", "sum(*)", "count(a, b)",
+    "count(distinct a)", "count(distinct 1)", "p99(a)", "percentile(a, 50)", "percentile(a, x)",
+    "tick()", "tick(1)", "'s'", "1", "2.5", "null", "true", "not a", "_app", "count(sum(a))",
+    "max(e['m']['x'])", "list(x)",
+]  # fmt: skip
+_SOUP_CONDS = [
+    "a == 1", "not a == 1", "not a == true", "e['l'][*] == 1", "1 == e['l'][*]", "a ==~ /x.*/",
+    "a ==~ /(a)\\1/", "a in (1, b)", "a in (1, 'x')", "a is null", "count(*) > 1", "a ==+ 5",
+    "a ==+ 'x'", "COUNT(a) > 1", "e['COUNT(*)'] > 1", "n > 1", "e[^'a'] == 1", "_zone == 'z'",
+    "tick() > 0", "not (a > 1 or b < 2)", "count(distinct a) >= 2",
+]  # fmt: skip
+
+
+def _soup(rng: Any) -> str:
+    items = ", ".join(
+        rng.choice(_SOUP_ITEMS) + (rng.choice(["", "", " as n", " as ''"])) for _ in range(rng.randrange(1, 4))
+    )
+    parts = [f"select {items if rng.random() < 0.9 else '*'}"]
+    if rng.random() < 0.8:
+        parts.append(rng.choice(["from x", "from x, x", "from a/b", "from stream"]))
+    if rng.random() < 0.5:
+        parts.append("where " + rng.choice(_SOUP_CONDS))
+    if rng.random() < 0.6:
+        parts.append(rng.choice(["window 10", "window 60 30", "window |5|", "window 0", "window 600 1"]))
+    if rng.random() < 0.4:
+        parts.append("group by " + rng.choice(["a", "a, b", "1", "e['l'][*]", "count(a)", "_app"]))
+    if rng.random() < 0.4:
+        parts.append("having " + rng.choice(_SOUP_CONDS))
+    if rng.random() < 0.4:
+        parts.append("order by " + rng.choice(["a", "n desc", "count(*)", "1", "e['COUNT(a)'] desc"]))
+    if rng.random() < 0.3:
+        parts.append(rng.choice(["limit 3", "limit 0"]))
+    if rng.random() < 0.2:
+        parts.append(rng.choice(["sample 5%", "sample {'strategy': 'STICKY', 'keys': ['_app']}"]))
+    return " ".join(parts)
+
+
+def test_random_queries_are_accepted_or_rejected_with_a_query_error() -> None:
+    import random
+
+    rng = random.Random(20261127)
+    accepted = rejected = 0
+    kinds: set[str] = set()
+    for _ in range(1500):
+        text = _soup(rng)
+        for mode in ("replay", "live"):
+            try:
+                a = analyze(_parse(text), mode=mode)  # type: ignore[arg-type]
+            except QueryError as exc:
+                rejected += 1
+                kinds.add(exc.kind)
+                continue
+            accepted += 1
+            json.dumps(a.plan())
+            assert a.plan()["canonical"] == a.canonical
+    assert accepted > 100
+    assert rejected > 100
+    assert kinds <= {"syntax", "semantic", "limit"}
