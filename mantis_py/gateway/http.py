@@ -17,6 +17,7 @@ and it keeps the layer small.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,24 @@ from websockets.trio.server import ServerConnection
 __all__ = ["HttpRequest", "ReplayStream", "Responder", "read_request", "upgrade"]
 
 log = logging.getLogger("mantis_py.gateway.http")
+ws_log = logging.getLogger("mantis_py.gateway.ws")
+
+_SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token=)[^\s&'\"]+")
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces bearer tokens and ``token=`` values in log records: websockets logs handshake
+    headers and request lines at DEBUG level, and tokens must never reach a log (SYSTEM.md §6)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if _SECRET.search(text):
+            record.msg = _SECRET.sub(lambda m: m.group(1) + "<redacted>", text)
+            record.args = ()
+        return True
+
+
+ws_log.addFilter(RedactSecrets())
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +245,7 @@ async def upgrade(
             subprotocols=subprotocols,  # type: ignore[arg-type]
             select_subprotocol=select_subprotocol,
             max_size=max_size,
-            logger=log,
+            logger=ws_log,
         )
         connection = ServerConnection(
             nursery, replay, protocol, _NoServer(),  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from mantis_py.gateway.server import GatewayServer, serve_gateway
 from mantis_py.wire import codec
 from mantis_py.wire.messages import SUBPROTOCOL, Hello
 
-__all__ = ["ScriptedAgent", "open_gateway", "open_agent", "open_client"]
+__all__ = ["ScriptedAgent", "http_request", "open_agent", "open_client", "open_gateway", "recv_json"]
 
 
 @asynccontextmanager
@@ -79,3 +79,34 @@ async def open_client(port: int, token: str | None = None, path: str = "/v1/quer
 
 async def recv_json(ws: Any) -> dict[str, Any]:
     return dict(json.loads(await ws.recv()))
+
+
+async def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+                       body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP/1.1 client (Connection: close): status, lower-case headers, body."""
+    import h11
+
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        conn = h11.Connection(h11.CLIENT)
+        hdrs = [("host", f"127.0.0.1:{port}"), ("connection", "close"),
+                *((headers or {}).items())]
+        if body or method == "POST":
+            hdrs.append(("content-length", str(len(body))))
+        await stream.send_all(conn.send(h11.Request(method=method, target=path, headers=hdrs)))
+        if body:
+            await stream.send_all(conn.send(h11.Data(data=body)))
+        await stream.send_all(conn.send(h11.EndOfMessage()))
+        status, rheaders, data = 0, {}, bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                rheaders = {k.decode().lower(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                data += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return status, rheaders, bytes(data)
