@@ -259,6 +259,23 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    def wait_apps(self, apps: tuple[str, ...] = ("playback", "edge", "login"), limit: float = 20.0) -> None:
+        """Wait until every service instance of ``apps`` is connected (``GET /v1/apps``)."""
+        want = {s.instance for s in self.services if s.app in apps}
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(self.port, "/v1/apps", 1.0)
+                inventory = json.loads(body).get("apps", {}) if status == 200 else {}
+                have = {str(i.get("instance")) for entry in inventory.values()
+                        for i in entry.get("instances", [])}
+                if want <= have:
+                    return
+            except (OSError, ValueError, AttributeError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"no agents of {', '.join(apps)} connected within {limit:g} s")
+
     def stop_services(self, app: str | None = None) -> None:
         """Stop (and disconnect) the services of ``app``, or all of them."""
         for svc in self.services:
