@@ -31,16 +31,51 @@ def _new_hist() -> HdrHistogram:
     return HdrHistogram(1, HIST_MAX, _SIG)
 
 
+# The bucket layout of _new_hist(), for recording batches without a Python call per value
+# (``record_value`` costs ~2 µs). Checked against ``record_value`` in the tests.
+_PROBE = _new_hist()
+_FAST = _PROBE.unit_magnitude == 0
+_MASK = _PROBE.sub_bucket_mask
+_MASK_BITS = _MASK.bit_length()
+_HALF_MAG = _PROBE.sub_bucket_half_count_magnitude
+_HALF = _PROBE.sub_bucket_half_count
+del _PROBE
+_PENDING_MAX = 4096
+
+
+def _record_batch(h: HdrHistogram, units: list[int]) -> None:
+    """``h.record_value(u)`` for every ``u`` in ``units`` (each in 1 .. HIST_MAX)."""
+    if not units:
+        return
+    if not _FAST:  # pragma: no cover - only if hdrhistogram changes its layout
+        for u in units:
+            h.record_value(u)
+        return
+    counts = h.counts
+    for u in units:
+        b = (u | _MASK).bit_length() - _MASK_BITS
+        counts[((b + 1) << _HALF_MAG) + (u >> b) - _HALF] += 1
+    h.total_count += len(units)
+    hi = max(units)
+    lo = min(units)
+    if hi > h.max_value:
+        h.max_value = hi
+    if lo < h.min_value:
+        h.min_value = lo
+
+
 class PercentileState:
     """``vals`` (a list) in exact mode, None in histogram mode; then ``pos``/``neg`` histograms,
     ``zeros``. ``n`` counts every number; ``clamped`` counts clamped histogram inputs."""
 
-    __slots__ = ("clamped", "n", "neg", "pos", "vals", "zeros")
+    __slots__ = ("clamped", "n", "neg", "neg_pending", "pos", "pos_pending", "vals", "zeros")
 
     def __init__(self) -> None:
         self.vals: list[int | float] | None = []
         self.pos: HdrHistogram | None = None
         self.neg: HdrHistogram | None = None
+        self.pos_pending: list[int] = []  # units not yet recorded into ``pos``
+        self.neg_pending: list[int] = []
         self.zeros = 0
         self.n = 0
         self.clamped = 0
@@ -65,14 +100,24 @@ def _record(st: PercentileState, v: int | float) -> None:
     if units > HIST_MAX:
         units = HIST_MAX
         st.clamped += 1
-    if v > 0:
+    pending = st.pos_pending if v > 0 else st.neg_pending
+    pending.append(units)
+    if len(pending) >= _PENDING_MAX:
+        _flush(st)
+
+
+def _flush(st: PercentileState) -> None:
+    """Record the pending units into the histograms."""
+    if st.pos_pending:
         if st.pos is None:
             st.pos = _new_hist()
-        st.pos.record_value(units)
-    else:
+        _record_batch(st.pos, st.pos_pending)
+        st.pos_pending = []
+    if st.neg_pending:
         if st.neg is None:
             st.neg = _new_hist()
-        st.neg.record_value(units)
+        _record_batch(st.neg, st.neg_pending)
+        st.neg_pending = []
 
 
 def _to_hist(st: PercentileState) -> None:
@@ -120,6 +165,8 @@ def pct_merge(a: PercentileState, b: PercentileState, exact_max: int) -> Percent
         for v in b.vals:
             _record(a, v)
     else:
+        _flush(b)
+        _flush(a)
         a.pos = _add_hist(a.pos, b.pos)
         a.neg = _add_hist(a.neg, b.neg)
         a.zeros += b.zeros
@@ -165,6 +212,7 @@ def pct_result(st: PercentileState, q: Fraction) -> int | float | None:
             return 0.0
         return v
     # Histogram walk: negatives from the largest magnitude down, zeros, positives ascending.
+    _flush(st)
     seen = 0
     neg = st.neg
     if neg is not None and neg.get_total_count():
@@ -197,6 +245,7 @@ def pct_encode(st: PercentileState, enc_num: Any) -> Any:
     standard compressed encoding (base64 text), zeros, count and clamped count."""
     if st.vals is not None:
         return {"e": [enc_num(v) for v in st.vals]}
+    _flush(st)
     return {
         "p": st.pos.encode().decode("ascii") if st.pos is not None else None,
         "m": st.neg.encode().decode("ascii") if st.neg is not None else None,

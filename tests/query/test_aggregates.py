@@ -356,3 +356,23 @@ def test_never_raises(name: str, kw: dict[str, Any]) -> None:
             s = agg.add(s, v, (i,))
     s2 = roundtrip(agg, s)
     agg.result(agg.merge(s2, roundtrip(agg, s)))
+
+
+def test_fast_histogram_recording_matches_record_value() -> None:
+    from hdrh.histogram import HdrHistogram
+
+    from mantis_py.query.percentiles import HIST_MAX, _record_batch
+
+    rng = random.Random(11)
+    units = [1, 2, 2047, 2048, 2049, 4095, 4096, 10**6, HIST_MAX, HIST_MAX - 1]
+    units += [rng.randrange(1, HIST_MAX) for _ in range(2000)]
+    units += [rng.randrange(1, 10**7) for _ in range(2000)]
+    fast = HdrHistogram(1, HIST_MAX, 3)
+    _record_batch(fast, units)
+    slow = HdrHistogram(1, HIST_MAX, 3)
+    for u in units:
+        assert slow.record_value(u)
+    assert list(fast.counts) == list(slow.counts)
+    assert (fast.total_count, fast.min_value, fast.max_value) == (
+        slow.total_count, slow.min_value, slow.max_value)
+    assert fast.encode() == slow.encode()
