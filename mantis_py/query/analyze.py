@@ -445,7 +445,7 @@ class _Checker:
     def _window(self) -> None:
         w = self.q.window
         if isinstance(w, ast.CountWindow):
-            span = w.size_span if w.size_span != ast.NO_SPAN else w.span
+            span = _number_span(self.q.text, w.size_span if w.size_span != ast.NO_SPAN else w.span)
             self._window_value("size", w.size, span, COUNT_WINDOW_MAX)
         elif isinstance(w, ast.TimeWindow):
             ok = self._window_value("length", w.length, w.length_span, WINDOW_MAX_SECONDS)
@@ -698,6 +698,13 @@ def _regex_span(text: str, m: ast.Match) -> ast.Span:
     if text[span.start : span.start + 1] != "/" and text[span.start - 1 : span.start] == "/":
         end = span.end + 1 if text[span.end : span.end + 1] == "/" else span.end
         return ast.Span(span.start - 1, end)
+    return span
+
+
+def _number_span(text: str, span: ast.Span) -> ast.Span:
+    """The number of a count window ``|N|``, without the bars."""
+    if text[span.start : span.start + 1] == "|" and text[span.end - 1 : span.end] == "|":
+        return ast.Span(span.start + 1, span.end - 1)
     return span
 
 
