@@ -611,12 +611,13 @@ class _Checker:
             if not isinstance(s, str):
                 break
             lead.append(s)
-        for table, kind in ((self._names, "column"), (self._keys, "key")):
-            for n in range(len(lead), 0, -1):
-                index = table.get(".".join(lead[:n]))
-                if index is not None:
-                    k = cast(TLiteral["column", "key"], kind)
-                    return ast.OutputRef(k, index, tuple(segments[n:]), span=prop.span)
+        for n in range(len(lead), 0, -1):  # longest run first; a column before a key
+            name = ".".join(lead[:n])
+            rest = tuple(segments[n:])
+            if name in self._names:
+                return ast.OutputRef("column", self._names[name], rest, span=prop.span)
+            if name in self._keys:
+                return ast.OutputRef("key", self._keys[name], rest, span=prop.span)
         self._unknown_name(".".join(lead) if lead else format_operand(prop), prop.span)
         return None
 

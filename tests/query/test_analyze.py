@@ -243,6 +243,15 @@ def test_having_name_resolution_of_3_10(text: str, ref: ast.OutputRef) -> None:
     assert _having_left(text) == ref
 
 
+def test_longest_run_wins_between_columns_and_keys() -> None:
+    left = _having_left(
+        "select count(*) as 'a' from x window 10 group by e['a']['b'] having e['a']['b']['c'] > 1"
+    )
+    assert left == ast.OutputRef("key", 0, ("c",))
+    left = _having_left("select count(*) as 'a.b' from x window 10 group by e['a']['b'] having e['a']['b'] > 1")
+    assert left == ast.OutputRef("column", 0)
+
+
 def test_having_aggregate_matches_select_aggregate_by_canonical_call() -> None:
     a = check(
         "select endpoint, count(*) as errors from api where status >= 500 "
