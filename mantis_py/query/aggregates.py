@@ -656,7 +656,7 @@ FUNCTIONS: dict[str, Callable[[Fraction | None, Caps], Aggregate]] = {
 """Function name (lower case) -> factory ``(q, caps) -> Aggregate``."""
 
 
-def _exact_q(q: float | int | Fraction | None) -> Fraction | None:
+def _exact_q(q: float | int | str | Fraction | None) -> Fraction | None:
     if q is None:
         return None
     if isinstance(q, Fraction):
@@ -665,6 +665,8 @@ def _exact_q(q: float | int | Fraction | None) -> Fraction | None:
         raise ValueError("percentile q must be a number")
     if isinstance(q, int):
         return Fraction(q)
+    if isinstance(q, str):
+        return Fraction(q)
     return Fraction(repr(float(q)))
 
 
@@ -672,13 +674,13 @@ def make_aggregate(
     name: str,
     *,
     distinct: bool = False,
-    q: float | int | Fraction | None = None,
+    q: float | int | str | Fraction | None = None,
     caps: Caps = DEFAULT_CAPS,
 ) -> Aggregate:
     """The aggregate for ``name(…)`` (case-insensitive), wrapped for DISTINCT when asked.
 
     ``q`` is the literal of ``percentile(x, q)``, taken at its exact decimal value (a float
-    ``99.9`` means 999/10). Unknown names and a bad ``q`` raise ``ValueError`` (the analyzer has
+    ``99.9`` means 999/10; the canonical text ``"99.9"`` or a ``Fraction`` work too). Unknown names and a bad ``q`` raise ``ValueError`` (the analyzer has
     already rejected them, so this signals a caller bug).
     """
     factory = FUNCTIONS.get(name.lower())

@@ -109,6 +109,9 @@ def test_percentile_details() -> None:
     assert strict_eq(result("p995", list(range(1, 201))), 199)  # ceil(99.5*200/100) = 199
     assert strict_eq(result("percentile", list(range(1, 1001)), q=99.9), 999)
     assert strict_eq(result("percentile", list(range(1, 1001)), q=Fraction(1, 3)), 4)
+    assert strict_eq(result("percentile", list(range(1, 1001)), q="99.9"), 999)
+    # 0.1 is taken as exactly 1/10: ceil(0.1 * 1000 / 100) = 1; the binary float would give 2
+    assert strict_eq(result("percentile", list(range(1, 1001)), q=0.1), 1)
     assert strict_eq(result("p1", [7]), 7)
     assert strict_eq(result("p50", [1.0, 1]), 1)  # the int of equal numbers
     assert strict_eq(result("percentile", [1.0, 1], q=100), 1)
