@@ -30,7 +30,17 @@ import orjson
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .messages import MESSAGE_TYPES, Message
 
-__all__ = ["CLOSE_BAD_DATA", "CLOSE_PROTOCOL", "decode", "encode", "to_plain"]
+__all__ = [
+    "CLOSE_BAD_DATA",
+    "CLOSE_PROTOCOL",
+    "decode",
+    "decode_value",
+    "encode",
+    "encode_value",
+    "encode_value_slow",
+    "events_frame",
+    "to_plain",
+]
 
 CLOSE_BAD_DATA = 1007
 CLOSE_PROTOCOL = 4000
@@ -131,3 +141,55 @@ def decode(data: bytes | str, allowed: Collection[str] | None = None) -> Message
             )
         kwargs[name] = value
     return cast(Message, cls(**kwargs))
+
+
+# ---------------------------------------------------------------- payload helpers for the agent
+# The agent serializes host events and pre-encodes records on its hot path; these helpers keep
+# orjson behind this module (docs/architecture.md import rules).
+
+_VALUE_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode_value(value: Any) -> bytes:
+    """Serialize a JSON-typed value (an event, a record) to UTF-8 JSON bytes.
+
+    ``datetime`` and dataclass values are *not* converted (they raise ``TypeError``) so that the
+    agent converts them itself, the same way for matching and for shipping.
+
+    Raises:
+        TypeError: ``value`` holds something with no direct JSON form (bytes, sets, non-string
+            keys, objects, cycles) or an integer beyond 64 bits; callers convert and retry with
+            :func:`encode_value_slow`.
+    """
+    return orjson.dumps(value, option=_VALUE_OPTS)
+
+
+def encode_value_slow(value: Any) -> bytes:
+    """Serialize plain JSON types, including integers beyond 64 bits (standard ``json``).
+
+    Raises:
+        TypeError, ValueError: the value is not plain JSON.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(to_plain(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_value(data: bytes | str) -> Any:
+    """Parse JSON bytes produced by :func:`encode_value` (exact for big integers)."""
+    return _loads(data)
+
+
+def events_frame(stream: str, records: list[bytes]) -> bytes:
+    """Build the bytes of an ``events`` message from pre-encoded records (each one JSON object
+    ``{"subs", "t", "s", "e"}``); equal to ``encode(Events(stream, records=[...]))``."""
+    return b"".join(
+        (
+            b'{"type":"events","stream":',
+            orjson.dumps(stream),
+            b',"records":[',
+            b",".join(records),
+            b"]}",
+        )
+    )

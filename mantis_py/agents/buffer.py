@@ -1,0 +1,113 @@
+"""Bounded buffers of the agent: never block, never grow past their caps, count every drop. Pure.
+
+Two buffers per stream (docs/agent.md §Limits):
+
+- :class:`Ingress`: host threads -> agent. ``put_nowait`` runs on the host's thread and uses only
+  operations that are atomic under the GIL (``len``, ``deque.append``, ``next`` on an
+  ``itertools.count``), so any number of host threads may publish while the agent drains. When
+  full it drops the *new* event and counts ``queue_full`` (SYSTEM.md §5). Under concurrent
+  publishers the count cap may be overshot by at most the number of publishing threads.
+- :class:`Pending`: encoded records waiting for the link, capped by count and bytes; a record
+  that does not fit is refused (the caller counts ``queue_full``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import Any
+
+__all__ = ["Ingress", "Pending", "counter_value"]
+
+
+def counter_value(c: itertools.count[int]) -> int:
+    """The next value an ``itertools.count`` would return, without advancing it."""
+    # repr is "count(n)"; stable across versions (pickling itertools is going away).
+    return int(repr(c)[6:-1])
+
+
+class Ingress:
+    """Host -> agent queue of ``(t, event)`` for one stream."""
+
+    __slots__ = ("dropped_full", "items", "max_events", "taken")
+
+    def __init__(self, max_events: int) -> None:
+        self.items: deque[tuple[float, Any]] = deque()
+        self.max_events = max_events
+        self.dropped_full = itertools.count()
+        self.taken = 0  # items removed by the agent (agent thread only)
+
+    def put_nowait(self, t: float, event: Any) -> bool:
+        """Append ``(t, event)``; return False (and count the drop) when full. Never blocks."""
+        if len(self.items) >= self.max_events:
+            next(self.dropped_full)
+            return False
+        self.items.append((t, event))
+        return True
+
+    def take(self, limit: int) -> list[tuple[float, Any]]:
+        """Remove and return up to ``limit`` oldest items (agent thread only)."""
+        items = self.items
+        out = []
+        popleft = items.popleft
+        for _ in range(min(limit, len(items))):
+            out.append(popleft())
+        self.taken += len(out)
+        return out
+
+    @property
+    def enqueued(self) -> int:
+        """Items ever accepted (taken + waiting)."""
+        return self.taken + len(self.items)
+
+    @property
+    def dropped(self) -> int:
+        """Items refused because the queue was full."""
+        return counter_value(self.dropped_full)
+
+
+class Pending:
+    """Encoded records of one stream waiting to be framed, capped by count and bytes."""
+
+    __slots__ = ("first_at", "max_bytes", "max_records", "nbytes", "records")
+
+    def __init__(self, max_records: int, max_bytes: int) -> None:
+        self.records: list[bytes] = []
+        self.nbytes = 0
+        self.first_at = 0.0
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+
+    def add(self, record: bytes, now: float) -> bool:
+        """Append one record; False when it does not fit (the caller counts the drop)."""
+        if len(self.records) >= self.max_records or self.nbytes + len(record) > self.max_bytes:
+            return False
+        if not self.records:
+            self.first_at = now
+        self.records.append(record)
+        self.nbytes += len(record)
+        return True
+
+    def take(self, max_bytes: int) -> list[bytes]:
+        """Remove the oldest records totalling at most ``max_bytes`` (at least one record)."""
+        total = 0
+        n = 0
+        for r in self.records:
+            if n and total + len(r) > max_bytes:
+                break
+            total += len(r)
+            n += 1
+        out = self.records[:n]
+        del self.records[:n]
+        self.nbytes -= total
+        return out
+
+    def clear(self) -> int:
+        """Drop everything; return how many records were dropped."""
+        n = len(self.records)
+        self.records.clear()
+        self.nbytes = 0
+        return n
+
+    def __len__(self) -> int:
+        return len(self.records)
