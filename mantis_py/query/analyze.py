@@ -899,13 +899,19 @@ def _reduce(entries: list[tuple[str, ...] | str], meta: set[str], meta_order: tu
     prefixes = [e for e in unique if isinstance(e, str)]
     # a live meta field is not read from the event, so it subsumes nothing
     subsumers = {e for e in unique if isinstance(e, tuple) and not (len(e) == 1 and e[0] in meta)}
+    prefix_set = set(prefixes)
+    lengths = sorted({len(p) for p in prefixes})
+
+    def covered(key: str) -> bool:  # linear in the distinct prefix lengths, not the prefixes
+        return any(key[:n] in prefix_set for n in lengths if n <= len(key))
+
     kept: list[tuple[str, ...] | str] = []
     for e in unique:
         if isinstance(e, tuple):
             is_meta = len(e) == 1 and e[0] in meta
             if any(e[:i] in subsumers for i in range(1, len(e))):
                 continue
-            if not is_meta and any(e[0].startswith(p) for p in prefixes):
+            if not is_meta and covered(e[0]):
                 continue
         kept.append(e)
     texts = tuple(
