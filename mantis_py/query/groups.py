@@ -140,10 +140,8 @@ class GroupTable:
         if g[1] is None:
             g[1] = ok
         states = g[2]
-        i = 0
-        for agg, get in zip(plan.aggs, plan.getters, strict=True):
+        for i, (agg, get) in enumerate(zip(plan.aggs, plan.getters, strict=True)):
             states[i] = agg.add(states[i], True if get is None else get(e, m, tk), ok)
-            i += 1
 
     # ---------------------------------------------------------------- parts (§4.3)
 

@@ -43,13 +43,19 @@ NUMBER_TYPES = frozenset({int, float})
 def tick_ms(t: object) -> int | None:
     """``tick()`` for an event time in seconds: ``floor(t × 1000)`` computed exactly (§3.14).
 
-    >>> tick_ms(1.001), tick_ms(100), tick_ms(-0.0005)
-    (1001, 100000, -1)
+    >>> tick_ms(1.5), tick_ms(100), tick_ms(-0.0005), tick_ms(1.001)  # 1.001 is a bit below 1.001
+    (1500, 100000, -1, 1000)
     """
     tt = type(t)
     if tt is int:
         return t * 1000  # type: ignore[operator,no-any-return]
     if tt is float and t - t == 0.0:  # type: ignore[operator]
+        r = t * 1000.0  # type: ignore[operator]
+        f = math.floor(r)
+        if r != f:
+            # rounding to nearest can only cross an integer by landing on it, so a non-integral
+            # product has the exact floor
+            return f
         return math.floor(Fraction(t) * 1000)  # type: ignore[arg-type]
     return None
 
@@ -76,6 +82,8 @@ ENV: dict[str, Any] = {
     "regex_matches": regex_matches,
     "NUM": NUMBER_TYPES,
     "str": str,
+    "int": int,
+    "float": float,
     "bool": bool,
     "dict": dict,
     "list": list,

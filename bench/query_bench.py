@@ -1,0 +1,226 @@
+"""Query-engine benchmark (issue #2): every figure is a ratio against a baseline from the same run.
+
+    .venv/bin/python bench/query_bench.py [--events N] [--json]
+
+- filter: ``where status == 500 and latency_ms > 100`` through the engine vs a hand-written loop;
+- group: filter + ``group by country`` + count and average per 1 s window vs a hand-written loop;
+- replay: ``mantis-py replay`` over a JSONL file vs a loop that only ``orjson.loads`` the lines;
+- compile: parse + analyse + compile of a ~400-character query, p99 in ms (and vs lark's bare parse).
+A ratio >= 1 means the engine is at least as fast as the baseline (for compile: ratio = p99 / 5 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import orjson  # noqa: E402
+
+from mantis_py.query.engine import prepare  # noqa: E402
+
+FILTER_Q = "select * from api where status == 500 and latency_ms > 100"
+GROUP_Q = (
+    "select country, count(*) as n, average(latency_ms) as avg_ms from api "
+    "where status == 500 and latency_ms > 100 window 1 group by country"
+)
+COMPILE_Q = (
+    "select e['geo']['country'] as country, count(*) as n, average(latency_ms) as avg_ms, "
+    "p99(latency_ms) as p99_ms, max(latency_ms) as max_ms, count(distinct user) as users "
+    "from api where status >= 500 and latency_ms > 100 and path ==~ /\\/v1\\/titles\\/[0-9]+/ "
+    "and region in ('us-east-1', 'eu-west-1', 'ap-south-1') and not (user == null) "
+    "window 60 group by e['geo']['country'] having count(*) >= 10 order by p99_ms desc limit 20"
+)
+
+
+def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    countries = ["US", "BR", "FR", "IN", "JP", "DE", "MX", "GB"]
+    statuses = [200, 200, 200, 200, 404, 500, 503, 500]
+    return [
+        {
+            "ts": 1_700_000_000 + i / 10_000,
+            "status": rng.choice(statuses),
+            "latency_ms": rng.choice([rng.randrange(1, 400), rng.random() * 400]),
+            "country": rng.choice(countries),
+            "path": "/v1/titles/1",
+        }
+        for i in range(n)
+    ]
+
+
+def best(fn: Callable[[], Any], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_filter(events: list[dict[str, Any]]) -> tuple[float, float]:
+    def hand() -> list[Any]:
+        out = []
+        for e in events:
+            s = e.get("status")
+            if s == 500 and s.__class__ is not bool:
+                v = e.get("latency_ms")
+                if (v.__class__ is int or v.__class__ is float) and v > 100:
+                    out.append(e)
+        return out
+
+    p = prepare(FILTER_Q)
+
+    def engine() -> list[Any]:
+        return p.filter(events)
+
+    assert hand() == engine()
+    n = len(events)
+    return n / best(engine), n / best(hand)
+
+
+def bench_group(events: list[dict[str, Any]]) -> tuple[float, float]:
+    def hand() -> list[Any]:
+        out: list[Any] = []
+        win = None
+        groups: dict[Any, list[Any]] = {}
+        for e in events:
+            t = e["ts"]
+            w = int(t // 1)
+            if w != win:
+                if groups:
+                    out.extend((c, g[0], g[1] / g[0]) for c, g in groups.items())
+                groups = {}
+                win = w
+            s = e.get("status")
+            if s == 500 and s.__class__ is not bool:
+                v = e.get("latency_ms")
+                if (v.__class__ is int or v.__class__ is float) and v > 100:
+                    c = e.get("country")
+                    g = groups.get(c)
+                    if g is None:
+                        g = groups[c] = [0, 0]
+                    g[0] += 1
+                    g[1] += v
+        out.extend((c, g[0], g[1] / g[0]) for c, g in groups.items())
+        return out
+
+    p = prepare(GROUP_Q)
+
+    def engine() -> list[Any]:
+        rows: list[Any] = []
+        p.replay_events(events, "ts", rows.extend)
+        return rows
+
+    assert len(engine()) == len(hand())
+    n = len(events)
+    return n / best(engine), n / best(hand)
+
+
+def bench_replay(events: list[dict[str, Any]]) -> tuple[float, float]:
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
+        for e in events:
+            f.write(orjson.dumps(e) + b"\n")
+        path = f.name
+    try:
+        def hand() -> None:
+            with open(path, "rb") as fh:
+                for line in fh:
+                    orjson.loads(line)
+
+        def engine() -> None:
+            from mantis_py.commands import replay as cmd
+
+            args = argparse.Namespace(query=FILTER_Q, input=path, time_field="ts", seed=0)
+            saved = sys.stdout
+            with open(os.devnull, "wb") as sink:
+                sys.stdout = io.TextIOWrapper(sink)
+                try:
+                    cmd.run(args)
+                finally:
+                    sys.stdout = saved
+
+        n = len(events)
+        return n / best(engine, 2), n / best(hand, 2)
+    finally:
+        os.unlink(path)
+
+
+def bench_compile() -> tuple[float, float]:
+    from hdrh.histogram import HdrHistogram
+
+    from mantis_py.query import engine as eng
+    from mantis_py.query.analyze import analyze
+    from mantis_py.query.compiler import _compile
+    from mantis_py.query.parser import parse
+
+    hist = HdrHistogram(1, 10_000_000, 3)
+    for i in range(300):
+        text = COMPILE_Q + f" sample {{'strategy': 'RANDOM', 'threshold': {i + 1}}}"
+        t0 = time.perf_counter_ns()
+        _compile(analyze(parse(text), mode="replay"))
+        hist.record_value(max(1, (time.perf_counter_ns() - t0) // 1000))
+    p99_ms = hist.get_value_at_percentile(99) / 1000
+    lark_p99 = None
+    try:
+        import lark  # noqa: F401
+
+        from mantis_py.query import parser as parser_mod
+
+        lp = getattr(parser_mod, "_PARSER", None) or getattr(parser_mod, "PARSER", None)
+        if lp is not None and hasattr(lp, "parse"):
+            h2 = HdrHistogram(1, 10_000_000, 3)
+            for _ in range(300):
+                t0 = time.perf_counter_ns()
+                lp.parse(COMPILE_Q)
+                h2.record_value(max(1, (time.perf_counter_ns() - t0) // 1000))
+            lark_p99 = h2.get_value_at_percentile(99) / 1000
+    except Exception:
+        lark_p99 = None
+    del eng
+    return p99_ms, lark_p99 if lark_p99 is not None else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    events = make_events(args.events)
+    metrics = []
+    eng, base = bench_filter(events)
+    metrics.append({"name": "filter_events_per_s", "value": eng, "baseline": base, "ratio": eng / base, "target": 0.8})
+    eng, base = bench_group(events)
+    metrics.append({"name": "group_window_events_per_s", "value": eng, "baseline": base, "ratio": eng / base, "target": 0.7})
+    eng, base = bench_replay(events)
+    metrics.append({"name": "replay_lines_per_s", "value": eng, "baseline": base, "ratio": eng / base, "target": 0.6})
+    p99, lark_p99 = bench_compile()
+    metrics.append({"name": "compile_p99_ms", "value": p99, "baseline": 5.0, "ratio": p99 / 5.0, "target": "<= 1"})
+    metrics.append({"name": "compile_p99_vs_lark_parse", "value": p99, "baseline": lark_p99, "ratio": p99 / lark_p99 if lark_p99 == lark_p99 else None})
+    for name in ("duckdb", "bytewax"):
+        try:
+            __import__(name)
+            metrics.append({"name": f"{name}_available", "value": 1, "baseline": None, "ratio": None})
+        except ImportError:
+            pass
+    if args.json:
+        print(json.dumps({"metrics": metrics}))
+    else:
+        for m in metrics:
+            r = m["ratio"]
+            print(f"{m['name']:<28} value={m['value']:>14.3f} baseline={m['baseline']!s:>22} ratio={r if r is None else round(r, 3)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
