@@ -595,7 +595,8 @@ class AgentCore:
                 rb = encode_value(rec)
             except TypeError:
                 rb = encode_value_slow(rec)
-            if not st.pending.add(rb, now):
+            # a batch is due batch_interval_s after its oldest event was *published*
+            if not st.pending.add(rb, t if t < now else now):
                 st.lose("queue_full")
         except Unconvertible as u:
             st.lose(u.reason)
