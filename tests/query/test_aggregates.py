@@ -379,3 +379,29 @@ def test_fast_histogram_recording_matches_record_value() -> None:
     assert (fast.total_count, fast.min_value, fast.max_value) == (
         slow.total_count, slow.min_value, slow.max_value)
     assert fast.encode() == slow.encode()
+
+
+def _reference_float(x: Fraction) -> float | None:
+    try:
+        f = float(x)  # correctly rounded, ties to even
+    except OverflowError:
+        return None
+    return 0.0 if f == 0.0 else f
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False)
+                | st.floats(-10, 10, allow_nan=False)
+                | st.integers(-(10**20), 10**20), max_size=200))
+def test_sum_and_average_are_correctly_rounded(nums: list[Any]) -> None:
+    exact = sum((Fraction(v) for v in nums), Fraction(0))
+    got_sum = result("sum", nums)
+    if all(type(v) is int for v in nums):
+        assert strict_eq(got_sum, sum(nums))
+    else:
+        assert strict_eq(got_sum, _reference_float(exact))
+    got_avg = result("average", nums)
+    if not nums:
+        assert got_avg is None
+    else:
+        assert strict_eq(got_avg, _reference_float(exact / len(nums)))
