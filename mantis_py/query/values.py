@@ -460,7 +460,9 @@ def group_key(v: Any) -> Hashable:
 
     Strings and numbers are their own key (Python already equates ``1``, ``1.0``, ``10**20`` and
     ``1e20`` with equal hashes), null is None, booleans are tagged tuples (so ``True`` is not
-    ``1``), and lists and objects are ``("c", canonical_text(v))``.
+    ``1``), lists are ``("l", *element keys)`` and objects ``("d", frozenset of (key, value
+    key))``. Structures nested deeper than ``_KEY_DEPTH`` (a property of the value itself, so equal
+    values always take the same route) are ``("c", canonical_text(v))``.
     """
     t = type(v)
     if t is str or t is int:
@@ -472,11 +474,44 @@ def group_key(v: Any) -> Hashable:
     if t is bool:
         return _TRUE_KEY if v else _FALSE_KEY
     if t is list or t is dict:
-        return ("c", canonical_text(v))
+        try:
+            return _container_key(v, 0)
+        except _NoFastKey:
+            return ("c", canonical_text(v))
     y = _coerce(v)
     if y is v:
         return ("?", canonical_text(v))
     return group_key(y)
+
+
+_KEY_DEPTH = 48
+
+
+class _NoFastKey(Exception):
+    """Raised inside :func:`_container_key` for deep or unexpected structures."""
+
+
+def _element_key(x: Any, depth: int) -> Hashable:
+    t = type(x)
+    if t is str or t is int:
+        return x  # type: ignore[no-any-return]
+    if t is float:
+        return x if x - x == 0.0 else None
+    if x is None:
+        return None
+    if t is bool:
+        return _TRUE_KEY if x else _FALSE_KEY
+    if t is list or t is dict:
+        return _container_key(x, depth + 1)
+    raise _NoFastKey
+
+
+def _container_key(v: Any, depth: int) -> Hashable:
+    if depth > _KEY_DEPTH:
+        raise _NoFastKey
+    if type(v) is list:
+        return ("l", *[_element_key(x, depth) for x in v])
+    return ("d", frozenset([(k, _element_key(x, depth)) for k, x in v.items()]))
 
 
 def sort_key(v: Any) -> tuple[Any, ...]:

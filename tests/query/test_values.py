@@ -424,3 +424,23 @@ def test_never_raises(a: Any) -> None:
     is_number(a)
     assert isinstance(hash(group_key(a)), int)
     assert math.isfinite(1.0)
+
+
+def _nest(depth: int, leaf: Any) -> Any:
+    v = leaf
+    for i in range(depth):
+        v = [v] if i % 2 else {"k": v}
+    return v
+
+
+@pytest.mark.parametrize("depth", [0, 1, 47, 48, 49, 50, 200, 3000])
+def test_deep_structures(depth: int) -> None:
+    a, b, c = _nest(depth, 1), _nest(depth, 1.0), _nest(depth, True)
+    assert equals(a, b)
+    assert not equals(a, c)
+    assert group_key(a) == group_key(b)
+    assert hash(group_key(a)) == hash(group_key(b))
+    assert group_key(a) != group_key(c)
+    assert group_key(a) != group_key(_nest(depth + 1, 1))
+    assert sort_key(a) == sort_key(_nest(depth, 1))
+    assert string_form(clean(_nest(depth, NAN))) == string_form(_nest(depth, None))
