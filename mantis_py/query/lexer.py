@@ -485,7 +485,9 @@ class _Tokenizer:
                 raise bad("expected a string, a whole number or * inside [ ]", k)
             if k >= n or text[k] != "]":
                 if k < n and text[k] in _WS:
-                    raise bad("a path cannot contain spaces", k)
+                    after = self.skip_ws(k)
+                    if after < n and text[after] == "]":
+                        raise bad("a path cannot contain spaces", k)
                 raise bad("expected ']'", min(k, n - 1))
             j = k + 1
         if j < n and text[j] in _WS:

@@ -122,6 +122,13 @@ def _expected(accepted: set[str]) -> list[str]:
     elif "NAME" in acc and "FUNC_NAME" in acc:
         out.add("an operand")
         acc -= _OPERAND_TERMS
+    if "SOURCE" in acc:
+        acc.discard("STRING")  # accepted only to report E225 on `from "x"`
+    if acc == {"NAME", "STRING"}:  # an alias
+        acc = {"STRING"}
+    if "NULL" in acc and "NAME" not in acc and "STRING" not in acc:
+        out.add("NULL")  # IS [NOT] NULL
+        acc.discard("NULL")
     if "IN" in acc and "NOT" in acc and "IS" in acc:
         acc.discard("NOT")
         out.add("NOT IN")
@@ -178,8 +185,34 @@ def _source(tok: Any) -> ast.Source:
     return ast.Source(text, span=_sp(tok))
 
 
+class _Seq:
+    """A list built by a left-recursive rule, one cell per item: O(1) per reduction, no copies."""
+
+    __slots__ = ("item", "prev")
+
+    def __init__(self, prev: _Seq | None, item: Any) -> None:
+        self.prev = prev
+        self.item = item
+
+    def items(self) -> tuple[Any, ...]:
+        out: list[Any] = []
+        cell: _Seq | None = self
+        while cell is not None:
+            out.append(cell.item)
+            cell = cell.prev
+        out.reverse()
+        return tuple(out)
+
+
+def _seq(self: Any, c: list[Any]) -> _Seq:
+    return _Seq(None, c[0]) if len(c) == 1 else _Seq(c[0], c[-1])
+
+
 class _Builder:
     """Reduction callbacks: grammar rule (or alias) name -> AST node. Never recursive."""
+
+    select_seq = source_seq = join_seq = operand_seq = order_seq = or_seq = and_seq = _seq
+    argument_seq = _seq
 
     # ---------------------------------------------------------- query and clauses
 
@@ -218,7 +251,7 @@ class _Builder:
         return ("star", c[0])
 
     def select_items(self, c: list[Any]) -> tuple[str, Any]:
-        return ("items", tuple(c))
+        return ("items", c[0].items())
 
     def select_item(self, c: list[Any]) -> ast.SelectItem:
         op = c[0]
@@ -233,15 +266,13 @@ class _Builder:
         return (name, _sp(tok))
 
     def from_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
-        sources = tuple(_source(x) for x in c[1:] if isinstance(x, Token))
-        joins = tuple(x for x in c[1:] if isinstance(x, ast.Join))
-        join_span = joins[0].span if joins else None
-        if joins:
-            join_span = ast.Span(joins[0].span.start, joins[0].span.start + 4)
+        sources = tuple(_source(x) for x in c[1].items())
+        joins: tuple[ast.Join, ...] = c[2].items() if len(c) > 2 else ()
+        join_span = ast.Span(joins[0].span.start, joins[0].span.start + 4) if joins else None
         return ("from", self._kw(c[0], "FROM"), (sources, joins, join_span))
 
     def join_clause(self, c: list[Any]) -> ast.Join:
-        sources = tuple(_source(x) for x in c[1:-4])
+        sources = tuple(_source(x) for x in c[1].items())
         return ast.Join(sources, c[-4].payload, c[-1], span=_sp(c[0], c[-1]))
 
     def window_where(self, c: list[Any]) -> list[Any]:
@@ -272,14 +303,14 @@ class _Builder:
         return ("having", self._kw(c[0], "HAVING"), c[1])
 
     def group_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
-        return ("group", self._kw(c[0], "GROUP BY"), tuple(c[1:]))
+        return ("group", self._kw(c[0], "GROUP BY"), c[1].items())
 
     def anomaly_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
         node = ast.Anomaly(c[2], c[3].payload, c[4].payload, span=_sp(c[0], c[4]))
         return ("anomaly", self._kw(c[0], "ANOMALY"), node)
 
     def order_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
-        return ("order", self._kw(c[0], "ORDER BY"), tuple(c[1:]))
+        return ("order", self._kw(c[0], "ORDER BY"), c[1].items())
 
     def order_key(self, c: list[Any]) -> ast.OrderKey:
         op = c[0]
@@ -298,14 +329,13 @@ class _Builder:
     # ---------------------------------------------------------- conditions
 
     def condition(self, c: list[Any]) -> Any:
-        return self._flat(c, ast.Or)
+        return self._flat(c[0].items(), ast.Or)
 
     def conjunction(self, c: list[Any]) -> Any:
-        return self._flat(c, ast.And)
+        return self._flat(c[0].items(), ast.And)
 
     @staticmethod
-    def _flat(c: list[Any], cls: Any) -> Any:
-        items = [x for x in c if not isinstance(x, Token)]
+    def _flat(items: tuple[Any, ...], cls: Any) -> Any:
         if len(items) == 1:
             return items[0]
         flat: list[Any] = []
@@ -341,10 +371,10 @@ class _Builder:
         return ast.IsNull(c[0], True, span=_sp(c[0], c[-1]))
 
     def in_list(self, c: list[Any]) -> ast.In:
-        return ast.In(c[0], tuple(c[3:-1]), False, span=_sp(c[0], c[-1]))
+        return ast.In(c[0], c[3].items(), False, span=_sp(c[0], c[-1]))
 
     def not_in_list(self, c: list[Any]) -> ast.In:
-        return ast.In(c[0], tuple(c[4:-1]), True, span=_sp(c[0], c[-1]))
+        return ast.In(c[0], c[4].items(), True, span=_sp(c[0], c[-1]))
 
     # ---------------------------------------------------------- operands
 
@@ -382,7 +412,7 @@ class _Builder:
         name_tok, rpar = c[0], c[-1]
         args: list[Any] = []
         distinct = False
-        for k, a in enumerate(c[2:-1]):
+        for k, a in enumerate(c[2].items() if len(c) > 3 else ()):
             if isinstance(a, tuple):  # ("distinct", operand)
                 distinct = distinct or k == 0
                 args.append(a[1])
@@ -396,6 +426,9 @@ class _Builder:
 
     def distinct_argument(self, c: list[Any]) -> tuple[str, Any]:
         return ("distinct", c[1])
+
+    def distinct_star_argument(self, c: list[Any]) -> tuple[str, Any]:
+        return ("distinct", ast.STAR)
 
 
 @functools.cache
@@ -494,11 +527,12 @@ class _Parse:
             end = toks[i + used - 1].end
             tok = _Tok(ttype, self.text[raw.start : end], start_pos=raw.start, end_pos=end)
             tok.payload = payload
-            self.track(i, ttype, tok)
+            self.check_in_list(tok)
             try:
                 ps.feed_token(tok)
             except UnexpectedInput:
                 raise self.fail(i, ttype, ps, used) from None
+            self.track(ttype, tok)
             self.hist.append(_Fed(ttype, i, tok))
             i += used
         if "$END" not in states[ps.position]:
@@ -579,6 +613,7 @@ class _Parse:
                     starts = nxt is not None and (
                         nxt.kind in _OPERAND_KINDS
                         or (kw == "NOT" and nxt.kind == "PUNCT" and nxt.value == "(")
+                        or (kw == "DISTINCT" and nxt.kind == "PUNCT" and nxt.value == "*")
                     )
                     if not starts:
                         return "NAME", w, 1
@@ -605,7 +640,8 @@ class _Parse:
             last == "_COMMA" and not self.parens and self.clause_seq[-1:] == ["SELECT"]
         )
 
-    def track(self, i: int, ttype: str, tok: _Tok) -> None:
+    def check_in_list(self, tok: _Tok) -> None:
+        """E303: ``tok`` would start the 1,001st item of an IN list."""
         parens = self.parens
         if (
             parens and parens[-1][1] == "in" and parens[-1][2] >= MAX_IN_ITEMS
@@ -613,6 +649,10 @@ class _Parse:
         ):  # fmt: skip
             raise query_error("E303", "the IN list has more than 1,000 items", self.text,
                               tok.start_pos, tok.end_pos - tok.start_pos)  # fmt: skip
+
+    def track(self, ttype: str, tok: _Tok) -> None:
+        """Bookkeeping after ``tok`` was accepted: open parentheses, IN items, clauses seen."""
+        parens = self.parens
         if ttype == "LPAR":
             last = self.hist[-1].type if self.hist else ""
             kind = "in" if last == "IN" else "call" if last == "FUNC_NAME" else "cond"
