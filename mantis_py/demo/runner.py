@@ -220,9 +220,9 @@ def _summary_line(t: float, watcher: PlaysWatcher, alert_state: str) -> str:
 def _banner(port: int, duration: float, scenario: Scenario, out: TextIO) -> None:
     url = f"http://127.0.0.1:{port}/"
     preset = f"{url}?q={quote(PRESET_QUERY)}"
-    minutes = duration / 60
+    length = f"{duration / 60:g} min" if duration >= 60 and duration % 60 == 0 else f"{duration:g} s"
     out.write(f"""
-  mantis_py demo is running ({minutes:g} min; Ctrl-C stops it)
+  mantis_py demo is running for {length} (Ctrl-C stops it earlier)
 
   Dashboard   {url}
   Preset      {preset}
@@ -283,17 +283,15 @@ class Stack:
                 svc.stop()
 
     def statistics(self) -> tuple[int, int]:
-        """(events published by the services, events the agents report as sent)."""
+        """(events published by the services, events a live query kept at the agents)."""
         published = sum(s.published for s in self.services)
-        sent = 0
+        matched = 0
         for s in self.services:
             try:
-                stats = s.agent.statistics()
-                value = stats.get("sent", 0) if isinstance(stats, dict) else getattr(stats, "sent", 0)
-                sent += int(value)
-            except Exception:
+                matched += int(s.agent.statistics().matched)
+            except Exception:  # statistics are commentary; never fail the demo over them
                 pass
-        return published, sent
+        return published, matched
 
 
 @contextmanager
@@ -376,9 +374,9 @@ def run_demo(
         return 1
     finally:
         if stack is not None:
-            published, sent = stack.statistics()
+            published, matched = stack.statistics()
             out.write(f"mantis-py demo: stopped; services published {published} events, "
-                      f"agents sent {sent} to the gateway\n")
+                      f"agents matched {matched} for live queries\n")
             out.flush()
 
 

@@ -24,7 +24,7 @@ def test_demo_runs_and_stops_by_itself_with_events_flowing() -> None:
     flowing = [int(m) for m in re.findall(r"plays/s\s+(\d+) \(", out)]
     assert flowing, out
     assert max(flowing) > 20
-    m = re.search(r"published (\d+) events, agents sent (\d+)", out)
+    m = re.search(r"published (\d+) events, agents matched (\d+)", out)
     assert m, out
     assert int(m.group(1)) > 1000
     assert int(m.group(2)) > 0
