@@ -388,7 +388,7 @@ def test_string_form_of_containers_is_json_dumps(v: Any) -> None:
         assert isinstance(s, str)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(json_values, max_size=8))
 def test_sort_key_is_a_total_order(vals: list[Any]) -> None:
     keys = [sort_key(v) for v in vals]
