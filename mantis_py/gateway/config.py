@@ -31,6 +31,8 @@ File layout (every table and key optional)::
     submissions_burst = 10
     meta_interval_s = 1.0
     raw_flush_s = 0.1
+    client_sndbuf = 131072        # kernel send buffer per client socket: loss shows up in our
+                                  # queue (and in meta) instead of hiding in the kernel
 
     [caps]                        # run-time caps sent to agents with each query (MQL.md §5.5)
     group_cap = 10000
@@ -77,6 +79,7 @@ class Limits:
     raw_flush_s: float = 0.1
     raw_batch_rows: int = 1000
     handshake_timeout_s: float = 10.0
+    client_sndbuf: int = 128 * 1024
     request_head_max: int = 16 * 1024
 
     def __post_init__(self) -> None:

@@ -608,8 +608,8 @@ class GatewayCore:
                 if total != att.sent_dropped or att.force_meta:
                     run = self.runs[att.run_id]
                     cov = run.coverage(self.registry.expected_agents(run.run_id))
-                    self._put(client, OutboundItem("meta", att.qid, {}), Meta(att.qid, {}, cov),
-                              now)
+                    self._put(client, OutboundItem("meta", att.qid, {}, urgent=True),
+                              Meta(att.qid, {}, cov), now)
                     att.last_meta = now
                     att.force_meta = False
             if client.queue.too_slow(now):

@@ -14,6 +14,8 @@ Drop policy of :class:`OutboundQueue` when it is full (``max_frames`` frames or 
   room. Dropped windows count as ``client_queue_windows``.
 - ``meta``: at most one per query is queued; a newer one takes the place of the older one. Meta
   items are rendered when they leave the queue, so their drop counts are exact at send time.
+  ``urgent`` metas (the once-a-second drop reports) go to the front of the queue, behind only
+  their query's control frames; a window's meta follows its window.
 - ``control`` (``accepted``, ``error``, ``complete``): never dropped; they are tiny and bounded by
   the submission rate.
 
@@ -98,6 +100,7 @@ class OutboundItem:
     data: bytes | None = None
     n_rows: int = 0
     size: int = field(default=0)
+    urgent: bool = False
 
     def __post_init__(self) -> None:
         if not self.size:
@@ -152,6 +155,16 @@ class OutboundQueue:
                 if queued.kind == "meta" and queued.qid == item.qid:
                     self._items[i] = item  # same size class; newer meta supersedes
                     return True
+            if item.urgent:
+                # Drop reports jump the queue (a slow client must learn what it lost), but
+                # never ahead of its query's own control frames (``accepted`` first).
+                at = 0
+                for i, queued in enumerate(self._items):
+                    if queued.qid == item.qid and queued.kind == "control":
+                        at = i + 1
+                self._items.insert(at, item)
+                self._bytes += item.size
+                return True
         if item.kind in ("rows", "window"):
             while self._over(item.size):
                 if self._full_since is None:

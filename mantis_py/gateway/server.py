@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -224,6 +225,8 @@ class GatewayServer:
             if not request.is_websocket:
                 await self._refuse(responder, 426, "websocket upgrade required")
                 return
+            if role == "client":
+                _limit_send_buffer(stream, self.config.limits.client_sndbuf)
             status = self.caps.try_open(principal.user if role == "client" else "\0agents")
             if status is not None:
                 await self._refuse(responder, status, "too many connections")
@@ -278,6 +281,7 @@ class GatewayServer:
         if status is not None:
             await self._refuse(responder, status, "too many connections")
             return
+        _limit_send_buffer(responder.stream, self.config.limits.client_sndbuf)
         try:
             await handlers.serve_sse(self, responder, principal, text)
         finally:
@@ -366,6 +370,18 @@ _ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "/v1/alerts"): GatewayServer._alerts,
     ("POST", "/v1/check"): GatewayServer._check,
 }
+
+
+def _limit_send_buffer(stream: trio.abc.Stream, size: int) -> None:
+    """Cap the kernel send buffer of a client socket, so a slow reader fills *our* queue (where
+    drops are counted and reported) rather than megabytes of kernel buffer."""
+    inner = getattr(stream, "transport_stream", stream)
+    sock = getattr(inner, "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError:
+            pass
 
 
 def _ssl_context(config: GatewayConfig) -> ssl.SSLContext:

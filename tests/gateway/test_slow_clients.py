@@ -1,0 +1,156 @@
+"""Slow and hostile clients (SYSTEM.md §5): one reading at ~1 % of the rate, one that never
+reads, ten normal clients on a windowed query. The normal ones get every window; the slow one
+gets drop counts and is evicted with 4008; the stuck one is closed by the send deadline; nothing
+leaks afterwards."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from typing import Any
+
+import pytest
+import trio
+from websockets.exceptions import ConnectionClosed
+
+from mantis_py.gateway.config import GatewayConfig, Limits
+from mantis_py.wire.messages import Events, Partial
+
+from .conftest import open_agent, open_client, open_gateway, recv_json
+from .fakes import CACHE, fake_prepare
+
+WINDOWS = 3
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    CACHE.clear()
+
+
+def count_tasks() -> int:
+    def walk(task: Any) -> int:
+        return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def test_slow_and_stuck_clients_do_not_hurt_the_others() -> None:
+    limits = Limits(client_queue_frames=32, client_queue_bytes=512 * 1024, send_deadline_s=2.0,
+                    slow_client_s=1.0, meta_interval_s=0.2, submissions_burst=20)
+    config = GatewayConfig(port=0, grace_s=3.0, limits=limits)
+    blob = "x" * 400
+    with trio.fail_after(40):
+        async with open_gateway(config, prepare=fake_prepare) as gw, open_agent(gw.port) as agent:
+            tasks_before = count_tasks()
+            results: dict[str, list[dict[str, Any]]] = {}
+            slow_log: list[dict[str, Any]] = []
+            closed: dict[str, int | None] = {}
+            raw_sub: list[str] = []
+            last = [math.inf]
+
+            async with trio.open_nursery() as nursery:
+
+                async def normal(i: int) -> None:
+                    got: list[dict[str, Any]] = []
+                    results[f"n{i}"] = got
+                    async with open_client(gw.port) as ws:
+                        await ws.send(json.dumps({"type": "query", "id": "w",
+                                                  "query": "select count(*) from play window 1"}))
+                        while not got or got[-1].get("window") is None or \
+                                got[-1]["window"][0] < last[0]:
+                            got.append(await recv_json(ws))
+
+                async def slow() -> None:
+                    # a small receive buffer, so the kernel does not hide the backlog
+                    sock = trio.socket.socket()
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+                    await sock.connect(("127.0.0.1", gw.port))
+                    async with open_client(gw.port, max_size=None, max_queue=(4, 2),
+                                           stream=trio.SocketStream(sock)) as ws:
+                        await ws.send(json.dumps({"type": "query", "id": "r",
+                                                  "query": "select * from play"}))
+                        try:
+                            while True:
+                                slow_log.append(await recv_json(ws))
+                                await trio.sleep(0.2)
+                        except ConnectionClosed as exc:
+                            closed["slow"] = exc.rcvd.code if exc.rcvd else None
+
+                async def stuck() -> None:
+                    async with open_client(gw.port, max_size=None, max_queue=1) as ws:
+                        await ws.send(json.dumps({"type": "query", "id": "r",
+                                                  "query": "select * from play"}))
+                        await trio.sleep_forever()
+
+                for i in range(10):
+                    nursery.start_soon(normal, i)
+                nursery.start_soon(slow)
+                stuck_scope = trio.CancelScope()
+
+                async def run_stuck() -> None:
+                    with stuck_scope:
+                        await stuck()
+
+                nursery.start_soon(run_stuck)
+
+                # the agent: raw events as fast as it can, and one part per window
+                window_sub = None
+                while window_sub is None or not raw_sub:
+                    msg = await agent.recv_type("subscribe")
+                    if "WINDOW" in msg["query"]:
+                        window_sub = msg
+                    else:
+                        raw_sub.append(msg["sub"])
+                first = math.ceil(window_sub["start"])
+                last[0] = first + WINDOWS - 1
+                sent_windows = 0
+                seq = 0
+                while sent_windows < WINDOWS:
+                    records = [{"subs": raw_sub, "t": 1, "s": seq + j, "e": {"b": blob}}
+                               for j in range(100)]
+                    seq += 100
+                    await agent.send(Events("default", records))
+                    s = first + sent_windows
+                    if time.time() >= s + 1:
+                        await agent.send(Partial(window_sub["sub"], {"window": [s, s + 1],
+                                                                     "count": s}))
+                        sent_windows += 1
+                    await trio.sleep(0.005)
+                # keep the stream going until the slow client has been evicted
+                with trio.move_on_after(10):
+                    while "slow" not in closed:
+                        await agent.send(Events("default", [
+                            {"subs": raw_sub, "t": 1, "s": seq, "e": {"b": blob}}]))
+                        seq += 1
+                        await trio.sleep(0.01)
+                with trio.fail_after(10):
+                    while gw.metrics.value("clients_evicted_total", reason="send_deadline") < 1:  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                stuck_scope.cancel()
+
+            for name, got in results.items():
+                windows = [m for m in got if m["type"] == "rows"]
+                # every window from the first one starting after the client's T0 (a client
+                # that connected just after a boundary starts one window later)
+                starts = [w["window"][0] for w in windows]
+                assert starts[0] in (first, first + 1), name
+                assert starts == list(range(int(starts[0]), int(last[0]) + 1)), name
+                assert [w["rows"] for w in windows] == [[{"count": s}] for s in starts]
+                metas = [m for m in got if m["type"] == "meta"]
+                assert all(m["coverage"] == {"reporting": 1, "expected": 1} for m in metas)
+            assert closed["slow"] == 4008
+            drops = [m["dropped"].get("client_queue", 0) for m in slow_log if m["type"] == "meta"]
+            assert drops
+            assert max(drops) > 0
+            assert any(m == {"type": "complete", "id": "r", "reason": "evicted"}
+                       for m in slow_log) or closed["slow"] == 4008
+            assert gw.metrics.value("clients_evicted_total", reason="too_slow") == 1
+            assert gw.metrics.value("clients_evicted_total", reason="send_deadline") == 1
+            # nothing leaks: no client state, no subscription, no extra task
+            with trio.fail_after(5):
+                while gw.core.clients or gw.sessions or count_tasks() > tasks_before:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert gw.core.runs == {}
+            assert gw.core.registry.subs == {}
