@@ -541,3 +541,11 @@ def test_random_queries_are_accepted_or_rejected_with_a_query_error() -> None:
     assert accepted > 100
     assert rejected > 100
     assert kinds <= {"syntax", "semantic", "limit"}
+
+
+def test_doctests_of_names() -> None:
+    import doctest
+
+    from mantis_py.query import names
+
+    assert doctest.testmod(names).failed == 0
