@@ -26,6 +26,8 @@ HELP = "run an MQL query over a JSONL file (or stdin) and print the result rows"
 __all__ = ["HELP", "add_arguments", "run"]
 
 _BIG_DIGITS = re.compile(rb"[0-9]{19}").search
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # digits -> "0", others -> " "
+_ZEROS = b"0" * 19
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 _NO_CONSTANTS_RE = None
@@ -42,7 +44,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _orjson_same(v: Any) -> bool:
+    """Whether orjson writes ``v`` exactly as ``json.dumps`` would: it differs only for floats
+    with 0 < |x| < 1e-4 (``1e-7`` versus ``1e-07``); other problems make orjson raise."""
+    stack = [v]
+    pop = stack.pop
+    push = stack.extend
+    while stack:
+        x = pop()
+        c = x.__class__
+        if c is float:
+            if -1e-4 < x < 1e-4 and x != 0.0:
+                return False
+        elif c is dict:
+            push(x.values())
+        elif c is list:
+            push(x)
+    return True
+
+
 def _encode_row(row: Any) -> bytes:
+    if _orjson_same(row):
+        try:
+            return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
     try:
         text = _ENCODE(row)
     except (ValueError, TypeError, RecursionError):
@@ -162,36 +188,68 @@ def run(args: argparse.Namespace) -> int:
 
     eng = ReplayEngine(p, on_rows=on_rows, on_notice=on_notice, on_late=on_late, seed=args.seed)
     tty = err_out.isatty()
-    feed = eng.feed
     field_text = args.time_field
     single = segs[0] if segs is not None and len(segs) == 1 and isinstance(segs[0], str) else None
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    read = getattr(stream, "read1", stream.read)
     lineno = 0
+    rest = b""
     try:
         try:
-            for raw in stream:
-                lineno += 1
-                if raw[-1:] == b"\n":
-                    raw = raw[:-1]
-                if raw[-1:] == b"\r":
-                    raw = raw[:-1]
-                if not raw.strip():
-                    continue
-                e, reason = _parse_line(raw)
-                if reason is not None:
-                    err_out.write(f"line {lineno}: skipped: {reason}\n")
-                    continue
-                if segs is None:
-                    t: Any = 0
+            while not eng.done:
+                chunk = read(1 << 16)
+                if chunk:
+                    data = rest + chunk if rest else chunk
+                    lines = data.split(b"\n")
+                    rest = lines.pop()
                 else:
-                    t = e.get(single) if single is not None else resolve(e, segs)
-                    tt = type(t)
-                    if tt is not int and (tt is not float or t - t != 0.0):
-                        err_out.write(f"line {lineno}: skipped: time field {field_text} is missing or not a number\n")
-                        continue
-                feed(e, t, lineno)
-                if eng.done:
+                    lines = [rest] if rest else []
+                    rest = b""
+                # one scan per chunk for integers orjson would turn into floats
+                big = _ZEROS in b"\n".join(lines).translate(_DIGITS) if lines else False
+                events: list[Any] = []
+                times: list[Any] = []
+                numbers: list[int] = []
+                for raw in lines:
+                    lineno += 1
+                    try:
+                        e = loads(raw)
+                    except decode_error:
+                        e = None
+                    if e.__class__ is not dict or (big and _BIG_DIGITS(raw) is not None):
+                        if raw[-1:] == b"\r":
+                            raw = raw[:-1]
+                        if not raw.strip():
+                            continue
+                        e, reason = _parse_line(raw)
+                        if reason is not None:
+                            eng.feed_batch(events, times, numbers)
+                            events, times, numbers = [], [], []
+                            if eng.done:
+                                break
+                            err_out.write(f"line {lineno}: skipped: {reason}\n")
+                            continue
+                    if segs is None:
+                        t: Any = 0
+                    else:
+                        t = e.get(single) if single is not None else resolve(e, segs)
+                        tt = t.__class__
+                        if tt is not int and (tt is not float or t - t != 0.0):
+                            eng.feed_batch(events, times, numbers)
+                            events, times, numbers = [], [], []
+                            if eng.done:
+                                break
+                            err_out.write(f"line {lineno}: skipped: time field {field_text} is missing or not a number\n")
+                            continue
+                    events.append(e)
+                    times.append(t)
+                    numbers.append(lineno)
+                if events and not eng.done:
+                    eng.feed_batch(events, times, numbers)
+                if not chunk:
                     break
-                if tty and not lineno & 0xFFFF:
+                if tty:
                     err_out.write(f"\r{lineno} lines\r")
         except OSError as err:
             err_out.write(f"mantis-py: cannot read {path}: {err.strerror or err}\n")

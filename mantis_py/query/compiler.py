@@ -20,6 +20,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,7 @@ class CompiledQuery:
     source: str
     where: EventFn
     uses_tick: bool
+    where_batch: EventFn | None = None
     # plain queries
     project: EventFn | None = None
     order_event: EventFn | None = None
@@ -333,6 +335,15 @@ def _project_general(entries: tuple[ProjectionEntry, ...], e: Any, m: Any, tk: A
 
 # --------------------------------------------------------------------------- entry point
 
+_CONST_NAME = re.compile(r"\bc[0-9]+\b")
+
+
+def _bind(code: str) -> str:
+    """``, c3=c3, c7=c7`` for the constants ``code`` uses: default arguments are fast locals."""
+    names = sorted(set(_CONST_NAME.findall(code)), key=lambda n: int(n[1:]))
+    return "".join(f", {n}={n}" for n in names)
+
+
 _CACHE: dict[tuple[str, str], CompiledQuery] = {}
 _CACHE_MAX = 512
 
@@ -357,9 +368,15 @@ def _compile(a: Analysis) -> CompiledQuery:
     items = q.items
 
     def fn(name: str, params: str, expr: str) -> None:
-        lines.append(f"def {name}({params}):\n    return {expr}\n")
+        lines.append(f"def {name}({params}{_bind(expr)}):\n    return {expr}\n")
 
     fn("where", "e, m, tk", g.cond(q.where) if q.where is not None else "True")
+    # a batch filter: one loop, constants bound as defaults (fast locals), no per-event call
+    cond = g.cond(q.where) if q.where is not None else "True"
+    lines.append(
+        f"def where_batch(es, m, tk{_bind(cond)}):\n    out = []\n    append = out.append\n"
+        f"    for e in es:\n        if {cond}:\n            append(e)\n    return out\n"
+    )
 
     # STICKY sampling keys: top-level names, meta fields included
     if q.sample is not None and q.sample.strategy == "STICKY":
@@ -391,7 +408,8 @@ def _compile(a: Analysis) -> CompiledQuery:
                     body.append(f"    v = {getter}(e, m, tk)")
                     body.append(f"    if v is not None: row[{k}] = v")
                 body.append("    return row\n")
-                lines.append("\n".join(body))
+                text = "\n".join(body[1:])
+                lines.append(f"def project(e, m, tk{_bind(text)}):\n{text}")
         if a.order_by:
             keys = ", ".join(
                 f"sort_key({g.operand(k.operand, items=items)})" for k in a.order_by
@@ -410,7 +428,8 @@ def _compile(a: Analysis) -> CompiledQuery:
             else:
                 hk = ", ".join(f"group_key({n})" for n in names)
                 body.append(f"    return ({hk},), ({', '.join(names)},)")
-            lines.append("\n".join(body) + "\n")
+            text = "\n".join(body[1:])
+            lines.append(f"def group(e, m, tk{_bind(text)}):\n{text}\n")
         for j, col in enumerate(a.columns):
             op = col.operand
             if col.role == "aggregate":
@@ -452,6 +471,7 @@ def _compile(a: Analysis) -> CompiledQuery:
         source=source,
         where=ns["where"],
         uses_tick=g.uses_tick,
+        where_batch=ns["where_batch"],
         project=project,
         order_event=ns.get("order_event"),
         group=ns.get("group"),
@@ -467,3 +487,75 @@ def _compile(a: Analysis) -> CompiledQuery:
 def _project_star(e: Any, m: Any, tk: Any) -> Any:
     """``select *``: the event unchanged (meta fields are never added)."""
     return e
+
+
+# --------------------------------------------------------------------------- group fold
+
+
+def compile_fold(a: Analysis, aggs: tuple[Any, ...], cols: tuple[int, ...]) -> tuple[Callable[..., None], str]:
+    """``fold(table, e, m, tk, ok)``: add one event (that passed SAMPLE and WHERE) to its group
+    in a ``groups.GroupTable``, with inline fast paths for ``count`` (an int state) and the int
+    case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
+    ``add``. ``aggs``/``cols``: the aggregate objects and column indexes of the stateful columns.
+    """
+    from .aggregates import SumState
+
+    g = _Gen(a.mode)
+    q = a.query
+    lines = ["def fold(table, e, m, tk, ok):"]
+    if q.group_by:
+        raws = []
+        for i, gp in enumerate(q.group_by):
+            lines.append(f"    v{i} = {g.operand(gp)}")
+            raws.append(f"v{i}")
+        if len(raws) == 1:
+            lines.append("    hk = v0 if v0.__class__ is str else group_key(v0)")
+        else:
+            lines.append(f"    hk = ({', '.join(f'group_key({r})' for r in raws)},)")
+        lines.append("    grp = table.groups.get(hk)")
+        lines.append("    if grp is None:")
+        lines.append(f"        grp = table.slot(hk, ({', '.join(raws)},), ok)")
+        lines.append("    if grp is table.other:")
+        lines.append("        table.folded += 1")
+    else:
+        lines.append("    grp = table.groups[()]")
+    lines.append("    if grp[1] is None:")
+    lines.append("        grp[1] = ok")
+    lines.append("    st = grp[2]")
+    for i, (agg, j) in enumerate(zip(aggs, cols, strict=True)):
+        col = a.columns[j]
+        add = g.const(agg.add)
+        if col.role == "first":
+            lines.append(f"    v = {g.operand(col.operand)}")
+            lines.append("    if v is not None:")
+            lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
+            continue
+        call = col.operand
+        assert isinstance(call, ast.Call)
+        arg = call.args[0] if call.args else None
+        state = agg.create()
+        plain = not call.distinct
+        if plain and call.name == "count" and type(state) is int:
+            if arg is None or isinstance(arg, (ast.Star, ast.Literal)):
+                lines.append(f"    st[{i}] += 1")
+            else:
+                lines.append(f"    if {g.operand(arg)} is not None:")
+                lines.append(f"        st[{i}] += 1")
+            continue
+        value = "True" if arg is None or isinstance(arg, ast.Star) else g.operand(arg)
+        if plain and call.name in ("sum", "average") and isinstance(state, SumState):
+            lines.append(f"    v = {value}")
+            lines.append("    if v.__class__ is int:")
+            lines.append(f"        s = st[{i}]")
+            lines.append("        s.i += v")
+            lines.append("        s.n += 1")
+            lines.append("    elif v is not None:")
+            lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
+            continue
+        lines.append(f"    st[{i}] = {add}(st[{i}], {value}, ok)")
+    body = "\n".join(lines[1:])
+    source = f"def fold(table, e, m, tk, ok{_bind(body)}):\n{body}\n"
+    ns: dict[str, Any] = dict(ENV)
+    ns.update(g.consts)
+    exec(compile(source, f"<mql fold {a.canonical[:60]!r}>", "exec"), ns)
+    return ns["fold"], source

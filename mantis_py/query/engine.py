@@ -216,6 +216,38 @@ class PreparedQuery:
         cq = self.compiled
         return AggPlan.build(self.analysis, cq.args, cq.group, caps)
 
+    def filter(self, events: list[Any], meta: dict[str, Any] | None = None) -> list[Any]:
+        """The events that pass WHERE (no SAMPLE, ``tick()`` as null), in one generated loop.
+
+        A fast path for batches; evaluation errors fall back to one event at a time, and an event
+        whose evaluation fails does not match.
+        """
+        cq = self.compiled
+        m = meta or {}
+        try:
+            return cq.where_batch(events, m, None)  # type: ignore[misc,no-any-return]
+        except Exception:
+            out = []
+            for e in events:
+                try:
+                    if cq.where(e, m, None):
+                        out.append(e)
+                except Exception:
+                    pass
+            return out
+
+    def replay_events(
+        self, events: list[dict[str, Any]], time_field: str | None, sink: Any, *, seed: int = 0,
+        caps: Caps = DEFAULT_CAPS,
+    ) -> None:
+        """Run the single-node engine over in-memory events (time from a top-level field, or 0);
+        ``sink(rows)`` receives each batch of output rows."""
+        from .replay import ReplayEngine
+
+        eng = ReplayEngine(self, on_rows=lambda scope, rows: sink(rows), seed=seed, caps=caps)
+        eng.feed_batch(events, time_key=time_field)
+        eng.finish()
+
     def source(
         self,
         *,

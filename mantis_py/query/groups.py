@@ -52,6 +52,8 @@ class AggPlan:
     visible: tuple[tuple[int, str], ...]  # (column index, name) of the output columns
     caps: Caps
     nkeys: int = 0
+    fold: Callable[..., None] | None = None
+    fold_source: str = ""
 
     @classmethod
     def build(cls, a: Analysis, args: tuple[Any, ...], group: Any, caps: Caps) -> AggPlan:
@@ -84,9 +86,12 @@ class AggPlan:
             cols.append(j)
             getters.append(args[j])
         visible = tuple((j, c.name) for j, c in enumerate(a.columns) if not c.hidden)
+        from .compiler import compile_fold
+
+        fold, source = compile_fold(a, tuple(aggs), tuple(cols))
         return cls(
             tuple(aggs), tuple(cols), tuple(getters), tuple(literals), len(a.columns),
-            tuple(key_cols), group, visible, caps, len(group_by),
+            tuple(key_cols), group, visible, caps, len(group_by), fold, source,
         )
 
 
@@ -127,6 +132,10 @@ class GroupTable:
 
     def add(self, e: Any, m: Any, tk: Any, ok: Any) -> None:
         """Fold one event (that passed SAMPLE and WHERE) into its group."""
+        self.plan.fold(self, e, m, tk, ok)  # type: ignore[misc]
+
+    def add_generic(self, e: Any, m: Any, tk: Any, ok: Any) -> None:
+        """:meth:`add` without the generated fast paths (the reference for tests)."""
         plan = self.plan
         if plan.group is None:
             g = self.groups[()]
