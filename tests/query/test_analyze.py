@@ -549,3 +549,91 @@ def test_doctests_of_names() -> None:
     from mantis_py.query import names
 
     assert doctest.testmod(names).failed == 0
+
+
+# --------------------------------------------------------------------------- the §4.2 invariant
+
+_KEYS = ["a", "b", "l", "m", "x", "k", "n", "nf.x", "p0", "_app", "_zone", "COUNT(a)", "s"]
+
+
+def _random_value(rng: Any, depth: int = 0) -> Any:
+    r = rng.random()
+    if depth < 3 and r < 0.25:
+        return {rng.choice(_KEYS): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    if depth < 3 and r < 0.45:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return rng.choice([None, True, 0, 1.5, "x", "", "a"])
+
+
+def _query_operands(a: Analysis) -> Any:
+    """Every property/prefix selector the query evaluates on events (not on output rows)."""
+    from mantis_py.query.analyze import _condition_properties, _operand_properties
+
+    q = a.query
+    for item in q.items:
+        yield from _operand_properties(item.operand)
+    if q.where is not None:
+        yield from _condition_properties(q.where)
+    for key in q.group_by:
+        yield from _operand_properties(key)
+    for column in a.columns:
+        if column.hidden:
+            yield from _operand_properties(column.operand)
+    for key in a.order_by:
+        if isinstance(key.operand, ast.Property):
+            yield key.operand
+    if q.sample is not None:
+        for k in q.sample.keys:
+            yield ast.Property((k,))
+
+
+def _evaluate(op: Any, event: Any) -> Any:
+    from mantis_py.query.values import prefix_items, resolve, resolve_star
+
+    if isinstance(op, ast.PrefixSelector):
+        return prefix_items(event, op.prefix)
+    if op.has_star:
+        return resolve_star(event, op.segments)
+    return resolve(event, op.segments)
+
+
+_INVARIANT_QUERIES = [
+    "select e['m']['x'], e['l'][0], e['l'][-1]['k'] from s where e['m'][*]['a'] == 1",
+    "select e[^'nf.'], e[^'_'], nf.x, _app, e['_app']['x'] from s where e[*] == 'x'",
+    "select e[0], e['m'][0]['x'], m from s where e['l'][*][*] == 'a' window 10 "
+    "order by e['x']['k'] desc",
+    "select count(*), max(e['m']['k']) from s window 10 group by e['b']['a'] having sum(e['l'][1]) > 0",
+    "select a from s sample {'strategy': 'STICKY', 'keys': ['_zone', 'k']}",
+]
+
+
+@pytest.mark.parametrize("mode", ["replay", "live"])
+def test_fields_invariant_every_property_evaluates_the_same_on_the_shipped_object(
+    mode: str,
+) -> None:
+    import random
+
+    from mantis_py.query.projection import project
+
+    rng = random.Random(42)
+    texts = list(_INVARIANT_QUERIES)
+    while len(texts) < 80:
+        text = _soup(rng)
+        try:
+            check(text, mode)
+        except QueryError:
+            continue
+        texts.append(text)
+    for text in texts:
+        a = check(text, mode)
+        operands = [
+            op
+            for op in _query_operands(a)
+            if not (mode == "live" and isinstance(op, ast.Property) and op.is_bare
+                    and op.segments[0] in ("_app", "_instance", "_zone", "_stream"))
+        ]  # fmt: skip
+        for _ in range(20):
+            event = {k: _random_value(rng) for k in rng.sample(_KEYS, rng.randrange(len(_KEYS)))}
+            shipped = project(event, a.field_paths, a.field_prefixes, a.star)
+            for op in operands:
+                assert _evaluate(op, shipped) == _evaluate(op, event), (text, op, event)
