@@ -32,7 +32,20 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """A checked query. See docs/architecture.md for each member."""
+    """A checked query. See docs/architecture.md for each member.
+
+    Details the table there leaves open:
+    - ``columns``: visible columns in select order, then hidden HAVING aggregates (one per
+      distinct canonical call). A HAVING call equal to a select-list aggregate reuses its column.
+    - ``fields``/``field_paths``/``field_prefixes``: a path whose first segment is ``[*]``
+      (``e[*]``) reads every top-level member, so it is shipped as the prefix selector
+      ``e[^'']`` (prefix ``""``); a path starting with an index (``e[0]``) reads nothing from an
+      object and ships nothing. In live mode a one-segment meta name (``_app`` ...) is listed as
+      a field (and in ``field_paths``) but never subsumes ``e['_app'][...]`` paths, which read the
+      event.
+    - ``meta_fields``: in order of first reference (select list, WHERE, GROUP BY, hidden HAVING
+      aggregates, plain ORDER BY keys, STICKY keys); ``()`` in replay.
+    """
 
     query: Query
     canonical: str
