@@ -242,7 +242,7 @@ class _Stream:
     """Per-stream state. ``subs``/``plan`` are replaced (never mutated) by the agent thread."""
 
     __slots__ = (
-        "folded", "ingress", "lost", "name", "not_object", "pending", "plan", "sent", "seq",
+        "folded", "in_hand", "ingress", "lost", "name", "not_object", "pending", "plan", "sent", "seq",
         "skip_next", "skipped", "subs", "unmatched",
     )  # fmt: skip
 
@@ -256,6 +256,7 @@ class _Stream:
         self.subs: tuple[Subscription, ...] = ()
         self.plan = StreamPlan()
         self.seq = 0
+        self.in_hand = 0
         self.unmatched = 0
         self.folded = 0
         self.sent = 0
@@ -534,8 +535,11 @@ class AgentCore:
         more = False
         for st in list(self.streams.values()):
             if st.ingress.items:
-                for t, ev in st.ingress.take(max_events):
+                batch = st.ingress.take(max_events)
+                st.in_hand = len(batch)  # taken but not yet accounted (statistics snapshots)
+                for t, ev in batch:
                     self._process(st, t, ev, now)
+                    st.in_hand -= 1
                 more = more or bool(st.ingress.items)
         for sub in list(self.subs.values()):
             if sub.ships == "partials":
@@ -736,7 +740,7 @@ class AgentCore:
             folded=st.folded,
             sent=st.sent,
             lost=dict(st.lost),
-            pending=len(ing.items) + len(st.pending),
+            pending=len(ing.items) + st.in_hand + len(st.pending),
         )
 
     def statistics(self) -> AgentStatistics:
