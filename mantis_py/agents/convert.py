@@ -14,9 +14,11 @@ None -> their JSON text (``1`` -> ``"1"``, ``True`` -> ``"true"``, ``None`` -> `
 Drop reasons: ``cycle``, ``too_deep`` (more than ``max_depth`` levels), ``bad_key`` (another
 key type), ``unserializable`` (a value with no JSON form).
 
-Masking: a mask entry without a dot (``"password"``) masks that key at any depth; a dotted entry
-(``"user.card.number"``) masks that path from the root, through lists. With ``ignore_case`` keys
-match in any case. The masked value becomes :data:`MASKED`.
+Masking: a mask entry without a dot (``"password"``) masks that key at any depth (and flat dotted
+keys ending in it, ``"user.password"``); a dotted entry (``"user.card"``) masks that path from the
+root, through lists, whether the event nests it (``{"user": {"card": ...}}``) or uses MQL's flat
+dotted keys (``{"user.card": ...}``). With ``ignore_case`` keys match in any case. The masked value
+becomes :data:`MASKED`.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class Mask:
         elif all(k.isascii() for k in keys):
             alt = b"|".join(re.escape(k.encode()) for k in sorted(keys))
             flags = re.IGNORECASE if self.ignore_case else 0
-            object.__setattr__(self, "pattern", re.compile(b'"(?:' + alt + b')":', flags))
+            # `"card":` or a flat dotted key ending in it, `"user.card":` (MQL flat names)
+            pat = b'[".](?:' + alt + b')":'
+            object.__setattr__(self, "pattern", re.compile(pat, flags))
         else:
             object.__setattr__(self, "pattern", re.compile(b""))
 
@@ -150,8 +154,15 @@ class _Walker:
             key = _key(k)
             if norm is not None:
                 nk = norm(key)
-                sub = tuple(p[1:] for p in paths if p[0] == nk)
-                if nk in names or () in sub:
+                if "." in nk:  # a flat dotted key consumes several path segments at once
+                    segs = tuple(nk.split("."))
+                    n = len(segs)
+                    sub = tuple(p[n:] for p in paths if p[:n] == segs)
+                    hit = segs[-1] in names
+                else:
+                    sub = tuple(p[1:] for p in paths if p[0] == nk)
+                    hit = nk in names
+                if hit or () in sub:
                     out[key] = MASKED
                     continue
                 out[key] = self.value(item, depth, sub)

@@ -104,6 +104,18 @@ def test_masks_by_name_at_any_depth_and_by_path_from_the_root() -> None:
     assert convert(ev) is not ev
 
 
+def test_masks_flat_dotted_keys_like_mql_names() -> None:
+    m = Mask(("password", "user.card"))
+    ev = {"user.card": 1, "user.Password": 2, "user": {"card.x": 3}, "a.b": {"card": 4}}
+    assert convert(ev, m) == {
+        "user.card": MASKED,
+        "user.Password": MASKED,
+        "user": {"card.x": 3},
+        "a.b": {"card": 4},
+    }
+    assert m.may_apply(b'{"user.card":1}')
+
+
 def test_case_sensitive_masks_when_configured() -> None:
     m = Mask(("password",), ignore_case=False)
     assert convert({"Password": 1, "password": 2}, m) == {"Password": 1, "password": MASKED}

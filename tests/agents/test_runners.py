@@ -1,6 +1,8 @@
 """Both runners against a test gateway on loopback: delivery, host protection, restart, expiry.
 
-Until the real gateway accepts fake queries these run against ``mantis_py.testing.server``.
+Real MQL queries and the real query engine; the gateway side is ``mantis_py.testing.server`` (a
+minimal mantis.v1 gateway we can make misbehave); the end-to-end tests with the real gateway are
+in ``test_e2e.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import trio
 from mantis_py.agents import Agent, open_agent
 from mantis_py.agents.sync import agent_url, backoff_delays
 from mantis_py.errors import ConfigurationError
-from mantis_py.testing import fake_engine
 from mantis_py.testing.server import TestGateway, ThreadedTestGateway
 
 FAST = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.4}
@@ -54,8 +55,8 @@ def gateway() -> Iterator[ThreadedTestGateway]:
 
 
 def test_threaded_agent_ships_matching_events(gateway: ThreadedTestGateway) -> None:
-    gateway.subscribe("s1", "fake select=country where=country:BR")
-    with Agent("app", gateway.url, engine=fake_engine(), mask=("password",), **FAST) as agent:
+    gateway.subscribe("s1", "select country from app where country == 'BR'")
+    with Agent("app", gateway.url, mask=("password",), **FAST) as agent:
         assert wait(lambda: agent.has_subscribers())
         for i in range(200):
             agent.publish({"country": "BR" if i % 2 else "US", "password": "pw", "i": i})
@@ -71,8 +72,8 @@ async def test_trio_agent_ships_matching_events() -> None:
         async with trio.open_nursery() as nursery:
             gw = TestGateway(heartbeat_s=0.3)
             await nursery.start(gw.serve)
-            gw.subscribe("s1", "fake select=i where=country:BR")
-            async with open_agent("app", gw.url, engine=fake_engine(), **FAST) as agent:
+            gw.subscribe("s1", "select i from app where country == 'BR'")
+            async with open_agent("app", gw.url, **FAST) as agent:
                 await wait_async(agent.has_subscribers)
                 for i in range(100):
                     agent.publish({"country": "BR" if i % 2 else "US", "i": i})
@@ -83,8 +84,8 @@ async def test_trio_agent_ships_matching_events() -> None:
 
 
 def test_publish_from_many_threads_is_counted_exactly(gateway: ThreadedTestGateway) -> None:
-    gateway.subscribe("s1", "fake select=i")
-    with Agent("app", gateway.url, engine=fake_engine(), **FAST) as agent:
+    gateway.subscribe("s1", "select i from app")
+    with Agent("app", gateway.url, **FAST) as agent:
         assert wait(lambda: agent.has_subscribers())
 
         def pub() -> None:
@@ -121,9 +122,9 @@ def _publish_hard(agent: Agent, seconds: float) -> tuple[list[float], int]:
 @pytest.mark.parametrize("mode", ["no_read", "slow"])
 def test_a_gateway_that_does_not_keep_up_never_blocks_the_host(mode: str) -> None:
     with ThreadedTestGateway(heartbeat_s=0.3, read_mode=mode, slow_s=0.05) as gw:
-        gw.subscribe("s1", "fake select=*")
+        gw.subscribe("s1", "select * from app")
         settings = {"max_send_backlog": 256 * 1024, "send_timeout_s": 1.0, **FAST}
-        with Agent("app", gw.url, engine=fake_engine(), **settings) as agent:
+        with Agent("app", gw.url, **settings) as agent:
             assert wait(lambda: agent.has_subscribers())
             durations, n = _publish_hard(agent, 2.0)
             core = agent._core
@@ -150,7 +151,7 @@ def test_an_absent_gateway_costs_nothing_and_is_retried() -> None:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens here
-    with Agent("app", f"ws://127.0.0.1:{port}", engine=fake_engine(), **FAST) as agent:
+    with Agent("app", f"ws://127.0.0.1:{port}", **FAST) as agent:
         durations, n = _publish_hard(agent, 0.5)
         assert agent.statistics().streams["default"].skipped_no_subscription == n
         time.sleep(0.3)
@@ -197,7 +198,7 @@ class GatewayProcess:
                 "0.3",
                 "--subscribe",
                 "s1",
-                "fake select=i",
+                "select i from app",
                 "default",
             ],
             stdout=subprocess.PIPE,
@@ -228,7 +229,7 @@ def test_agent_survives_a_gateway_restart_and_expires_queries_when_it_is_gone() 
     gw = GatewayProcess()
     try:
         settings = {"expire_after_s": 2.0, "resubscribe_grace_s": 1.0, **FAST}
-        with Agent("app", f"ws://127.0.0.1:{gw.port}", engine=fake_engine(), **settings) as agent:
+        with Agent("app", f"ws://127.0.0.1:{gw.port}", **settings) as agent:
             assert wait(lambda: agent.has_subscribers())
             agent.publish({"i": 1})
             assert wait(lambda: gw.events() >= 1)
