@@ -155,6 +155,18 @@ class _Tok(Token):
     payload: Any
 
 
+def _new_tok(ttype: str, text: str, start: int, end: int, payload: Any) -> _Tok:
+    """A token without lark's keyword-argument constructor (it dominates the parse time)."""
+    tok = str.__new__(_Tok, text)
+    tok.type = ttype
+    tok.value = text
+    tok.start_pos = start
+    tok.end_pos = end
+    tok.line = tok.column = tok.end_line = tok.end_column = None
+    tok.payload = payload
+    return tok
+
+
 class _NoLexer(Lexer):
     """Tokens are fed by hand; lark never lexes."""
 
@@ -431,12 +443,46 @@ class _Builder:
         return ("distinct", ast.STAR)
 
 
+def _callback(rule: Any, builder: _Builder) -> Any:
+    """The reduction callback for one grammar rule, doing what lark's tree builder would do
+    (drop ``_X`` terminals, splice ``_rule`` children, inline ``?rule`` with one child) with
+    less overhead per reduction."""
+    f = getattr(builder, rule.alias or rule.origin.name, None)
+    spec = [
+        (i, not sym.is_term and sym.name.startswith("_"))
+        for i, sym in enumerate(rule.expansion)
+        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out)
+    ]
+    expand1 = bool(rule.options.expand1) and not rule.alias
+    if f is None and not (expand1 or rule.origin.name.startswith("_")):  # pragma: no cover
+        raise AssertionError(f"no builder for rule {rule.origin.name}")
+    if f is not None and len(spec) == len(rule.expansion) and not any(e for _, e in spec):
+        if expand1:
+            return lambda c: c[0] if len(c) == 1 else f(c)
+        return f
+
+    def callback(c: list[Any]) -> Any:
+        out: list[Any] = []
+        for i, splice in spec:
+            if splice:
+                out.extend(c[i])
+            else:
+                out.append(c[i])
+        if expand1 and len(out) == 1:
+            return out[0]
+        return out if f is None else f(out)
+
+    return callback
+
+
 @functools.cache
 def _conf() -> ParseConf[Any]:
     grammar = resources.files("mantis_py.query").joinpath("grammar.lark").read_text("utf-8")
-    lark = Lark(grammar, parser="lalr", lexer=_NoLexer, transformer=_Builder(), strict=True)
+    lark = Lark(grammar, parser="lalr", lexer=_NoLexer, strict=True)
     ip = lark.parse_interactive("")
-    conf: ParseConf[Any] = ip.parser_state.parse_conf
+    conf: ParseConf[Any] = copy(ip.parser_state.parse_conf)
+    builder = _Builder()
+    conf.callbacks = {rule: _callback(rule, builder) for rule in lark.rules}
     return conf
 
 
@@ -483,19 +529,12 @@ def parse(text: str) -> ast.Query:
                           0) from exc  # fmt: skip
 
 
-@dataclasses.dataclass(slots=True)
-class _Fed:
-    type: str
-    index: int  # index of the raw token
-    tok: _Tok
-
-
 class _Parse:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks: list[RawToken] = tokenize(text)
         self.end = len(text.rstrip(WHITESPACE))
-        self.hist: list[_Fed] = []
+        self.hist: list[_Tok] = []
         self.parens: list[list[Any]] = []  # [start, kind ("in"/"call"/"cond"), commas]
         self.clauses: dict[str, int] = {}  # clause name -> start offset of its first keyword
         self.clause_seq: list[str] = []
@@ -524,16 +563,16 @@ class _Parse:
             ttype, payload, used = self.classify(i, raw, choices)
             if ttype not in choices:
                 raise self.fail(i, ttype, ps, used)
-            end = toks[i + used - 1].end
-            tok = _Tok(ttype, self.text[raw.start : end], start_pos=raw.start, end_pos=end)
-            tok.payload = payload
-            self.check_in_list(tok)
+            end = toks[i + used - 1].end if used > 1 else raw.end
+            tok = _new_tok(ttype, self.text[raw.start : end], raw.start, end, payload)
+            if self.parens:
+                self.check_in_list(tok)
             try:
                 ps.feed_token(tok)
             except UnexpectedInput:
                 raise self.fail(i, ttype, ps, used) from None
             self.track(ttype, tok)
-            self.hist.append(_Fed(ttype, i, tok))
+            self.hist.append(tok)
             i += used
         if "$END" not in states[ps.position]:
             raise self.fail(n, "$END", ps, 0)
@@ -583,7 +622,7 @@ class _Parse:
                 return "PERCENTAGE", percentage_sample(w[:-1], value, self.text, raw.start,
                                                        raw.end), 1  # fmt: skip
         if w == "%" and "PERCENT" in choices and self.hist and self.hist[-1].type == "NUMBER":
-            num = self.hist[-1].tok
+            num = self.hist[-1]
             sample = percentage_sample(str(num), num.payload, self.text, num.start_pos, raw.end)
             return "PERCENT", sample, 1
         if "COUNT_WINDOW" in choices and len(w) > 2 and w[0] == "|" and w[-1] == "|":
@@ -708,8 +747,7 @@ class _Parse:
 
     def pending_operand(self, ps: ParserState[Any]) -> Any:
         """The operand just completed at ``ps`` (what a comparison operator would now follow)."""
-        probe = _Tok("CMP_OP", "==", start_pos=self.end, end_pos=self.end)
-        probe.payload = "=="
+        probe = _new_tok("CMP_OP", "==", self.end, self.end, "==")
         st: ParserState[Any] = ParserState(
             ps.parse_conf, None, list(ps.state_stack), list(ps.value_stack)
         )
@@ -745,7 +783,7 @@ class _Parse:
             last.type == "SAMPLE" or (last.type == "NUMBER" and prev and prev.type == "SAMPLE")
         ):
             if last.type == "NUMBER":
-                start, length = last.tok.start_pos, last.tok.end_pos - last.tok.start_pos
+                start, length = last.start_pos, last.end_pos - last.start_pos
             return self.err("E120", "SAMPLE needs an object {…} or a percentage such as 5%",
                             start, length)  # fmt: skip
         # '*' mixed with select items
@@ -753,7 +791,7 @@ class _Parse:
             last is not None and last.type == "STAR" and prev and prev.type == "SELECT"
             and ttype in ("_COMMA", "AS")
         ):  # fmt: skip
-            s = last.tok.start_pos
+            s = last.start_pos
             return self.err("E114", "'*' must be the only item of the select list", s, 1)
         if ttype == "STAR" and self.at_item_start() and last and last.type == "_COMMA":
             return self.err("E114", "'*' must be the only item of the select list", start, 1)
@@ -766,10 +804,10 @@ class _Parse:
             last is not None and last.type == "NAME" and prev is not None
             and (prev.type == "SELECT" or (prev.type == "_COMMA" and self.clause_seq == ["SELECT"]
                                            and not self.parens))
-            and str(last.tok).lower() in _CLAUSE_WORDS
+            and str(last).lower() in _CLAUSE_WORDS
         ):  # fmt: skip
-            w = str(last.tok)
-            return self.err("E113", "a select item is missing", last.tok.start_pos, len(w),
+            w = str(last)
+            return self.err("E113", "a select item is missing", last.start_pos, len(w),
                             hint="remove the trailing ','; a property named like a keyword "
                                  f"is written e['{w.lower()}']")  # fmt: skip
         # a clause keyword given twice or out of order
