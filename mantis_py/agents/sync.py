@@ -30,6 +30,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+# Imported here, not lazily: websockets imports logging, whose at-fork handler (re-creating its
+# lock) must be registered before ours so it runs first in a forked child.
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
 from ..errors import ConfigurationError, RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
 from .core import AgentConfig, AgentCore, AgentStatistics, Frame
@@ -239,6 +244,7 @@ class Agent:
         self._engine = engine
         self._rng = rng if rng is not None else random.Random()
         self._thread: threading.Thread | None = None
+        self._forked = False
         self._started = False
         self._closed = False
         self._setup()
@@ -313,6 +319,10 @@ class Agent:
 
     def _run(self) -> None:
         stop = self._stop
+        if self._forked:
+            # In a fresh fork child, let every other after-fork handler finish first.
+            self._forked = False
+            stop.wait(0.05)
         delays = backoff_delays(
             self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
         )
@@ -343,9 +353,6 @@ class Agent:
         self._core.report_cpu(time.time(), time.thread_time())
 
     def _connect_and_serve(self) -> bool:
-        from websockets.exceptions import ConnectionClosed
-        from websockets.sync.client import connect
-
         s = self.settings
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
@@ -443,6 +450,7 @@ class Agent:
         self._rng = random.Random()
         self._setup()
         self._thread = None
+        self._forked = True
         if self._started and not self._closed:
             self._started = False
             self.start()
