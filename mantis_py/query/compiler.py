@@ -492,7 +492,9 @@ def _project_star(e: Any, m: Any, tk: Any) -> Any:
 # --------------------------------------------------------------------------- group fold
 
 
-def compile_fold(a: Analysis, aggs: tuple[Any, ...], cols: tuple[int, ...]) -> tuple[Callable[..., None], str]:
+def compile_fold(
+    a: Analysis, aggs: tuple[Any, ...], cols: tuple[int, ...]
+) -> tuple[Callable[..., None], Callable[..., tuple[int, int]], str]:
     """``fold(table, e, m, tk, ok)``: add one event (that passed SAMPLE and WHERE) to its group
     in a ``groups.GroupTable``, with inline fast paths for ``count`` (an int state) and the int
     case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
@@ -554,8 +556,25 @@ def compile_fold(a: Analysis, aggs: tuple[Any, ...], cols: tuple[int, ...]) -> t
             continue
         lines.append(f"    st[{i}] = {add}(st[{i}], {value}, ok)")
     body = "\n".join(lines[1:])
-    source = f"def fold(table, e, m, tk, ok{_bind(body)}):\n{body}\n"
+    # fold_run: the same body inlined in a loop over a run of events of one window (no call per
+    # event); it stops at the first event outside [start, end) and returns (index, errors)
+    cond = g.cond(q.where) if q.where is not None else "True"
+    inner = "\n".join("            " + ln[4:] for ln in lines[1:]).replace("table.groups.get(", "groups.get(")
+    run = (
+        "    groups = table.groups\n    errors = 0\n    while i < n:\n"
+        "        t = ts[i]\n        if t < start or t >= end:\n            break\n"
+        "        e = es[i]\n        try:\n"
+        f"          if {cond}:\n            ok = (ns[i],)\n{inner}\n"
+        "        except Exception:\n            errors += 1\n        i += 1\n"
+        "    return i, errors\n"
+    )
+    run_all = run + "\n" + body
+    source = (
+        f"def fold(table, e, m, tk, ok{_bind(body)}):\n{body}\n\n"
+        f"def fold_run(table, es, ts, ns, i, n, start, end, m, tk=None{_bind(run_all)}):\n{run}"
+    )
     ns: dict[str, Any] = dict(ENV)
+    ns["Exception"] = Exception
     ns.update(g.consts)
     exec(compile(source, f"<mql fold {a.canonical[:60]!r}>", "exec"), ns)
-    return ns["fold"], source
+    return ns["fold"], ns["fold_run"], source

@@ -53,6 +53,7 @@ class AggPlan:
     caps: Caps
     nkeys: int = 0
     fold: Callable[..., None] | None = None
+    fold_run: Callable[..., tuple[int, int]] | None = None
     fold_source: str = ""
 
     @classmethod
@@ -88,10 +89,10 @@ class AggPlan:
         visible = tuple((j, c.name) for j, c in enumerate(a.columns) if not c.hidden)
         from .compiler import compile_fold
 
-        fold, source = compile_fold(a, tuple(aggs), tuple(cols))
+        fold, fold_run, source = compile_fold(a, tuple(aggs), tuple(cols))
         return cls(
             tuple(aggs), tuple(cols), tuple(getters), tuple(literals), len(a.columns),
-            tuple(key_cols), group, visible, caps, len(group_by), fold, source,
+            tuple(key_cols), group, visible, caps, len(group_by), fold, fold_run, source,
         )
 
 

@@ -29,6 +29,8 @@ from .windows import first_replay_window, window_bounds, window_indices
 
 __all__ = ["ReplayEngine", "replay_rows"]
 
+_INF = float("inf")
+
 RowsCallback = Callable[[str | None, list[dict[str, Any]]], None]
 NoticeCallback = Callable[[str, str, str], None]
 LateCallback = Callable[[int, Any], None]
@@ -87,6 +89,12 @@ class ReplayEngine:
         self._uses_tick = cq.uses_tick
         self._stream_plain = self._plain and self._window is None and self._count is None and cq.order_event is None
 
+    @property
+    def streams_fast(self) -> bool:
+        """True when :meth:`feed_batch` needs neither times nor line numbers (streamed plain
+        rows without SAMPLE or ``tick()``)."""
+        return self._stream_plain and self._sample is None and not self._uses_tick
+
     # ---------------------------------------------------------------- helpers
 
     def _keep(self, e: Any, tk: Any) -> bool:
@@ -130,9 +138,8 @@ class ReplayEngine:
         ``first_line``.
         """
         n = len(events)
-        if not n:
+        if not n or self.done:
             return
-        cq = self.cq
         w = self._window
         fast = self._sample is None and not self._uses_tick and (
             self._stream_plain
@@ -146,65 +153,44 @@ class ReplayEngine:
                 if self.done:
                     return
             return
-        where = cq.where
         m = self._meta
         if self._stream_plain:
-            project = cq.project
-            on_rows = self.on_rows
-            limit = self._limit
-            for i in range(n):
-                e = events[i]
-                try:
-                    if where(e, m, None):
-                        on_rows(None, [project(e, m, None)])  # type: ignore[misc]
-                        self._rows_emitted += 1
-                        if limit is not None and self._rows_emitted >= limit:
-                            self.done = True
-                            return
-                except Exception:
-                    self.errors += 1
+            self._stream_batch(events)
             return
-        fold = self._plan.fold  # type: ignore[union-attr]
+        run = self._plan.fold_run  # type: ignore[union-attr]
+        ns: Any = lines if lines is not None else range(first_line, first_line + n)
+        ts: Any = times if times is not None else ([e[time_key] for e in events] if time_key else [0] * n)
         if w is None:
-            table = self._table
-            for i in range(n):
-                e = events[i]
-                try:
-                    if where(e, m, None):
-                        fold(table, e, m, None, (lines[i] if lines is not None else first_line + i,))  # type: ignore[misc]
-                except Exception:
-                    self.errors += 1
+            _, errors = run(self._table, events, ts, ns, 0, n, -_INF, _INF, m)  # type: ignore[misc]
+            self.errors += errors
             return
         size = w[0]
         windows = self._windows
-        cur_start = cur_end = 0
-        have = False
-        table: Any = None
-        for i in range(n):
-            e = events[i]
-            t = times[i] if times is not None else (e[time_key] if time_key else 0)
-            if not have or not (cur_start <= t < cur_end):
-                # a new window, a late event or the first event: the general path
-                self.feed(e, t, lines[i] if lines is not None else first_line + i)
-                if self.done:
-                    return
-                clock = self._clock
+        i = 0
+        while i < n:
+            clock = self._clock
+            if clock is not None:
                 ck = (clock if clock.__class__ is int else int(clock // 1)) // size
-                cur_start, cur_end = ck * size, ck * size + size
-                have = ck >= self._next_k
-                table = None
-                continue
-            try:
-                if where(e, m, None):
+                start = ck * size
+                end = start + size
+                t = ts[i]
+                if start <= t < end and ck >= self._next_k:
+                    # a run of events in the open window that holds the clock
+                    table = windows.get(ck)
                     if table is None:
-                        table = windows.get(ck)
-                        if table is None:
-                            table = windows[ck] = GroupTable(self._plan)  # type: ignore[arg-type]
-                    fold(table, e, m, None, (lines[i] if lines is not None else first_line + i,))  # type: ignore[misc]
-            except Exception:
-                self.errors += 1
-            if t > self._clock:
-                self._clock = t
+                        table = windows[ck] = GroupTable(self._plan)  # type: ignore[arg-type]
+                    j, errors = run(table, events, ts, ns, i, n, start, end, m)  # type: ignore[misc]
+                    self.errors += errors
+                    top = max(ts[i:j])
+                    if top > clock:
+                        self._clock = top
+                    i = j
+                    continue
+            # a new window, a late event or the first event: the general path
+            self.feed(events[i], ts[i], ns[i])
+            if self.done:
+                return
+            i += 1
 
     def feed(self, e: dict[str, Any], t: Any, line: int) -> None:
         """Process one valid event (time ``t`` in seconds, 0 without a time field)."""
@@ -236,6 +222,38 @@ class ReplayEngine:
             self._rest(e, tk, (line,), ks)
         except Exception:
             self.errors += 1
+
+    def _stream_batch(self, events: list[dict[str, Any]]) -> None:
+        """Streamed plain rows for a batch: one generated WHERE loop, then projection."""
+        cq = self.cq
+        m = self._meta
+        try:
+            matched = cq.where_batch(events, m, None)  # type: ignore[misc]
+        except Exception:
+            matched = []
+            for e in events:
+                try:
+                    if cq.where(e, m, None):
+                        matched.append(e)
+                except Exception:
+                    self.errors += 1
+        project = cq.project
+        try:
+            rows = [project(e, m, None) for e in matched]  # type: ignore[misc]
+        except Exception:
+            rows = []
+            for e in matched:
+                try:
+                    rows.append(project(e, m, None))  # type: ignore[misc]
+                except Exception:
+                    self.errors += 1
+        limit = self._limit
+        if limit is not None and self._rows_emitted + len(rows) >= limit:
+            rows = rows[: limit - self._rows_emitted]
+            self.done = True
+        self._rows_emitted += len(rows)
+        if rows:
+            self.on_rows(None, rows)
 
     def _rest(self, e: Any, tk: Any, ok: tuple[int], ks: Any) -> None:
         cq = self.cq

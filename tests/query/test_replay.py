@@ -124,3 +124,48 @@ def test_evaluation_never_raises_on_odd_values() -> None:
     events = [({"a": v, "k": w, "l": [v, w]}, 0) for v in VALUES for w in VALUES]
     rows = replay_rows(prepare(q), events)
     assert rows
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_feed_batch_equals_feed(seed: int) -> None:
+    import random
+
+    from mql_gen import random_aggregate_query, random_event, random_plain_query
+
+    rng = random.Random(seed)
+    kind = rng.randrange(4)
+    if kind == 0:
+        text = random_plain_query(rng)
+    elif kind == 1:
+        text = random_aggregate_query(rng, rng.choice(["window 10", "window 1", "window 10 5"]))
+    elif kind == 2:
+        text = random_aggregate_query(rng, "").replace("  ", " ")
+    else:
+        text = random_plain_query(rng) + " window 5"
+    events = [random_event(rng) for _ in range(rng.randrange(60))]
+    times = []
+    t = 100.0
+    for _ in events:
+        t += rng.choice([0, 0.5, 3, 11, -4])  # some late events too
+        times.append(t)
+    p = prepare(text)
+
+    def run(batch: bool) -> tuple[list[Any], list[Any]]:
+        rows: list[Any] = []
+        other: list[Any] = []
+        eng = ReplayEngine(p, on_rows=lambda s, r: rows.extend((s, x) for x in r),
+                           on_notice=lambda *a: other.append(a), on_late=lambda *a: other.append(a))
+        if batch:
+            cut = rng.randrange(len(events) + 1)
+            lines = list(range(1, len(events) + 1))
+            eng.feed_batch(events[:cut], times[:cut], lines[:cut])
+            eng.feed_batch(events[cut:], times[cut:], lines[cut:])
+        else:
+            for i, e in enumerate(events):
+                eng.feed(e, times[i], i + 1)
+                if eng.done:
+                    break
+        eng.finish()
+        return rows, other
+
+    assert run(True) == run(False), text
