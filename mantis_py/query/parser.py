@@ -153,6 +153,11 @@ class _Tok(Token):
     """A lark token that also carries the decoded value (``payload``) of the raw token."""
 
     payload: Any
+    start_pos: int  # always set by _new_tok
+    end_pos: int
+
+
+_NO_LEXER: Any = None  # tokens are fed by hand; ParserState never touches its lexer
 
 
 def _new_tok(ttype: str, text: str, start: int, end: int, payload: Any) -> _Tok:
@@ -178,11 +183,17 @@ class _NoLexer(Lexer):
 
 
 def _b(x: Any) -> int:
-    return x.start_pos if isinstance(x, Token) else x.span.start
+    if isinstance(x, _Tok):
+        return x.start_pos
+    start: int = x.span.start
+    return start
 
 
 def _e(x: Any) -> int:
-    return x.end_pos if isinstance(x, Token) else x.span.end
+    if isinstance(x, _Tok):
+        return x.end_pos
+    end: int = x.span.end
+    return end
 
 
 def _sp(a: Any, b: Any = None) -> ast.Span:
@@ -482,7 +493,8 @@ def _conf() -> ParseConf[Any]:
     ip = lark.parse_interactive("")
     conf: ParseConf[Any] = copy(ip.parser_state.parse_conf)
     builder = _Builder()
-    conf.callbacks = {rule: _callback(rule, builder) for rule in lark.rules}
+    callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
+    conf.callbacks = callbacks
     return conf
 
 
@@ -494,7 +506,7 @@ def _accepts(ps: ParserState[Any]) -> set[str]:
     for t in conf.states[ps.position]:
         if not t.isupper():
             continue
-        st: ParserState[Any] = ParserState(conf, None, list(ps.state_stack), list(ps.value_stack))
+        st: ParserState[Any] = ParserState(conf, _NO_LEXER, list(ps.state_stack), list(ps.value_stack))
         try:
             st.feed_token(Token(t, ""), t == "$END")
         except (UnexpectedInput, AssertionError, LarkError):
@@ -552,7 +564,7 @@ class _Parse:
             raise self.e103(first)
         conf = _conf()
         states = conf.states
-        ps: ParserState[Any] = ParserState(conf, None)
+        ps: ParserState[Any] = ParserState(conf, _NO_LEXER)
         i = 0
         while i < n:
             raw = toks[i]
@@ -749,7 +761,7 @@ class _Parse:
         """The operand just completed at ``ps`` (what a comparison operator would now follow)."""
         probe = _new_tok("CMP_OP", "==", self.end, self.end, "==")
         st: ParserState[Any] = ParserState(
-            ps.parse_conf, None, list(ps.state_stack), list(ps.value_stack)
+            ps.parse_conf, _NO_LEXER, list(ps.state_stack), list(ps.value_stack)
         )
         try:
             st.feed_token(probe)
@@ -816,10 +828,10 @@ class _Parse:
         if clause is not None and boundary:
             if clause in self.clauses:
                 ln, col = _line_col(self.text, self.clauses[clause])
-                hint = f"the first one is at line {ln}, column {col}"
+                first = f"the first one is at line {ln}, column {col}"
                 if clause in ("WHERE", "HAVING"):
-                    hint += "; combine the conditions with AND"
-                return self.err("E124", f"{clause} appears twice", start, length, hint=hint)
+                    first += "; combine the conditions with AND"
+                return self.err("E124", f"{clause} appears twice", start, length, hint=first)
             later = [c for c in self.clause_seq if CLAUSE_ORDER[c] > CLAUSE_ORDER[clause]]
             if later:
                 return self.err("E125", f"{clause} cannot come after {later[-1]}", start, length,
