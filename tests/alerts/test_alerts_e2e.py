@@ -55,7 +55,7 @@ def wait_until(check: Any, limit: float, what: str) -> None:
 
 def test_drop_below_threshold_fires_within_two_windows_and_resolves(receiver: Any) -> None:
     config = CONFIG.replace("HOOK", receiver.url("/ok"))
-    scenario = Scenario(outage_at=6, outage_for=8)
+    scenario = Scenario(outage_at=5, outage_for=5)
     with open_stack(0, config=config, scenario=scenario, instances=PLAYBACK_ONLY) as stack:
         stack.wait_apps(("playback",))
         wait_until(lambda: alert(stack.port)["state"] == "ok", 15, "the rule to be ok")
@@ -82,7 +82,7 @@ def test_agents_disappearing_is_insufficient_data_never_firing(receiver: Any) ->
         wait_until(lambda: alert(stack.port)["state"] == "ok", 15, "the rule to be ok")
         stack.stop_services("playback")  # the agents go, one after the other
         seen: set[str] = set()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
             seen.add(alert(stack.port)["state"])
             time.sleep(0.1)
