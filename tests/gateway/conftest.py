@@ -15,7 +15,10 @@ from mantis_py.gateway.server import GatewayServer, serve_gateway
 from mantis_py.wire import codec
 from mantis_py.wire.messages import SUBPROTOCOL, Hello
 
-__all__ = ["ScriptedAgent", "http_request", "open_agent", "open_client", "open_gateway", "recv_json"]
+__all__ = [
+    "ScriptedAgent", "http_request", "open_agent", "open_client", "open_gateway", "recv_json",
+    "wait_until",
+]
 
 
 @asynccontextmanager
@@ -110,3 +113,9 @@ async def http_request(port: int, method: str, path: str, headers: dict[str, str
                 data += event.data
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 return status, rheaders, bytes(data)
+
+
+async def wait_until(predicate: Callable[[], bool], interval: float = 0.02) -> None:
+    """Poll ``predicate`` (bounded by the caller's ``trio.fail_after``)."""
+    while not predicate():  # noqa: ASYNC110 - polling state owned by other threads/processes
+        await trio.sleep(interval)

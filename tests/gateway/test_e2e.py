@@ -19,7 +19,7 @@ from mantis_py.gateway.config import GatewayConfig
 from mantis_py.query import prepare
 from mantis_py.query.replay import replay_rows
 
-from .conftest import open_client, open_gateway, recv_json
+from .conftest import open_client, open_gateway, recv_json, wait_until
 
 COUNTRIES = ("BR", "US", "DE", "JP")
 
@@ -94,14 +94,13 @@ async def test_queries_through_real_agents_equal_replay(tmp_path: Any) -> None:
                       for i in (1, 2)]
             for a in agents:
                 a.start()
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
                 [sys.executable, "-c", SUBPROCESS_AGENT, str(gw.port), "3", str(tmp_path),
                  str(len(QUERIES))],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             try:
                 assert await trio.to_thread.run_sync(proc.stdout.readline) == "ready\n"
-                while len(gw.core.registry.agents) < 3:
-                    await trio.sleep(0.05)
+                await wait_until(lambda: len(gw.core.registry.agents) == 3)
                 async with open_client(gw.port) as ws:
                     for name, text in QUERIES.items():
                         await ws.send(json.dumps({"type": "query", "id": name, "query": text}))
@@ -112,8 +111,8 @@ async def test_queries_through_real_agents_equal_replay(tmp_path: Any) -> None:
                     proc.stdin.write("go\n")
                     proc.stdin.flush()
                     assert await trio.to_thread.run_sync(proc.stdout.readline) == "subscribed\n"
-                    while any(len(a.statistics().subs) < len(QUERIES) for a in agents):
-                        await trio.sleep(0.01)
+                    await wait_until(lambda: all(len(a.statistics().subs) == len(QUERIES)
+                                                 for a in agents))
                     # publish everything inside one 2-second window, after acceptance
                     boundary = math.ceil(time.time() / 2) * 2
                     await trio.sleep(boundary - time.time() + 0.05)

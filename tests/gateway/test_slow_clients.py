@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from mantis_py.gateway.config import GatewayConfig, Limits
 from mantis_py.wire.messages import Events, Partial
 
-from .conftest import open_agent, open_client, open_gateway, recv_json
+from .conftest import open_agent, open_client, open_gateway, recv_json, wait_until
 from .fakes import CACHE, fake_prepare
 
 WINDOWS = 3
@@ -126,8 +126,8 @@ async def test_slow_and_stuck_clients_do_not_hurt_the_others() -> None:
                         seq += 1
                         await trio.sleep(0.01)
                 with trio.fail_after(10):
-                    while gw.metrics.value("clients_evicted_total", reason="send_deadline") < 1:  # noqa: ASYNC110
-                        await trio.sleep(0.05)
+                    await wait_until(lambda: gw.metrics.value(
+                        "clients_evicted_total", reason="send_deadline") >= 1)
                 stuck_scope.cancel()
 
             for name, got in results.items():
@@ -150,7 +150,7 @@ async def test_slow_and_stuck_clients_do_not_hurt_the_others() -> None:
             assert gw.metrics.value("clients_evicted_total", reason="send_deadline") == 1
             # nothing leaks: no client state, no subscription, no extra task
             with trio.fail_after(5):
-                while gw.core.clients or gw.sessions or count_tasks() > tasks_before:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
+                await wait_until(lambda: not gw.core.clients and not gw.sessions
+                                 and count_tasks() <= tasks_before)
             assert gw.core.runs == {}
             assert gw.core.registry.subs == {}
