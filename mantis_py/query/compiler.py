@@ -204,11 +204,13 @@ class _Gen:
     def comparison(self, c: ast.Comparison, items: tuple[ast.SelectItem, ...]) -> str:
         seq = self.star_seq(c.left)
         if seq is not None:
-            right = self.operand(c.right, items=items)
+            rcode = self.operand(c.right, items=items)
             if c.op == "!=":
-                return f"any(not equals(_s, {right}) for _s in {seq})"
-            return f"any({_GENERAL[c.op]}(_s, {right}) for _s in {seq})"
-        op, left, right = c.op, c.left, c.right
+                return f"any(not equals(_s, {rcode}) for _s in {seq})"
+            return f"any({_GENERAL[c.op]}(_s, {rcode}) for _s in {seq})"
+        op: str = c.op
+        left: Any = c.left
+        right: Any = c.right
         if isinstance(left, ast.Literal) and not isinstance(right, ast.Literal) and op in _MIRROR:
             op, left, right = _MIRROR[op], right, left
         if isinstance(right, ast.Literal) and not isinstance(left, ast.Literal):

@@ -104,7 +104,8 @@ def make_notice(name: str, n: int, window: tuple[int, int] | None = None, count:
 def _stable_sort(items: list[Any], keys: list[tuple[Any, ...]], desc: tuple[bool, ...]) -> list[Any]:
     idx = list(range(len(items)))
     for i in range(len(desc) - 1, -1, -1):
-        idx.sort(key=lambda n, i=i: keys[n][i], reverse=desc[i])
+        column = [k[i] for k in keys]
+        idx.sort(key=column.__getitem__, reverse=desc[i])
     return [items[n] for n in idx]
 
 
@@ -589,9 +590,14 @@ class Merger:
         self._count_n = 0
         k = self._count_k
         self._count_k += 1
-        rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit)
+        completes = not self._a.query.group_by
+        rows, errs = finish_aggregate(self._cq, self._plan, table, None if completes else self._limit)
         self._out.append(Rows(None, rows, k))
         self._emit_notices({**table.notices(), "evaluation-errors": errs}, None, k)
+        if completes and rows:
+            self._emitted_windows += 1
+            if self._limit is not None and self._emitted_windows >= self._limit:
+                self._complete()
 
     def _emit_window(self, k: int, now: float) -> None:
         n, m = self._window  # type: ignore[misc]
@@ -617,14 +623,9 @@ class Merger:
         if self._late:
             notices["late"] = self._late
             self._late = 0
-        if self._a.kind == "aggregate" and not self._a.query.group_by and self.prepared.completes:
-            if not rows:
-                self._out.append(Rows(bounds, rows))
-            else:
-                self._out.append(Rows(bounds, rows))
-                self._emitted_windows += 1
-        else:
-            self._out.append(Rows(bounds, rows))
+        self._out.append(Rows(bounds, rows))
+        if self._a.kind == "aggregate" and not self._a.query.group_by and rows:
+            self._emitted_windows += 1  # a window that HAVING drops does not count (§3.12)
         for name, v in notices.items():
             if name == "coverage":
                 rep, exp = self._coverage

@@ -138,6 +138,7 @@ class GroupTable:
     def add_generic(self, e: Any, m: Any, tk: Any, ok: Any) -> None:
         """:meth:`add` without the generated fast paths (the reference for tests)."""
         plan = self.plan
+        g: list[Any] | None
         if plan.group is None:
             g = self.groups[()]
         else:

@@ -56,7 +56,7 @@ def tick_ms(t: object) -> int | None:
             # rounding to nearest can only cross an integer by landing on it, so a non-integral
             # product has the exact floor
             return f
-        return math.floor(Fraction(t) * 1000)  # type: ignore[arg-type]
+        return math.floor(Fraction(t) * 1000)  # type: ignore[arg-type,call-overload,no-any-return]
     return None
 
 

@@ -224,3 +224,39 @@ def test_source_counts_errors_and_never_raises() -> None:
     src = p.source(app="s", instance="i")
     assert src.matches(None, 0.0) is False  # type: ignore[arg-type]
     assert src.errors == 1
+
+
+def test_non_grouped_aggregate_limit_counts_windows_then_completes() -> None:
+    p = prepare("select count(*) as n from s window 1 limit 2", mode="live")
+    m = p.merger(start=10.0, grace=1.0)
+    out = m.poll(100.0)
+    assert out[:2] == [Rows((10, 11), [{"n": 0}]), Rows((11, 12), [{"n": 0}])]
+    assert out[-1] == Complete("limit")
+    assert len(out) == 3
+
+
+def test_count_window_aggregate_at_the_gateway() -> None:
+    p = prepare("select count(*) as n, list(a) as l from s window |2|", mode="live")
+    assert p.ships == "events"
+    m = p.merger(start=0.0)
+    m.receive_events("x", [{"t": i, "i": "x", "s": i, "e": {"a": i}, "m": {}} for i in range(5)], 0.0)
+    assert [o for o in m.poll(0.0) if isinstance(o, Rows)] == [
+        Rows(None, [{"n": 2, "l": [0, 1]}], 1), Rows(None, [{"n": 2, "l": [2, 3]}], 2),
+    ]
+
+
+def test_plain_time_window_at_the_gateway_sorts_by_event_order_and_counts_late() -> None:
+    p = prepare("select a from s window 10", mode="live")
+    m = p.merger(start=100.0, grace=2.0)
+    recs = [
+        {"t": 105_000, "i": "b", "s": 0, "e": {"a": 2}, "m": {}},
+        {"t": 101_000, "i": "a", "s": 0, "e": {"a": 1}, "m": {}},
+        {"t": 105_000, "i": "a", "s": 1, "e": {"a": 3}, "m": {}},
+    ]
+    m.receive_events("x", recs, 106.0)
+    assert m.poll(111.0) == []  # grace
+    assert m.poll(112.0) == [Rows((100, 110), [{"a": 1}, {"a": 3}, {"a": 2}])]
+    m.receive_events("x", [{"t": 109_000, "i": "a", "s": 2, "e": {"a": 9}, "m": {}}], 113.0)
+    out = m.poll(122.0)
+    assert out[0] == Rows((110, 120), [])
+    assert any(isinstance(o, Notice) and o.name == "late" for o in out)
