@@ -173,3 +173,95 @@ def _source_of_events() -> str:
             '"latency_ms": (i * 7 + agent_no * 13) % 100, "user": f"u{(i * agent_no) % 11}", '
             '"password": "hunter2", "device": {"os": "tv" if i % 2 else "ios"}} '
             'for i in range(n)]')
+
+
+KILLABLE_AGENT = """
+import sys, time
+from mantis_py.agents import Agent
+agent = Agent(app="play", gateway=f"ws://127.0.0.1:{sys.argv[1]}", instance="doomed",
+              cpu_budget=1.0)
+agent.start()
+while len(agent.statistics().subs) < 1:
+    time.sleep(0.01)
+print("subscribed", flush=True)
+sys.stdin.readline()
+for i in range(5):
+    agent.publish({"n": i})
+print("published", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_agent_killed_mid_window_shows_in_coverage_and_window_is_emitted() -> None:
+    config = GatewayConfig(port=0, grace_s=1.0)
+    with trio.fail_after(30):
+        async with open_gateway(config) as gw:
+            survivor = Agent(app="play", gateway=f"ws://127.0.0.1:{gw.port}", instance="alive",
+                             cpu_budget=1.0)
+            survivor.start()
+            await wait_until(lambda: len(gw.core.registry.agents) == 1)
+            proc = subprocess.Popen(  # noqa: ASYNC220 - killed below, reaped in finally
+                [sys.executable, "-c", KILLABLE_AGENT, str(gw.port)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            try:
+                await wait_until(lambda: len(gw.core.registry.agents) == 2)
+                async with open_client(gw.port) as ws:
+                    await ws.send(json.dumps({"type": "query", "id": "w",
+                                              "query": "select count(*) from play window 2"}))
+                    assert (await recv_json(ws))["agents"] == 2
+                    assert await trio.to_thread.run_sync(proc.stdout.readline) == "subscribed\n"
+                    await wait_until(lambda: len(survivor.statistics().subs) == 1)
+                    boundary = math.ceil(time.time() / 2) * 2
+                    await trio.sleep(boundary - time.time() + 0.05)
+                    for i in range(10):
+                        survivor.publish({"n": i})
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                    assert await trio.to_thread.run_sync(proc.stdout.readline) == "published\n"
+                    proc.kill()  # mid-window: its part for this window never ships
+                    while True:
+                        msg = await recv_json(ws)
+                        if msg["type"] == "rows" and msg["window"][0] == boundary:
+                            break
+                    meta = await recv_json(ws)
+            finally:
+                survivor.close()
+                proc.kill()
+                await trio.to_thread.run_sync(proc.wait, 10)
+    assert msg["rows"] == [{"COUNT(*)": 10}]
+    assert meta["type"] == "meta"
+    assert meta["coverage"] == {"reporting": 1, "expected": 2}
+
+
+async def test_dedupe_one_subscription_per_agent_and_one_shipment_per_event() -> None:
+    with trio.fail_after(30):
+        async with open_gateway(GatewayConfig(port=0)) as gw:
+            agents = [Agent(app="play", gateway=f"ws://127.0.0.1:{gw.port}", instance=f"d{i}",
+                            cpu_budget=1.0) for i in range(2)]
+            for a in agents:
+                a.start()
+            try:
+                await wait_until(lambda: len(gw.core.registry.agents) == 2)
+                async with open_client(gw.port) as c1, open_client(gw.port) as c2:
+                    for ws in (c1, c2):
+                        await ws.send(json.dumps({"type": "query", "id": "same",
+                                                  "query": "select * from play"}))
+                        assert (await recv_json(ws))["type"] == "accepted"
+                    await wait_until(lambda: all(len(a.statistics().subs) == 1 for a in agents))
+                    await c2.send(json.dumps({"type": "query", "id": "other",
+                                              "query": "select n from play where n > 0"}))
+                    assert (await recv_json(c2))["type"] == "accepted"
+                    await wait_until(lambda: all(len(a.statistics().subs) == 2 for a in agents))
+                    assert len(gw.core.registry.subs) == 2
+                    agents[0].publish({"n": 1, "x": "y"})
+                    got1 = await recv_json(c1)
+                    got2 = [await recv_json(c2), await recv_json(c2)]
+                    await wait_until(lambda: agents[0].statistics().streams["default"].sent == 1)
+            finally:
+                for a in agents:
+                    a.close()
+    assert got1 == {"type": "rows", "id": "same", "window": None, "rows": [{"n": 1, "x": "y"}]}
+    assert sorted((m["id"], m["rows"]) for m in got2) == [("other", [{"n": 1}]),
+                                                           ("same", [{"n": 1, "x": "y"}])]
+    # one event shipped once for both subscriptions
+    assert gw.metrics.value("events_in_total") == 1
