@@ -24,6 +24,11 @@ Theory of operation:
   windows, so at most ``group_cap`` estimates are kept; past that, the group updated least
   recently is forgotten (it starts afresh if it comes back) and the loss is counted
   (``anomaly-groups-evicted`` from :meth:`AnomalyState.take_notices`).
+- :class:`AnomalyRunner` applies a query's clause to its output rows: plain rows (the operand is
+  a path on the row, so ``select *`` reads the event and an alias reads its column) and
+  aggregate rows (the operand names an output column or a GROUP BY key, resolved like HAVING,
+  §3.10: the longest leading run of string segments joined with ``.``; a call names the select
+  aggregate with the same canonical call).
 - :func:`mark` returns the row with ``"anomalous"`` set, never mutating the input (a ``select
   *`` row may be the caller's event), and accepts any mapping.
 """
@@ -36,11 +41,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .values import is_number
+from . import ast
+from .values import group_key, is_number
 
 __all__ = [
     "ANOMALOUS",
     "DEFAULT_ANOMALY_GROUP_CAP",
+    "AnomalyRunner",
     "AnomalySpec",
     "AnomalyState",
     "mark",
@@ -190,3 +197,121 @@ def resolve_any(row: Any, segments: Sequence[Any]) -> Any:
     except Exception:
         return None
     return v
+
+
+# --------------------------------------------------------------------------- a query's clause
+
+
+def _leading_names(segments: Sequence[Any]) -> list[str]:
+    out: list[str] = []
+    for s in segments:
+        if type(s) is not str:
+            break
+        out.append(s)
+    return out
+
+
+def _key_name(op: Any) -> str | None:
+    if isinstance(op, ast.Property):
+        names = _leading_names(op.segments)
+        if len(names) == len(op.segments):
+            return ".".join(names)
+    return None
+
+
+class AnomalyRunner:
+    """A query's ANOMALY clause over its output rows, in output order (see the module doc).
+
+    Build it with :meth:`for_query` (None when the query has no clause). ``columns`` are the
+    aggregate query's column names and operands in column order (``Analysis.columns``: visible
+    ones first); a plain query passes none.
+    """
+
+    __slots__ = ("_col", "_key", "_path", "_rest", "grouped", "state")
+
+    def __init__(self, clause: ast.Anomaly, *, aggregate: bool,
+                 columns: Sequence[tuple[str, Any, bool]] = (),
+                 group_by: Sequence[Any] = (),
+                 group_cap: int = DEFAULT_ANOMALY_GROUP_CAP) -> None:
+        self.state = AnomalyState(clause.alpha, clause.beta, group_cap)
+        self.grouped = aggregate and bool(group_by)
+        self._path: tuple[Any, ...] | None = None
+        self._col: int | None = None
+        self._key: int | None = None
+        self._rest: tuple[Any, ...] = ()
+        op = clause.operand
+        if not aggregate:
+            if isinstance(op, ast.Property) and not op.has_star:
+                self._path = tuple(op.segments)
+            return
+        if isinstance(op, ast.Call):
+            for j, (_name, operand, hidden) in enumerate(columns):
+                if not hidden and operand == op:
+                    self._col = j
+                    return
+            return
+        if not isinstance(op, ast.Property) or op.has_star:
+            return
+        names = _leading_names(op.segments)
+        visible = {name: j for j, (name, _o, hidden) in enumerate(columns) if not hidden}
+        keys: dict[str, int] = {}
+        for i, g in enumerate(group_by):
+            k = _key_name(g)
+            if k is not None:
+                keys.setdefault(k, i)
+        for n in range(len(names), 0, -1):
+            run = ".".join(names[:n])
+            if run in visible:
+                self._col = visible[run]
+            elif run in keys:
+                self._key = keys[run]
+            else:
+                continue
+            self._rest = tuple(op.segments[n:])
+            return
+
+    @classmethod
+    def for_query(cls, a: Any, group_cap: int = DEFAULT_ANOMALY_GROUP_CAP) -> AnomalyRunner | None:
+        """The runner of an ``Analysis`` ``a`` (None without an ANOMALY clause)."""
+        q = a.query
+        if q.anomaly is None:
+            return None
+        cols = tuple((c.name, c.operand, c.hidden) for c in a.columns)
+        return cls(q.anomaly, aggregate=a.kind == "aggregate", columns=cols,
+                   group_by=q.group_by, group_cap=group_cap)
+
+    def mark_rows(self, rows: list[Any]) -> list[dict[str, Any]]:
+        """Plain rows in output order -> new rows with ``"anomalous"`` (one estimate)."""
+        path = self._path
+        step = self.state.step
+        if path is None:
+            return [mark(r, False) for r in rows]
+        return [mark(r, step(resolve_any(r, path))) for r in rows]
+
+    def flags(self, pairs: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[bool]:
+        """Aggregate rows as ``(vals, keys)`` (``GroupTable.rows()``), in output order -> one
+        flag per row; steps the estimate of each row's group."""
+        out: list[bool] = []
+        step = self.state.step
+        for vals, keys in pairs:
+            try:
+                if self._col is not None:
+                    v = vals[self._col]
+                elif self._key is not None:
+                    v = keys[self._key]
+                else:
+                    out.append(False)
+                    continue
+                if self._rest:
+                    v = resolve_any(v, self._rest)
+                g: Hashable = None
+                if self.grouped:
+                    g = ("g", tuple(group_key(k) for k in keys))
+                out.append(step(v, g))
+            except Exception:
+                out.append(False)
+        return out
+
+    def take_notices(self) -> dict[str, int]:
+        """See :meth:`AnomalyState.take_notices`."""
+        return self.state.take_notices()

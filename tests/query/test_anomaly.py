@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query.anomaly import ANOMALOUS, AnomalySpec, AnomalyState, mark, resolve_any
+from mantis_py.query.anomaly import (
+    ANOMALOUS,
+    AnomalyRunner,
+    AnomalySpec,
+    AnomalyState,
+    mark,
+    resolve_any,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anomaly_cases.jsonl"
 CASES = [json.loads(line) for line in FIXTURES.read_text().splitlines() if line.strip()]
@@ -213,3 +220,78 @@ def test_select_star_on_a_host_mapping_end_to_end() -> None:
     rows = [mark(e, s.step(resolve_any(e, ("v",)))) for e in events]
     assert [r[ANOMALOUS] for r in rows] == [False, False, False, True, False]
     assert rows[3] == {"v": 200, ANOMALOUS: True}
+
+
+# --------------------------------------------------------------------------- AnomalyRunner
+
+
+def _clause(text: str) -> Any:
+    from mantis_py.query.parser import parse
+
+    q = parse(text)
+    assert q.anomaly is not None
+    return q
+
+
+def test_runner_plain_rows_on_projected_row_and_alias() -> None:
+    q = _clause("select latency as 'l', host from api anomaly mad l 1 2.5")
+    r = AnomalyRunner(q.anomaly, aggregate=False)
+    rows = [{"l": 11, "host": "a"}, {"l": 10.1}, {"host": "b"}, {"l": 12.5}, {"l": 200}]
+    out = r.mark_rows(rows)
+    assert [o[ANOMALOUS] for o in out] == [False, False, False, False, True]
+    assert out[0] == {"l": 11, "host": "a", ANOMALOUS: False}
+    assert ANOMALOUS not in rows[0]
+
+
+def test_runner_plain_path_on_nested_row() -> None:
+    q = _clause("select e['m']['lat'] from api anomaly mad e['m']['lat'] 1 1")
+    r = AnomalyRunner(q.anomaly, aggregate=False)
+    out = r.mark_rows([{"m": {"lat": 5}}, {"m": {"lat": 9}}])
+    assert [o[ANOMALOUS] for o in out] == [False, True]
+
+
+def test_runner_plain_non_property_operand_is_never_anomalous() -> None:
+    q = _clause("select * from api anomaly mad 5 1 1")
+    r = AnomalyRunner(q.anomaly, aggregate=False)
+    assert [o[ANOMALOUS] for o in r.mark_rows([{"a": 1}, {"a": 100}])] == [False, False]
+
+
+def _agg_runner(text: str, columns: list[tuple[str, Any, bool]]) -> AnomalyRunner:
+    q = _clause(text)
+    return AnomalyRunner(q.anomaly, aggregate=True, columns=columns, group_by=q.group_by)
+
+
+def test_runner_aggregate_column_key_call_and_groups() -> None:
+    from mantis_py.query import ast
+
+    count = ast.Call("count", (ast.STAR,))
+    cols = [("country", ast.Property(("country",)), False), ("n", count, False),
+            ("AVERAGE(x)", ast.Call("average", (ast.Property(("x",)),)), True)]
+    base = "select country, count(*) as n from x window 10 group by country "
+    for clause in ("anomaly mad n 1 2", "anomaly mad count(*) 1 2", "anomaly mad e['n'] 1 2"):
+        r = _agg_runner(base + clause, cols)
+        # window 1: US 10, BR 100; window 2: US 30 (anomalous vs its own 11), BR 100
+        assert r.flags([([ "US", 10, 0], ("US",)), (["BR", 100, 0], ("BR",))]) == [False, False]
+        assert r.flags([(["US", 30, 0], ("US",)), (["BR", 100, 0], ("BR",))]) == [True, False]
+    # a GROUP BY key that is not a column
+    r = _agg_runner("select count(*) as n from x window 10 group by v anomaly mad v 1 2",
+                    [("n", count, False)])
+    assert r.flags([([1], (10,)), ([1], (50,))]) == [False, False]  # two groups, two firsts
+    # hidden columns and unknown names give false
+    r = _agg_runner("select count(*) as n from x window 10 anomaly mad e['AVERAGE(x)'] 1 2", cols)
+    assert r.flags([(["US", 1, 99], ())]) == [False]
+    r = _agg_runner("select count(*) as n from x window 10 anomaly mad nope 1 2", cols)
+    assert r.flags([(["US", 1, 99], ())]) == [False]
+
+
+def test_runner_aggregate_dotted_column_and_rest() -> None:
+    from mantis_py.query import ast
+
+    cols = [("geo.country", ast.Property(("geo", "country")), False),
+            ("s", ast.Call("list", (ast.Property(("x",)),)), False)]
+    r = _agg_runner("select e['geo']['country'], list(x) as s from x window 10 "
+                    "anomaly mad e['s'][0] 1 2", cols)
+    assert r.flags([(["US", [5]], ()), (["US", [50]], ()), (["US", None], ())]) == [False, True, False]
+    r = _agg_runner("select e['geo']['country'], list(x) as s from x window 10 "
+                    "anomaly mad e['geo']['country'] 1 2", cols)
+    assert r._col == 0
