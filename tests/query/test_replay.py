@@ -169,3 +169,18 @@ def test_feed_batch_equals_feed(seed: int) -> None:
         return rows, other
 
     assert run(True) == run(False), text
+
+
+def test_value_cap_notice_in_replay() -> None:
+    from mantis_py.query.caps import Caps
+
+    p = prepare("select list(a) as l, count(distinct a) as d from s window 10", mode="replay")
+    out: list[Any] = []
+    notes: list[str] = []
+    eng = ReplayEngine(p, on_rows=lambda s, r: out.extend(r), on_notice=lambda s, n, d: notes.append(f"notice: {s}: {n}: {d}"), caps=Caps(value_cap=2))
+    for i in range(4):
+        eng.feed({"a": i}, 1, i + 1)
+    eng.finish()
+    assert out == [{"l": [0, 1], "d": 2}]
+    assert notes
+    assert all(n.startswith("notice: window [0, 10): values-truncated: ") for n in notes)
