@@ -54,7 +54,9 @@ __all__ = [
     "JoinCore",
     "JoinSpec",
     "JoinStats",
+    "LiveJoin",
     "Pair",
+    "ReplayJoin",
     "Side",
     "brute_force_join",
     "overlay",
@@ -208,8 +210,17 @@ class JoinCore:
         self.clock: Any = None
         self._a = _SideStore()
         self._b = _SideStore()
-        self._n = {"a_in": 0, "b_in": 0, "pairs": 0, "a_unpaired": 0, "a_evicted": 0,
-                   "b_unpaired": 0, "b_evicted": 0, "peak_a": 0, "peak_b": 0}
+        self._n = {
+            "a_in": 0,
+            "b_in": 0,
+            "pairs": 0,
+            "a_unpaired": 0,
+            "a_evicted": 0,
+            "b_unpaired": 0,
+            "b_evicted": 0,
+            "peak_a": 0,
+            "peak_b": 0,
+        }
         self._reported_unpaired = 0
         self._reported_evicted = 0
 
@@ -471,6 +482,84 @@ class JoinSpec:
     def core(self, capacity: int = DEFAULT_JOIN_CAPACITY) -> JoinCore:
         """A fresh :class:`JoinCore` for this spec."""
         return JoinCore(self.seconds, capacity)
+
+
+# --------------------------------------------------------------------------- engine stages
+
+
+class ReplayJoin:
+    """The join stage of the replay engine: input lines in, joined events out.
+
+    ``side(event)`` says which source a line belongs to (None: ignore the line); the engine runs
+    SAMPLE on the line (as the agents do live), then :meth:`offer` returns ``(joined event,
+    time, order key)`` for each pair the line completes. The order key is ``(line of the
+    completing event, line of the A event)``.
+    """
+
+    __slots__ = ("core", "spec")
+
+    def __init__(self, spec: JoinSpec, capacity: int = DEFAULT_JOIN_CAPACITY) -> None:
+        self.spec = spec
+        self.core = spec.core(capacity)
+
+    def side(self, event: Any) -> Side | None:
+        return self.spec.side_of_event(event)
+
+    def offer(self, side: Side, event: Any, t: Any, line: int) -> list[tuple[dict[str, Any], Any, tuple[Any, Any]]]:
+        pairs = self.core.offer(side, self.spec.key_of(event), event, t, line)
+        return [(overlay(p.a, p.b), p.t, p.order) for p in pairs]
+
+    def advance(self, t: Any) -> None:
+        self.core.advance(t)
+
+    def finish(self) -> None:
+        self.core.finish()
+
+    def take_notices(self) -> dict[str, int]:
+        return self.core.take_notices()
+
+
+class LiveJoin:
+    """The join stage of the gateway's merger: shipped records of both sources in, joined
+    records out, in the same shape ``{"t": ms, "i": instance, "s": seq, "e": event, "m": meta}``.
+
+    The side comes from the record's meta (``_app``, ``_stream``), which the gateway fills in
+    for every record. Times are integer milliseconds, so the bound is ``N × 1000`` ms exactly.
+    A joined record carries ``max(tA, tB)``, the completing record's instance, ``s`` = the
+    completing record's sequence number and ``j`` = the A record's order key (for a stable
+    order among the pairs one record completes), and A's meta overlaid on B's.
+    """
+
+    __slots__ = ("core", "spec")
+
+    def __init__(self, spec: JoinSpec, capacity: int = DEFAULT_JOIN_CAPACITY) -> None:
+        self.spec = spec
+        self.core = JoinCore(spec.seconds * 1000, capacity)
+
+    def offer_record(self, rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One shipped record -> the joined records it completes (records of neither side, or
+        with a malformed time, are ignored)."""
+        m = rec.get("m") or {}
+        side = self.spec.side_of(m.get("_app"), m.get("_stream"))
+        if side is None:
+            return []
+        t = rec.get("t")
+        order = (t, rec.get("i"), rec.get("s", 0))
+        out: list[dict[str, Any]] = []
+        for p in self.core.offer(side, self.spec.key_of(rec.get("e")), rec, t, order):
+            a, b = p.a, p.b
+            done = a if p.order[0] == p.order[1] else b
+            out.append({"t": p.t, "i": done.get("i"), "s": done.get("s", 0), "j": p.order[1],
+                        "e": overlay(a.get("e"), b.get("e")),
+                        "m": overlay(a.get("m") or {}, b.get("m") or {})})
+        return out
+
+    def advance_ms(self, t_ms: Any) -> None:
+        """Move the join clock (ms), e.g. to the gateway's ``now`` minus the grace period."""
+        self.core.advance(t_ms)
+
+    def take_notices(self) -> dict[str, int]:
+        return self.core.take_notices()
 
 
 # --------------------------------------------------------------------------- the oracle

@@ -286,3 +286,48 @@ def test_resolve_matches_key_of() -> None:
     assert spec is not None
     ev = {"x": [5, 6]}
     assert spec.key_of(ev) == resolve(ev, (("x"), 0)) == 5
+
+
+# --------------------------------------------------------------------------- engine stages
+
+
+def test_replay_stage() -> None:
+    from mantis_py.query.join import ReplayJoin
+
+    spec = JoinSpec.from_query(parse("select * from play join cdn 5 seconds on sid"))
+    assert spec is not None
+    st_ = ReplayJoin(spec)
+    b = {"_app": "cdn", "sid": "x", "bytes": 1}
+    a = {"_app": "play", "sid": "x"}
+    assert st_.side({"_app": "zzz"}) is None
+    assert st_.offer("B", b, 10, 1) == []
+    assert st_.offer("A", a, 12, 2) == [({"_app": "play", "sid": "x", "bytes": 1}, 12, (2, 2))]
+    st_.advance(100)
+    st_.offer("A", {"_app": "play", "sid": "y"}, 100, 3)
+    st_.finish()
+    assert st_.take_notices() == {"join-unpaired": 1}
+
+
+def test_live_stage_records() -> None:
+    from mantis_py.query.join import LiveJoin
+
+    spec = JoinSpec.from_query(parse("select * from play join cdn/log 2 seconds on sid"))
+    assert spec is not None
+    lj = LiveJoin(spec, capacity=10)
+    meta_a = {"_app": "play", "_instance": "i-a", "_zone": None, "_stream": "default"}
+    meta_b = {"_app": "cdn", "_instance": "i-b", "_zone": "z", "_stream": "log"}
+    ra = {"t": 1000, "i": "i-a", "s": 0, "e": {"sid": "x", "v": 1}, "m": meta_a}
+    rb = {"t": 2500, "i": "i-b", "s": 4, "e": {"sid": "x", "bytes": 9, "v": 0}, "m": meta_b}
+    other = {"t": 1000, "i": "i-c", "s": 0, "e": {"sid": "x"}, "m": {**meta_b, "_stream": "default"}}
+    assert lj.offer_record(ra) == []
+    assert lj.offer_record(other) == []
+    [j] = lj.offer_record(rb)
+    assert j == {"t": 2500, "i": "i-b", "s": 4, "j": (1000, "i-a", 0),
+                 "e": {"sid": "x", "bytes": 9, "v": 1},
+                 "m": {"_app": "play", "_instance": "i-a", "_zone": None, "_stream": "default"}}
+    # the bound is exact in milliseconds: 3001 ms later is too late
+    lj.offer_record({**ra, "t": 10_000, "s": 1})
+    assert lj.offer_record({**rb, "t": 13_001, "s": 5}) == []
+    lj.advance_ms(20_000)
+    assert lj.take_notices() == {"join-unpaired": 1}
+    assert lj.offer_record({"t": "bad", "e": {}, "m": meta_a}) == []
