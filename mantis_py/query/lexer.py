@@ -50,8 +50,8 @@ MAX_LITERAL_BYTES = 4096
 MAX_PATH_SEGMENTS = 64
 MAX_INT_DIGITS = 4300
 
-_UNICODE_SPACES = "\u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200E)) + (
-    "\u202f\u205f\u3000\ufeff"
+_UNICODE_SPACES = (
+    "\u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200E)) + ("\u202f\u205f\u3000\ufeff")
 )
 _QUOTES = "\u2018\u2019\u201c\u201d"
 FORBIDDEN = frozenset(
@@ -376,8 +376,9 @@ class _Tokenizer:
             k += 1
         if k > end:
             flags = text[end:k]
+            fix = f"/(?{flags}){body}/" if all(f in "imsU" for f in flags) else None
             raise self.err("E115", "regex flags after the closing '/' are not supported", i,
-                           k - i, suggestion=f"/(?{flags}){body}/")  # fmt: skip
+                           k - i, suggestion=fix)  # fmt: skip
         self.check_size(body, "regex literal", i, end)
         self.emit("REGEX", i, end, body)
         return end
@@ -469,7 +470,7 @@ class _Tokenizer:
                 raise bad("empty segment []", k)
             elif c and c in _WS:
                 raise bad("a path cannot contain spaces", k)
-            elif c and (c.isdigit() or c in "-+."):
+            elif c and c in "0123456789-+.":
                 m = _INDEXISH.match(text, k)
                 assert m is not None
                 idx = m.group()

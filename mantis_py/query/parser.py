@@ -27,6 +27,7 @@ from typing import Any
 from lark import Lark, Token
 from lark.exceptions import LarkError, UnexpectedInput
 from lark.lexer import Lexer
+from lark.parsers.lalr_analysis import Shift
 from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
 from mantis_py.errors import QueryError
@@ -498,6 +499,14 @@ def _conf() -> ParseConf[Any]:
     return conf
 
 
+@functools.cache
+def _rule_table() -> dict[Any, tuple[int, str, Any]]:
+    """Rule -> (length of its expansion, its nonterminal's name, its reduction callback)."""
+    conf = _conf()
+    callbacks: dict[Any, Any] = conf.callbacks
+    return {rule: (len(rule.expansion), rule.origin.name, cb) for rule, cb in callbacks.items()}
+
+
 def _accepts(ps: ParserState[Any]) -> set[str]:
     """The terminals that really advance the parser from ``ps`` (exact, unlike LALR lookaheads)."""
     conf = copy(ps.parse_conf)
@@ -506,7 +515,9 @@ def _accepts(ps: ParserState[Any]) -> set[str]:
     for t in conf.states[ps.position]:
         if not t.isupper():
             continue
-        st: ParserState[Any] = ParserState(conf, _NO_LEXER, list(ps.state_stack), list(ps.value_stack))
+        st: ParserState[Any] = ParserState(
+            conf, _NO_LEXER, list(ps.state_stack), list(ps.value_stack)
+        )
         try:
             st.feed_token(Token(t, ""), t == "$END")
         except (UnexpectedInput, AssertionError, LarkError):
@@ -564,35 +575,55 @@ class _Parse:
             raise self.e103(first)
         conf = _conf()
         states = conf.states
-        ps: ParserState[Any] = ParserState(conf, _NO_LEXER)
+        rules = _rule_table()
+        state_stack: list[Any] = [conf.start_state]
+        value_stack: list[Any] = []
+
+        def state() -> ParserState[Any]:
+            return ParserState(conf, _NO_LEXER, state_stack, value_stack)
+
         i = 0
         while i < n:
             raw = toks[i]
             if raw.kind == "ERROR":
                 assert raw.error is not None
                 raise raw.error
-            choices = states[ps.position]
+            choices = states[state_stack[-1]]
             ttype, payload, used = self.classify(i, raw, choices)
             if ttype not in choices:
-                raise self.fail(i, ttype, ps, used)
+                raise self.fail(i, ttype, state(), used)
             end = toks[i + used - 1].end if used > 1 else raw.end
             tok = _new_tok(ttype, self.text[raw.start : end], raw.start, end, payload)
             if self.parens:
                 self.check_in_list(tok)
-            try:
-                ps.feed_token(tok)
-            except UnexpectedInput:
-                raise self.fail(i, ttype, ps, used) from None
+            # lark's LALR step (ParserState.feed_token), inlined: reduce, then shift `tok`
+            while True:
+                action = states[state_stack[-1]].get(ttype)
+                if action is None:
+                    raise self.fail(i, ttype, state(), used)
+                if action[0] is Shift:
+                    state_stack.append(action[1])
+                    value_stack.append(tok)
+                    break
+                size, origin, callback = rules[action[1]]
+                if size:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                else:
+                    children = []
+                value_stack.append(callback(children))
+                state_stack.append(states[state_stack[-1]][origin][1])
             self.track(ttype, tok)
             self.hist.append(tok)
             i += used
-        if "$END" not in states[ps.position]:
-            raise self.fail(n, "$END", ps, 0)
+        if "$END" not in states[state_stack[-1]]:
+            raise self.fail(n, "$END", state(), 0)
         eof = Token("$END", "", start_pos=self.end, end_pos=self.end)
         try:
-            q = ps.feed_token(eof, True)
+            q = state().feed_token(eof, True)
         except UnexpectedInput:
-            raise self.fail(n, "$END", ps, 0) from None
+            raise self.fail(n, "$END", state(), 0) from None
         assert isinstance(q, ast.Query)
         return dataclasses.replace(q, text=self.text, span=ast.Span(q.span.start, self.end))
 
@@ -673,8 +704,11 @@ class _Parse:
                         raise self.e123(i, w)
                     return kw, None, 2
                 return kw, None, 1
-            if lw == "distinct" and self.at_item_start() and nxt is not None and (
-                nxt.kind in _OPERAND_KINDS or nxt.value == "("
+            if (
+                lw == "distinct"
+                and self.at_item_start()
+                and nxt is not None
+                and (nxt.kind in _OPERAND_KINDS or nxt.value == "(")
             ):
                 raise self.e126(raw, nxt)
             if "NAME" in choices:

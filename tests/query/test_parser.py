@@ -508,6 +508,21 @@ def test_any_condition_text_parses_or_raises_query_error(text: str) -> None:
     _check_any_text(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("select a from s where 0[²", "E117"),  # found by hypothesis: a non-ASCII digit
+        ("select e[²] from s", "E116"),
+        ("select a from s where a ==~ /x/é", "E115"),
+        ("select a from s where a in (1, 2", "E122"),
+        ("select a from s where not a", "E118"),
+        ("select a from s where a == 1 having", "E101"),
+    ],
+)
+def test_regressions(text: str, code: str) -> None:
+    assert _raises(text).code == code
+
+
 def test_long_adversarial_inputs_are_bounded() -> None:
     for text in [
         "select " + ",".join(["a"] * 7000),
