@@ -90,7 +90,7 @@ async def read_request(
             if not data:
                 return None, bytes(raw)
             raw += data
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
             target = event.target.decode("latin-1")
@@ -142,7 +142,7 @@ class Responder:
                 data = await self.stream.receive_some(65536)
                 if not data:
                     return None
-                self.conn.receive_data(data)
+                self.conn.receive_data(bytes(data))
                 continue
             if isinstance(event, h11.Data):
                 body += event.data
@@ -197,7 +197,7 @@ class ReplayStream(trio.abc.Stream):
         if self._prefix:
             data, self._prefix = self._prefix, b""
             return data
-        return await self.inner.receive_some(max_bytes)
+        return bytes(await self.inner.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.inner.send_all(data)

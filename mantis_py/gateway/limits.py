@@ -96,7 +96,7 @@ class OutboundItem:
 
     kind: Kind
     qid: str
-    msg: dict[str, Any]
+    msg: Any
     data: bytes | None = None
     n_rows: int = 0
     size: int = field(default=0)
