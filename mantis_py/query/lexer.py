@@ -68,6 +68,7 @@ _NUMBERISH = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _INDEX = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _INDEXISH = re.compile(r"[-+0-9.eE]+")
 _WS = frozenset(WHITESPACE)
+_NUMBER_START = frozenset("0123456789+-.")
 _SCALAR = re.compile(r"[^" + re.escape(_EXCLUDED.replace("&", "").replace("|", "") + ":{}") + r"]+")
 _LINE_BREAKS = ("\n", "\r")
 
@@ -387,17 +388,19 @@ class _Tokenizer:
 
     def read_word(self, i: int) -> int:
         text = self.text
-        if text.startswith(("--", "//", "/*"), i):
+        if text[i] in "-/" and text.startswith(("--", "//", "/*"), i):
             raise self.err("E111", "MQL has no comments", i, 2)
         m = _WORD.match(text, i)
         if m is None:  # cannot happen: the caller checked the first character
             raise self.forbidden(i)
         end = m.end()
         word = text[i:end]
-        low = word.lower()
-        if low.startswith("sample{"):
-            end = i + 6
-            word, low = word[:6], low[:6]
+        sample = len(word) >= 6 and word[:6].lower() == "sample"
+        if sample and len(word) > 6:
+            sample = word[6] == "{"
+            if sample:
+                end = i + 6
+                word = word[:6]
         nxt = text[end] if end < self.n else ""
         if nxt == "[":
             if word in ("e", "E"):
@@ -410,12 +413,13 @@ class _Tokenizer:
                 raise self.err("E116", "malformed property path: a path cannot contain spaces",
                                i, j - i + 1)  # fmt: skip
         tok = RawToken("WORD", word, i, end)
-        looks, value, err = classify_number(word, text, i)
-        if looks:
-            tok.number = value
-            tok.number_error = err
+        if word[0] in _NUMBER_START:
+            looks, value, err = classify_number(word, text, i)
+            if looks:
+                tok.number = value
+                tok.number_error = err
         self.out.append(tok)
-        if low == "sample":
+        if sample:
             j = self.skip_ws(end)
             if j < self.n and text[j] == "{":
                 return self.read_sample(j)

@@ -500,11 +500,13 @@ def _conf() -> ParseConf[Any]:
 
 
 @functools.cache
-def _rule_table() -> dict[Any, tuple[int, str, Any]]:
-    """Rule -> (length of its expansion, its nonterminal's name, its reduction callback)."""
+def _rule_table() -> dict[int, tuple[int, str, Any]]:
+    """id(rule) -> (length of its expansion, its nonterminal's name, its reduction callback).
+
+    Keyed by identity: hashing a lark Rule hashes its whole expansion on every lookup."""
     conf = _conf()
     callbacks: dict[Any, Any] = conf.callbacks
-    return {rule: (len(rule.expansion), rule.origin.name, cb) for rule, cb in callbacks.items()}
+    return {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
 
 
 def _accepts(ps: ParserState[Any]) -> set[str]:
@@ -605,7 +607,7 @@ class _Parse:
                     state_stack.append(action[1])
                     value_stack.append(tok)
                     break
-                size, origin, callback = rules[action[1]]
+                size, origin, callback = rules[id(action[1])]
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]
