@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -339,6 +340,7 @@ def open_stack(
             for svc in services:
                 svc.stop()
             stop_gateway(proc)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_demo(
