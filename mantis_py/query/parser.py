@@ -883,9 +883,11 @@ class _Parse:
             if node is not None:
                 otext = self.text[node.span.start : node.span.end]
                 short = describe_token(otext)
+                how = f"compare it, e.g. {short} == true or {short} != null"
+                if isinstance(node, ast.Negation):  # already a boolean
+                    how = f"compare it, e.g. {short} == true"
                 return self.err("E118", f"'{short}' is not a condition", node.span.start,
-                                node.span.length,
-                                hint=f"compare it, e.g. {short} == true or {short} != null")  # fmt: skip
+                                node.span.length, hint=how)  # fmt: skip
         expected = _expected(accepted)
         if at_end:
             return self.err("E101", "the query ends too early: expected "
