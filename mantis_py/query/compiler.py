@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from . import ast
@@ -502,8 +503,14 @@ def compile_fold(
     case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
     ``add``. ``aggs``/``cols``: the aggregate objects and column indexes of the stateful columns.
     """
-    from .aggregates import SumState
+    from . import aggregates
+    from .aggregates import SumState, make_first
 
+    first = make_first()
+    first_inline = first.create() is None and first.add(None, 1, (1,)) == ((1,), 1)
+    buf_max = getattr(aggregates, "_BUF", 0)
+    if not (isinstance(buf_max, int) and buf_max > 1 and hasattr(SumState(), "buf")):
+        buf_max = 0
     g = _Gen(a.mode)
     q = a.query
     lines = ["def fold(table, e, m, tk, ok):"]
@@ -532,7 +539,13 @@ def compile_fold(
         if col.role == "first":
             lines.append(f"    v = {g.operand(col.operand)}")
             lines.append("    if v is not None:")
-            lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
+            if first_inline:
+                # the first-value state is None or (order key, value) (aggregates.make_first)
+                lines.append(f"        s = st[{i}]")
+                lines.append("        if s is None or ok < s[0]:")
+                lines.append(f"            st[{i}] = (ok, v)")
+            else:
+                lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
             continue
         call = col.operand
         assert isinstance(call, ast.Call)
@@ -553,8 +566,17 @@ def compile_fold(
             lines.append(f"        s = st[{i}]")
             lines.append("        s.i += v")
             lines.append("        s.n += 1")
-            lines.append("    elif v is not None:")
-            lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
+            if buf_max:
+                # floats wait in SumState.buf until aggregates folds a full buffer exactly
+                lines.append("    elif v.__class__ is float and v - v == 0.0:")
+                lines.append(f"        b = st[{i}].buf")
+                lines.append(f"        if len(b) < {buf_max - 1}:")
+                lines.append("            b.append(v)")
+                lines.append("        else:")
+                lines.append(f"            st[{i}] = {add}(st[{i}], v, ok)")
+            else:
+                lines.append("    elif v is not None:")
+                lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
             continue
         lines.append(f"    st[{i}] = {add}(st[{i}], {value}, ok)")
     body = "\n".join(lines[1:])
@@ -563,12 +585,13 @@ def compile_fold(
     cond = g.cond(q.where) if q.where is not None else "True"
     inner = "\n".join("            " + ln[4:] for ln in lines[1:]).replace("table.groups.get(", "groups.get(")
     run = (
-        "    groups = table.groups\n    errors = 0\n    while i < n:\n"
-        "        t = ts[i]\n        if t < start or t >= end:\n            break\n"
-        "        e = es[i]\n        try:\n"
-        f"          if {cond}:\n            ok = (ns[i],)\n{inner}\n"
-        "        except Exception:\n            errors += 1\n        i += 1\n"
-        "    return i, errors\n"
+        "    groups = table.groups\n    errors = 0\n    j = i\n"
+        "    for e, t in zip(islice(es, i, n), islice(ts, i, n)):\n"
+        "        if t < start or t >= end:\n            break\n"
+        "        try:\n"
+        f"          if {cond}:\n            ok = (ns[j],)\n{inner}\n"
+        "        except Exception:\n            errors += 1\n        j += 1\n"
+        "    return j, errors\n"
     )
     run_all = run + "\n" + body
     source = (
@@ -577,6 +600,9 @@ def compile_fold(
     )
     ns: dict[str, Any] = dict(ENV)
     ns["Exception"] = Exception
+    ns["islice"] = islice
+    ns["len"] = len
+    ns["zip"] = zip
     ns.update(g.consts)
     exec(compile(source, f"<mql fold {a.canonical[:60]!r}>", "exec"), ns)
     return ns["fold"], ns["fold_run"], source
