@@ -99,7 +99,10 @@ class AlertRunner:
         *,
         compile: Callable[..., Predicate] = compile_condition,
     ) -> None:
-        self.rules: list[AlertRule] = parse_rules(rules_config, check_condition=False)
+        # the real engine checks each query and condition up front; a fake compile is for tests
+        self.rules: list[AlertRule] = parse_rules(
+            rules_config, check_condition=compile is compile_condition
+        )
         start = time.time()
         self.cores: dict[str, AlertCore] = {
             r.name: AlertCore(r, compile(r.condition, rule=r.name), start) for r in self.rules

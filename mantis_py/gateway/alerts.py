@@ -54,14 +54,16 @@ The webhook body is ``Notification.to_json()``, documented there.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from typing import Literal as TLiteral
 
 from ..errors import ConfigurationError, QueryError
+from ..query import ast
 
 __all__ = [
     "STATES",
@@ -73,6 +75,7 @@ __all__ = [
     "Notification",
     "Predicate",
     "WindowResult",
+    "check_rule",
     "compile_condition",
     "parse_rules",
 ]
@@ -254,6 +257,7 @@ def parse_rules(
         )
         if check_condition:
             compile_condition(rule.condition, rule=rule.name)
+            check_rule(rule)
         seen.add(rule.name)
         rules.append(rule)
     return rules
@@ -284,6 +288,60 @@ def compile_condition(text: str, *, rule: str = "?") -> Predicate:
         return bool(source.matches(dict(row), 0.0))
 
     return predicate
+
+
+def check_rule(rule: AlertRule) -> None:
+    """Check a rule's query, and that its condition names only columns the query produces.
+
+    A condition over a name the query never outputs would silently never fire, so it is refused
+    at start-up. Plain (non-aggregate) queries output events, whose fields cannot be known, so
+    their conditions are not checked against columns.
+
+    Raises:
+        ConfigurationError: the query is not valid MQL, or the condition names an unknown column.
+    """
+    from ..query import parse, prepare
+
+    try:
+        prepared = prepare(rule.query, mode="live", apps=None)
+    except QueryError as exc:
+        raise ConfigurationError(
+            f"alert {rule.name!r}: bad query at line {exc.line}, column {exc.column}: "
+            f"{exc.message}\n{_indent(exc.snippet)}"
+        ) from None
+    if prepared.kind != "aggregate":
+        return
+    columns = [c.name for c in prepared.analysis.columns if not c.hidden]
+    condition = parse(_CONDITION_PREFIX + rule.condition).where
+    for prop in _properties(condition):
+        names = []
+        for seg in prop.segments:
+            if not isinstance(seg, str):
+                break
+            names.append(seg if not names else f"{names[-1]}.{seg}")
+        if not any(n in columns for n in names):
+            shown = names[0] if names else "?"
+            raise ConfigurationError(
+                f"alert {rule.name!r}: the condition names {shown!r}, which the query does not "
+                f"produce (its columns: {', '.join(columns)})"
+            )
+
+
+def _properties(node: object) -> Iterator[ast.Property]:
+    """Every Property inside an AST node (a condition), depth first."""
+    if isinstance(node, ast.Property):
+        yield node
+    elif isinstance(node, tuple | list):
+        for item in node:
+            yield from _properties(item)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            if f.name not in ("span", "op_span", "pattern_span"):
+                yield from _properties(getattr(node, f.name))
+
+
+def _indent(snippet: str) -> str:
+    return "\n".join("  " + line for line in snippet.split("\n"))
 
 
 def _condition_error(rule: str, text: str, exc: QueryError) -> str:

@@ -233,3 +233,47 @@ def test_agents_leaving_still_count_as_expected_for_a_while() -> None:
     assert "2 agent(s) gone" in core.reason
     # once the fleet memory has passed, the smaller fleet is the new normal
     assert feed(core, 40, 30, reporting=1, expected=1) == "firing"
+
+
+# --------------------------------------------------------------------------- with the real engine
+
+
+def test_condition_is_evaluated_by_the_query_engine() -> None:
+    from mantis_py.gateway.alerts import compile_condition
+
+    low = compile_condition("pps < 40")
+    assert low({"pps": 10})
+    assert not low({"pps": 100})
+    assert not low({})  # a missing value is never below the threshold (MQL.md §3.5.3)
+    assert not low({"pps": "5"})  # nor is a string
+    either = compile_condition("country in ('US', 'BR') and not (errors == 0)")
+    assert either({"country": "US", "errors": 3})
+    assert not either({"country": "US", "errors": 0})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"condition": "pps <"}, r"bad condition at column 6"),
+        ({"condition": "ppss < 40"}, r"names 'ppss', which the query does not produce \(its columns: pps\)"),
+        ({"query": "select count(*) as pps form playback window 1"}, r"bad query at line 1, column 24"),
+    ],
+)
+def test_bad_query_or_condition_is_refused_at_start(change: dict[str, Any], message: str) -> None:
+    config = {**RULE_CONFIG, "condition": "pps < 40", **change}
+    with pytest.raises(ConfigurationError, match=message):
+        parse_rules([config])
+
+
+def test_condition_may_name_nested_and_dotted_columns() -> None:
+    config = {
+        **RULE_CONFIG,
+        "query": "select e['geo']['country'], count(*) as n from playback window 1 group by e['geo']['country']",
+        "condition": "e['geo']['country'] == 'US' and n < 3",
+    }
+    assert parse_rules([config])[0].condition.startswith("e['geo']")
+
+
+def test_plain_query_conditions_are_not_checked_against_columns() -> None:
+    config = {**RULE_CONFIG, "query": "select * from playback where status >= 500", "condition": "x > 1"}
+    assert parse_rules([config])[0].name == "pps"
