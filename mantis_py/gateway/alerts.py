@@ -314,7 +314,7 @@ def check_rule(rule: AlertRule) -> None:
     columns = [c.name for c in prepared.analysis.columns if not c.hidden]
     condition = parse(_CONDITION_PREFIX + rule.condition).where
     for prop in _properties(condition):
-        names = []
+        names: list[str] = []
         for seg in prop.segments:
             if not isinstance(seg, str):
                 break
