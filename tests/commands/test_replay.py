@@ -113,3 +113,35 @@ def test_seed_changes_random_sample(tmp_path: Path) -> None:
     b = run("select x from s sample 50%", text, "--seed", "2", tmp_path=tmp_path).stdout
     assert a != b
     assert a == run("select x from s sample 50%", text, "--seed", "1", tmp_path=tmp_path).stdout
+
+
+def _cases() -> list[dict]:
+    path = Path(__file__).parents[1] / "query" / "fixtures" / "cases.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_every_fixture_case_through_the_command(tmp_path: Path, monkeypatch: object) -> None:
+    """The command's chunked fast path gives the fixture rows, byte-exact JSON per §3.18."""
+    import argparse
+    import io
+
+    from mantis_py.commands import replay as cmd
+
+    for i, case in enumerate(_cases()):
+        f = tmp_path / f"c{i}.jsonl"
+        f.write_text("".join(json.dumps(e) + "\n" for e in case["events"]))
+        out = io.BytesIO()
+        err = io.StringIO()
+        saved = sys.stdout, sys.stderr
+        wrapper = io.TextIOWrapper(out)
+        sys.stdout, sys.stderr = wrapper, err
+        try:
+            rc = cmd.run(argparse.Namespace(query=case["query"], input=str(f), time_field=case["time_field"], seed=0))
+            wrapper.flush()
+            data = out.getvalue()
+            wrapper.detach()
+        finally:
+            sys.stdout, sys.stderr = saved
+        assert rc == 0, (case["name"], err.getvalue())
+        want = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in case["rows"])
+        assert data.decode() == want, case["name"]
