@@ -2,11 +2,12 @@
 
 Theory of operation. Two kinds of callers share one core:
 
-- *Host threads* call :meth:`AgentCore.offer` (through ``Agent.publish``). It is O(1), never
+- *Host threads* call :meth:`AgentCore.offer` (inlined in ``Agent.publish``). It is O(1), never
   blocks and never raises: for a stream nobody subscribed to it is one dict lookup and one
   ``next()`` on a counter (the *gate*); otherwise it takes a shallow copy of the event and appends
-  it to the stream's bounded :class:`~.buffer.Ingress`, dropping and counting when full. It uses
-  only operations atomic under the GIL, so any number of threads may publish.
+  it to the stream's bounded :class:`~.buffer.Ingress` deque (``queues``), dropping and counting
+  when full. It uses only operations atomic under the GIL, so any number of threads may publish
+  (the count cap may be overshot by at most the number of publishing threads).
 - *The runner* (one agent thread or trio task) calls everything else: ``connected`` /
   ``receive_data`` / ``disconnected`` for the link, ``poll(now)`` to drain the ingress queues
   (convert, mask, SAMPLE + WHERE, project once to the union of fields, tag, encode, buffer) and to
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +41,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigurationError, RemoteProtocolError
 from ..wire.agent_link import AgentLink
-from ..wire.codec import decode, encode_value, encode_value_slow, events_frame
+from ..wire.codec import VALUE_OPTS, decode, dumps, encode_value_slow, events_frame
 from ..wire.messages import (
     Hello,
     Message,
@@ -243,7 +245,7 @@ class _Stream:
 
     __slots__ = (
         "folded", "in_hand", "ingress", "lost", "name", "not_object", "pending", "plan", "sent", "seq",
-        "skip_next", "skipped", "subs", "unmatched",
+        "skipped", "subs", "unmatched",
     )  # fmt: skip
 
     def __init__(self, name: str, cfg: AgentConfig) -> None:
@@ -251,7 +253,6 @@ class _Stream:
         self.ingress = Ingress(cfg.max_queue_events)
         self.pending = Pending(cfg.max_queue_events, cfg.max_queue_bytes)
         self.skipped = itertools.count()
-        self.skip_next: Callable[[], int] = self.skipped.__next__
         self.not_object = itertools.count()
         self.subs: tuple[Subscription, ...] = ()
         self.plan = StreamPlan()
@@ -283,7 +284,11 @@ class AgentCore:
         self._engine = engine
         self.mask = Mask(tuple(config.mask), config.mask_ignore_case)
         self.streams: dict[str, _Stream] = {}
-        self.gate: dict[str, Callable[[], int]] = {}
+        # The host path reads these two dicts (docs/agent.md §Cost): streams nobody subscribed
+        # to map to their skip counter; subscribed streams map to their ingress deque.
+        self.gate: dict[str, itertools.count[int]] = {}
+        self.queues: dict[str, deque[tuple[float, Any]]] = {}
+        self.queue_cap = config.max_queue_events
         self.subs: dict[str, Subscription] = {}
         self.link: AgentLink | None = None
         self.link_gen = 0
@@ -294,6 +299,7 @@ class AgentCore:
         self.sample_rate = 1.0
         self._cpu_mark: tuple[float, float] | None = None
         self._out: list[Frame] = []
+        self._tag_bytes: dict[str, bytes] = {}  # sub id -> b'["id"]' (single-tag records)
         for name in config.streams:
             self._register(name)
 
@@ -309,25 +315,34 @@ class AgentCore:
     def offer(self, event: Any, stream: str = "default", t: float = 0.0) -> None:
         """Publish one event (host thread). Never blocks, never raises, never mutates ``event``.
 
+        ``Agent.publish`` inlines this same code (one call less on the host's hot path).
+
         Args:
             event: a mapping (copied shallowly; later changes by the caller are not seen).
             stream: the stream name.
             t: the event time, float seconds since the epoch.
         """
-        gate = self.gate.get(stream)
-        if gate is not None:
-            gate()
-            return
-        self.offer_slow(event, stream, t)
+        try:
+            c = self.gate.get(stream)
+            if c is not None:
+                next(c)
+                return
+            q = self.queues.get(stream)
+            if q is not None and type(event) is dict and len(q) < self.queue_cap:
+                q.append((t, event.copy()))
+                return
+            self.offer_slow(event, stream, t)
+        except Exception:
+            pass
 
     def offer_slow(self, event: Any, stream: str, t: float) -> None:
-        """The part of :meth:`offer` after the gate (a subscribed or a new stream)."""
+        """The rare cases of :meth:`offer`: a new stream, a full queue, a non-dict event."""
         try:
             st = self.streams.get(stream)
             if st is None:
                 st = self._register(stream)
             if not st.subs:
-                st.skip_next()
+                next(st.skipped)
                 return
             if type(event) is dict:
                 ev = event.copy()
@@ -338,7 +353,7 @@ class AgentCore:
                 return
             st.ingress.put_nowait(t, ev)
         except Exception:  # a host Mapping whose copy fails; never raise into the host
-            next(self._stream(stream).not_object)
+            next(self._stream(str(stream)).not_object)
 
     def has_subscribers(self, stream: str = "default") -> bool:
         """Whether any subscription runs on ``stream`` (cheap; for callers to skip work)."""
@@ -352,7 +367,7 @@ class AgentCore:
             name = OVERFLOW_STREAM
         st = self.streams.setdefault(name, _Stream(name, self.config))
         if not st.subs and name != OVERFLOW_STREAM:
-            self.gate.setdefault(name, st.skip_next)
+            self.gate.setdefault(name, st.skipped)
         return st
 
     def _stream(self, name: str) -> _Stream:
@@ -493,10 +508,12 @@ class AgentCore:
             self._send(SubError(sub=msg.sub, code="compile", message=str(exc)[:1000]))
             return
         self.subs[sub.id] = sub
+        self._tag_bytes[sub.id] = dumps([sub.id])
         self._set_subs(st, (*st.subs, sub))
 
     def _remove(self, sub: Subscription) -> None:
         self.subs.pop(sub.id, None)
+        self._tag_bytes.pop(sub.id, None)
         st = self.streams[sub.stream]
         self._set_subs(st, tuple(s for s in st.subs if s is not sub))
 
@@ -504,9 +521,11 @@ class AgentCore:
         st.plan = plan_for(subs, self._engine)
         st.subs = subs
         if subs:
+            self.queues[st.name] = st.ingress.items
             self.gate.pop(st.name, None)
         elif st.name != OVERFLOW_STREAM:
-            self.gate[st.name] = st.skip_next
+            self.gate[st.name] = st.skipped
+            self.queues.pop(st.name, None)
 
     def _sync_gate(self) -> None:
         # A host thread registering a new stream may race with a subscription; heal it here.
@@ -514,8 +533,11 @@ class AgentCore:
             if st.subs:
                 if name in self.gate:
                     self.gate.pop(name, None)
+                if name not in self.queues:
+                    self.queues[name] = st.ingress.items
             elif name not in self.gate and name != OVERFLOW_STREAM:
-                self.gate[name] = st.skip_next
+                self.gate[name] = st.skipped
+                self.queues.pop(name, None)
 
     # ------------------------------------------------------------ work (runner thread)
 
@@ -537,9 +559,7 @@ class AgentCore:
             if st.ingress.items:
                 batch = st.ingress.take(max_events)
                 st.in_hand = len(batch)  # taken but not yet accounted (statistics snapshots)
-                for t, ev in batch:
-                    self._process(st, t, ev, now)
-                    st.in_hand -= 1
+                self._process_batch(st, batch, now)
                 more = more or bool(st.ingress.items)
         for sub in list(self.subs.values()):
             if sub.ships == "partials":
@@ -550,62 +570,90 @@ class AgentCore:
             self._send(self._stats_message())
         return more
 
-    def _process(self, st: _Stream, t: float, ev: Any, now: float) -> None:
+    def _process_batch(self, st: _Stream, batch: list[tuple[float, Any]], now: float) -> None:
+        """The agent's per-event recipe; locals hoisted because this is the hot loop.
+
+        For each event: CPU sampling -> serialize once (validates JSON types, measures the size,
+        finds masked keys) -> convert and mask if needed -> SAMPLE + WHERE of every subscription
+        on the masked event -> project once to the union of fields -> tag, encode, buffer.
+        """
         cfg = self.config
-        try:
-            if self.sample_rate < 1.0 and self.rng.random() >= self.sample_rate:
-                st.lose("cpu_budget")
-                return
-            # 1. serialize once: validates JSON types, measures the size, finds masked keys
+        mask = self.mask
+        pattern = mask.pattern
+        max_event = cfg.max_event_bytes
+        plan = st.plan
+        event_subs = plan.event_subs
+        partial_subs = plan.partial_subs
+        project = plan.project
+        pending = st.pending
+        records = pending.records
+        max_records, max_pbytes = pending.max_records, pending.max_bytes
+        rate = self.sample_rate
+        rand = self.rng.random
+        lose = st.lose
+        tag_bytes = self._tag_bytes
+        for t, ev in batch:
+            st.in_hand -= 1
             try:
-                data: bytes | None = encode_value(ev)
-                masked = self.mask.may_apply(data)  # type: ignore[arg-type]
-            except TypeError:
-                data, masked = None, True
-            if masked:
-                ev = convert(ev, self.mask, cfg.max_depth)  # masked JSON-typed copy
-                if data is None:
-                    data = encode_value_slow(ev)
-            if len(data) > cfg.max_event_bytes:  # type: ignore[arg-type]
-                st.lose("too_large")
-                return
-            # 2. SAMPLE + WHERE of every subscription, on the masked event
-            plan = st.plan
-            tags: list[str] = []
-            for sub in plan.event_subs:
+                if rate < 1.0 and rand() >= rate:
+                    lose("cpu_budget")
+                    continue
                 try:
-                    if sub.source.matches(ev, t):
-                        sub.matched += 1
-                        tags.append(sub.id)
-                except Exception as exc:
-                    self._sub_failed(sub, exc)
-            for sub in plan.partial_subs:
+                    data: Any = dumps(ev, None, VALUE_OPTS)
+                    masked = pattern is not None and pattern.search(data) is not None
+                except TypeError:
+                    data, masked = None, True
+                if masked:
+                    ev = convert(ev, mask, cfg.max_depth)  # masked JSON-typed copy
+                    data = encode_value_slow(ev)  # never reuse the unmasked bytes
+                if len(data) > max_event:
+                    lose("too_large")
+                    continue
+                tags: list[str] = []
+                for sub in event_subs:
+                    try:
+                        if sub.source.matches(ev, t):
+                            sub.matched += 1
+                            tags.append(sub.id)
+                    except Exception as exc:
+                        self._sub_failed(sub, exc)
+                for sub in partial_subs:
+                    try:
+                        sub.source.offer(ev, t)
+                        sub.folded += 1
+                    except Exception as exc:
+                        self._sub_failed(sub, exc)
+                if not tags:
+                    if partial_subs:
+                        st.folded += 1
+                    else:
+                        st.unmatched += 1
+                    continue
+                # the record {"subs", "t", "s", "e"} is formatted around the projected event's
+                # bytes: cheaper than building a dict and serializing it again
+                e = ev if project is None else project(ev)
                 try:
-                    sub.source.offer(ev, t)
-                    sub.folded += 1
-                except Exception as exc:
-                    self._sub_failed(sub, exc)
-            if not tags:
-                if plan.partial_subs:
-                    st.folded += 1
-                else:
-                    st.unmatched += 1
-                return
-            # 3. project once to the union of fields, tag, encode, buffer
-            e = ev if plan.project is None else plan.project(ev)
-            rec = {"subs": tags, "t": int(t * 1000), "s": st.seq, "e": e}
-            st.seq += 1
-            try:
-                rb = encode_value(rec)
-            except TypeError:
-                rb = encode_value_slow(rec)
-            # a batch is due batch_interval_s after its oldest event was *published*
-            if not st.pending.add(rb, t if t < now else now):
-                st.lose("queue_full")
-        except Unconvertible as u:
-            st.lose(u.reason)
-        except Exception:
-            st.lose("agent_error")
+                    eb = data if e is ev else dumps(e, None, VALUE_OPTS)
+                except TypeError:
+                    eb = encode_value_slow(e)
+                tb = tag_bytes.get(tags[0]) if len(tags) == 1 else None
+                if tb is None:
+                    tb = dumps(tags)
+                rb = b'{"subs":%b,"t":%d,"s":%d,"e":%b}' % (tb, t * 1000, st.seq, eb)
+                st.seq += 1
+                n = len(rb)
+                if len(records) >= max_records or pending.nbytes + n > max_pbytes:
+                    lose("queue_full")
+                    continue
+                if not records:
+                    # a batch is due batch_interval_s after its oldest event was *published*
+                    pending.first_at = t if t < now else now
+                records.append(rb)
+                pending.nbytes += n
+            except Unconvertible as u:
+                lose(u.reason)
+            except Exception:
+                lose("agent_error")
 
     def _sub_failed(self, sub: Subscription, exc: Exception) -> None:
         sub.raised += 1

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TrioAgent", "open_agent"]
 
+_now = time.time  # bound once: the host's hot path calls it per event
+
 
 class TrioAgent:
     """The agent object ``open_agent`` yields; same public methods as :class:`~.sync.Agent`."""
@@ -59,6 +61,8 @@ class TrioAgent:
         self._rng = rng if rng is not None else random.Random()
         self._core = AgentCore(self.config, random.Random(self._rng.getrandbits(64)), engine)
         self._gate = self._core.gate
+        self._queues = self._core.queues
+        self._cap = self._core.queue_cap
         self._offer_slow = self._core.offer_slow
         self._busy = 0.0  # seconds spent inside the core (the CPU budget's measure)
         self._unsent: list[Any] = []
@@ -67,12 +71,17 @@ class TrioAgent:
 
     def publish(self, event: Any, stream: str = "default") -> None:
         """Offer one event. Never blocks, never raises, never mutates ``event``."""
+        # The core's offer(), inlined: one call less on the host's hot path.
         try:
-            gate = self._gate.get(stream)
-            if gate is not None:
-                gate()
+            c = self._gate.get(stream)
+            if c is not None:
+                next(c)
                 return
-            self._offer_slow(event, stream, time.time())
+            q = self._queues.get(stream)
+            if q is not None and type(event) is dict and len(q) < self._cap:
+                q.append((_now(), event.copy()))
+                return
+            self._offer_slow(event, stream, _now())
         except Exception:
             pass
 
