@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -203,11 +204,12 @@ _predicate = st.one_of(
 
 
 def _combine(inner: st.SearchStrategy[ast.Condition]) -> st.SearchStrategy[ast.Condition]:
-    def flat(cls: type, items: list[ast.Condition]) -> ast.Condition:
+    def flat(cls: Any, items: list[ast.Condition]) -> ast.Condition:
         out: list[ast.Condition] = []
         for i in items:
-            out.extend(i.items if isinstance(i, cls) else (i,))  # type: ignore[attr-defined]
-        return cls(tuple(out))  # type: ignore[no-any-return]
+            out.extend(cast(Any, i).items if isinstance(i, cls) else (i,))
+        node: ast.Condition = cls(tuple(out))
+        return node
 
     return st.one_of(
         st.lists(inner, min_size=2, max_size=3).map(lambda xs: flat(ast.And, xs)),
@@ -258,7 +260,8 @@ _join = st.builds(
 def _queries(draw: st.DrawFn) -> ast.Query:
     star = draw(st.booleans())
     sources = tuple(
-        ast.Source(*s.split("/", 1)) for s in draw(st.lists(st.sampled_from(_SOURCES), max_size=2))
+        ast.Source(s.split("/")[0], s.split("/", 1)[1] if "/" in s else None)
+        for s in draw(st.lists(st.sampled_from(_SOURCES), max_size=2))
     )
     return ast.Query(
         select_star=star,

@@ -539,3 +539,54 @@ def test_long_adversarial_inputs_are_bounded() -> None:
             parse(text[:16384])
         except QueryError:
             pass
+
+
+def test_spans_point_at_the_source_text() -> None:
+    text = (
+        "SELECT count(DISTINCT a) AS n, e['x'][0] FROM app JOIN b 5 SECONDS ON k "
+        "WHERE NOT (a == 1) AND b IN (1, 2) AND c IS NOT NULL AND d ==~ /r/ WINDOW 60 30 "
+        "GROUP BY a ANOMALY MAD x 1 2 HAVING n > 1 ORDER BY n DESC LIMIT 3 SAMPLE 5%"
+    )
+    q = parse(text)
+
+    def at(span: ast.Span) -> str:
+        return text[span.start : span.end]
+
+    assert at(q.items[0].span) == "count(DISTINCT a) AS n"
+    assert at(q.items[1].operand.span) == "e['x'][0]"  # type: ignore[union-attr]
+    assert at(q.sources[0].span) == "app"
+    assert at(q.joins[0].span) == "JOIN b 5 SECONDS ON k"
+    assert isinstance(q.where, ast.And)
+    assert [at(c.span) for c in q.where.items] == [
+        "NOT (a == 1)",
+        "b IN (1, 2)",
+        "c IS NOT NULL",
+        "d ==~ /r/",
+    ]
+    assert at(q.where.span) == "NOT (a == 1) AND b IN (1, 2) AND c IS NOT NULL AND d ==~ /r/"
+    assert isinstance(q.window, ast.TimeWindow)
+    assert at(q.window.span) == "WINDOW 60 30"
+    assert (at(q.window.length_span), at(q.window.every_span)) == ("60", "30")
+    assert at(q.group_by[0].span) == "a"  # type: ignore[union-attr]
+    assert q.anomaly is not None
+    assert at(q.anomaly.span) == "ANOMALY MAD x 1 2"
+    assert q.having is not None
+    assert at(q.having.span) == "n > 1"
+    assert at(q.order_by[0].span) == "n DESC"
+    assert at(q.limit_span) == "3"
+    assert q.sample is not None
+    assert at(q.sample.span) == "5%"
+    assert {k: at(v) for k, v in q.clause_spans.items()} == {
+        "SELECT": "SELECT",
+        "FROM": "FROM",
+        "JOIN": "JOIN",
+        "WHERE": "WHERE",
+        "WINDOW": "WINDOW",
+        "GROUP BY": "GROUP BY",
+        "ANOMALY": "ANOMALY",
+        "HAVING": "HAVING",
+        "ORDER BY": "ORDER BY",
+        "LIMIT": "LIMIT",
+        "SAMPLE": "SAMPLE",
+    }
+    assert at(q.span) == text
