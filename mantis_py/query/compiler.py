@@ -374,9 +374,10 @@ def _compile(a: Analysis) -> CompiledQuery:
         lines.append(f"def {name}({params}{_bind(expr)}):\n    return {expr}\n")
 
     fn("where", "e, m, tk", g.cond(q.where) if q.where is not None else "True")
-    # a batch filter: one loop, constants bound as defaults (fast locals), no per-event call
+    # a batch filter: one loop, constants bound as defaults (fast locals), no per-event call;
+    # compiled on first use (most queries never need it, and compile() dominates prepare time)
     cond = g.cond(q.where) if q.where is not None else "True"
-    lines.append(
+    batch_source = (
         f"def where_batch(es, m, tk{_bind(cond)}):\n    out = []\n    append = out.append\n"
         f"    for e in es:\n        if {cond}:\n            append(e)\n    return out\n"
     )
@@ -474,7 +475,7 @@ def _compile(a: Analysis) -> CompiledQuery:
         source=source,
         where=ns["where"],
         uses_tick=g.uses_tick,
-        where_batch=ns["where_batch"],
+        where_batch=_LazyFunction(batch_source, "where_batch", g.consts, a.canonical),
         project=project,
         order_event=ns.get("order_event"),
         group=ns.get("group"),
@@ -485,6 +486,28 @@ def _compile(a: Analysis) -> CompiledQuery:
         sticky_keys=ns.get("sticky_keys"),
         constants=g.consts,
     )
+
+
+class _LazyFunction:
+    """A generated function compiled on its first call."""
+
+    __slots__ = ("_consts", "_fn", "_label", "_name", "source")
+
+    def __init__(self, source: str, name: str, consts: dict[str, Any], label: str) -> None:
+        self.source = source
+        self._name = name
+        self._consts = consts
+        self._label = label
+        self._fn: Any = None
+
+    def __call__(self, *args: Any) -> Any:
+        fn = self._fn
+        if fn is None:
+            ns: dict[str, Any] = dict(ENV)
+            ns.update(self._consts)
+            exec(compile(self.source, f"<mql {self._label[:60]!r}>", "exec"), ns)
+            fn = self._fn = ns[self._name]
+        return fn(*args)
 
 
 def _project_star(e: Any, m: Any, tk: Any) -> Any:
