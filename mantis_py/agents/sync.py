@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 # lock) must be registered before ours so it runs first in a forked child.
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from ..errors import ConfigurationError, RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
@@ -367,7 +368,7 @@ class Agent:
         try:
             ws = connect(
                 self.url,
-                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
                 additional_headers=headers,
                 ssl=self.ssl,
                 compression=None,

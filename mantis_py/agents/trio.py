@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.trio.client import connect
+from websockets.typing import Subprotocol
 
 from ..errors import RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
@@ -128,7 +129,7 @@ class TrioAgent:
         try:
             async with connect(
                 self.url,
-                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
                 additional_headers=headers,
                 ssl=self.ssl,
                 compression=None,

@@ -17,7 +17,7 @@ __all__ = ["LinkPair", "records_of"]
 
 def records_of(messages: list[Message], sub: str | None = None) -> list[dict[str, Any]]:
     """Every event record in ``messages`` (only those tagged with ``sub`` if given)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         if isinstance(m, Events):
             out.extend(r for r in m.records if sub is None or sub in r["subs"])

@@ -85,7 +85,7 @@ class TestGateway:
             return [m for _, m in self.messages if kind is None or isinstance(m, kind)]
 
     def records(self, sub: str | None = None) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for m in self.received(Events):
             out.extend(r for r in m.records if sub is None or sub in r["subs"])  # type: ignore[union-attr]
         return out
