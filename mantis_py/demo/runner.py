@@ -328,6 +328,11 @@ def open_stack(
                 raise RuntimeError(
                     f"the gateway did not start on port {port}; see {log_path}:\n{_tail(log_path)}"
                 )
+            # Build the query engine's lazy tables once, before six agent threads may compile the
+            # same query at the same instant (the parser's first use is not thread-safe yet).
+            from ..query import prepare
+
+            prepare(ALERT_QUERY, mode="live", apps=None)
             started = time.time()
             gateway_url = f"ws://127.0.0.1:{port}"
             for i, (app, instance, share) in enumerate(instances):
