@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from . import ast
@@ -520,7 +519,7 @@ def _project_star(e: Any, m: Any, tk: Any) -> Any:
 
 def compile_fold(
     a: Analysis, aggs: tuple[Any, ...], cols: tuple[int, ...]
-) -> tuple[Callable[..., None], Callable[..., tuple[int, int]], str]:
+) -> tuple[Callable[..., None], Callable[..., tuple[Any, Any, int]], str]:
     """``fold(table, e, m, tk, ok)``: add one event (that passed SAMPLE and WHERE) to its group
     in a ``groups.GroupTable``, with inline fast paths for ``count`` (an int state) and the int
     case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
@@ -603,27 +602,28 @@ def compile_fold(
             continue
         lines.append(f"    st[{i}] = {add}(st[{i}], {value}, ok)")
     body = "\n".join(lines[1:])
-    # fold_run: the same body inlined in a loop over a run of events of one window (no call per
-    # event); it stops at the first event outside [start, end) and returns (index, errors)
+    # fold_run: the same body inlined in a loop over (event, time, line) items of one window (no
+    # call per event); it stops at the first item outside [start, end) and returns
+    # (that item or None, the largest time seen, errors)
     cond = g.cond(q.where) if q.where is not None else "True"
     inner = "\n".join("            " + ln[4:] for ln in lines[1:]).replace("table.groups.get(", "groups.get(")
     run = (
-        "    groups = table.groups\n    errors = 0\n    j = i\n"
-        "    for e, t in zip(islice(es, i, n), islice(ts, i, n)):\n"
-        "        if t < start or t >= end:\n            break\n"
+        "    groups = table.groups\n    errors = 0\n    top = start\n"
+        "    for e, t, line in items:\n"
+        "        if t < start or t >= end:\n            return (e, t, line), top, errors\n"
+        "        if t > top:\n            top = t\n"
         "        try:\n"
-        f"          if {cond}:\n            ok = (ns[j],)\n{inner}\n"
-        "        except Exception:\n            errors += 1\n        j += 1\n"
-        "    return j, errors\n"
+        f"          if {cond}:\n            ok = (line,)\n{inner}\n"
+        "        except Exception:\n            errors += 1\n"
+        "    return None, top, errors\n"
     )
     run_all = run + "\n" + body
     source = (
         f"def fold(table, e, m, tk, ok{_bind(body)}):\n{body}\n\n"
-        f"def fold_run(table, es, ts, ns, i, n, start, end, m, tk=None{_bind(run_all)}):\n{run}"
+        f"def fold_run(table, items, start, end, m, tk=None{_bind(run_all)}):\n{run}"
     )
     ns: dict[str, Any] = dict(ENV)
     ns["Exception"] = Exception
-    ns["islice"] = islice
     ns["len"] = len
     ns["zip"] = zip
     ns.update(g.consts)

@@ -53,7 +53,7 @@ class AggPlan:
     caps: Caps
     nkeys: int = 0
     fold: Callable[..., None] | None = None
-    fold_run: Callable[..., tuple[int, int]] | None = None
+    fold_run: Callable[..., tuple[Any, Any, int]] | None = None
     fold_source: str = ""
 
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 from .caps import DEFAULT_CAPS, Caps
@@ -160,37 +161,36 @@ class ReplayEngine:
         run = self._plan.fold_run  # type: ignore[union-attr]
         ns: Any = lines if lines is not None else range(first_line, first_line + n)
         ts: Any = times if times is not None else ([e[time_key] for e in events] if time_key else [0] * n)
+        it = zip(events, ts, ns, strict=True)
         if w is None:
-            _, errors = run(self._table, events, ts, ns, 0, n, -_INF, _INF, m)  # type: ignore[misc]
+            _, _, errors = run(self._table, it, -_INF, _INF, m)  # type: ignore[misc]
             self.errors += errors
             return
         size = w[0]
         windows = self._windows
-        i = 0
-        while i < n:
+        item = next(it, None)
+        while item is not None:
+            e, t, line = item
             clock = self._clock
             if clock is not None:
                 ck = (clock if clock.__class__ is int else int(clock // 1)) // size
                 start = ck * size
                 end = start + size
-                t = ts[i]
                 if start <= t < end and ck >= self._next_k:
                     # a run of events in the open window that holds the clock
                     table = windows.get(ck)
                     if table is None:
                         table = windows[ck] = GroupTable(self._plan)  # type: ignore[arg-type]
-                    j, errors = run(table, events, ts, ns, i, n, start, end, m)  # type: ignore[misc]
+                    item, top, errors = run(table, chain((item,), it), start, end, m)  # type: ignore[misc]
                     self.errors += errors
-                    top = max(ts[i:j])
                     if top > clock:
                         self._clock = top
-                    i = j
                     continue
             # a new window, a late event or the first event: the general path
-            self.feed(events[i], ts[i], ns[i])
+            self.feed(e, t, line)
             if self.done:
                 return
-            i += 1
+            item = next(it, None)
 
     def feed(self, e: dict[str, Any], t: Any, line: int) -> None:
         """Process one valid event (time ``t`` in seconds, 0 without a time field)."""
