@@ -619,13 +619,24 @@ class _Parse:
             self.track(ttype, tok)
             self.hist.append(tok)
             i += used
-        if "$END" not in states[state_stack[-1]]:
-            raise self.fail(n, "$END", state(), 0)
-        eof = Token("$END", "", start_pos=self.end, end_pos=self.end)
-        try:
-            q = state().feed_token(eof, True)
-        except UnexpectedInput:
-            raise self.fail(n, "$END", state(), 0) from None
+        # the end of the query: reduce until the start rule is complete
+        end_state = conf.end_state
+        while True:
+            action = states[state_stack[-1]].get("$END")
+            if action is None or action[0] is Shift:
+                raise self.fail(n, "$END", state(), 0)
+            size, origin, callback = rules[id(action[1])]
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            value_stack.append(callback(children))
+            state_stack.append(states[state_stack[-1]][origin][1])
+            if state_stack[-1] == end_state:
+                break
+        q = value_stack[-1]
         assert isinstance(q, ast.Query)
         return dataclasses.replace(q, text=self.text, span=ast.Span(q.span.start, self.end))
 
