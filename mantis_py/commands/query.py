@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"gateway URL (default: $MANTIS_GATEWAY or {DEFAULT_GATEWAY})",
     )
     parser.add_argument("--token", default=None, help="bearer token (default: $MANTIS_TOKEN)")
-    parser.add_argument("--json", action="store_true", help="write one JSON row per line")
+    parser.add_argument("--json", action="store_true",
+                        help="write one JSON row per line (the default when stdout is not a terminal)")
     parser.add_argument(
         "--for", dest="duration", default=None, metavar="DURATION",
         help="stop after this long: 30s, 5m, 1h, 500ms (default: until Ctrl-C)",
