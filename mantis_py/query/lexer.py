@@ -38,9 +38,12 @@ __all__ = [
     "SAMPLE_STRATEGIES",
     "WHITESPACE",
     "RawToken",
+    "build_sample",
     "classify_number",
     "is_word_text",
     "number_fix",
+    "percentage_sample",
+    "salt_text",
     "tokenize",
 ]
 
@@ -227,7 +230,7 @@ class _Tokenizer:
                 raise self.err("E110", "';' is not part of MQL", i, 1,
                                hint="remove it; MQL has no statement terminator")  # fmt: skip
             if c in "'\"":
-                i = self.read_string(i, "STRING")
+                i = self.read_string(i)
             elif c == "(":
                 self.depth += 1
                 if self.depth > MAX_DEPTH:
@@ -323,7 +326,7 @@ class _Tokenizer:
     def _read_one(self, j: int) -> int:
         c = self.text[j]
         if c in "'\"":
-            return self.read_string(j, "STRING")
+            return self.read_string(j)
         if c in _NON_WORD or c in _WS or c in FORBIDDEN:
             return j + 1
         return self.read_word(j)
@@ -343,7 +346,7 @@ class _Tokenizer:
             raise self.err("E106", "a string literal cannot contain a line break", i, 1)
         return end
 
-    def read_string(self, i: int, what: str) -> int:
+    def read_string(self, i: int) -> int:
         end = self.find_string_end(i)
         content = self.text[i + 1 : end]
         self.check_size(content, "string literal", i, end + 1)
