@@ -237,7 +237,7 @@ async def bench_ingest(tmp: Path, quick: bool) -> dict[str, Any]:
                     await r.wait()
                 t0 = time.perf_counter()
                 go.set()
-                while await metric(gw.port, "events_in_total") < total:
+                while await metric(gw.port, "events_in_total") < total:  # noqa: ASYNC110
                     await trio.sleep(0.01)
                 gateway_s = time.perf_counter() - t0
                 nursery.cancel_scope.cancel()
@@ -495,7 +495,7 @@ async def bench_fanout(tmp: Path, clients: int, windows: int) -> dict[str, Any]:
             assert await trio.to_thread.run_sync(agent.line) == "ready\n"
             agent.send("go")
             with trio.move_on_after(windows + 15):
-                while sum(1 for g in got if g >= windows) < clients:
+                while sum(1 for g in got if g >= windows) < clients:  # noqa: ASYNC110
                     await trio.sleep(0.1)
             nursery.cancel_scope.cancel()
         agent.close()
