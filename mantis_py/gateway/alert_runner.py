@@ -19,6 +19,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -31,7 +32,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
-import orjson
 import trio
 
 from .alerts import (
@@ -255,7 +255,7 @@ class AlertRunner:
 async def deliver(delivery: Delivery, stats: _WebhookStats | None = None) -> bool:
     """POST one notification, retrying with backoff. Returns True once a 2xx came back."""
     action = delivery.action
-    body = orjson.dumps(delivery.notification.to_json())
+    body = json.dumps(delivery.notification.to_json(), separators=(",", ":")).encode()
     delay = BACKOFF_FIRST
     for attempt in range(1, action.attempts + 1):
         try:
