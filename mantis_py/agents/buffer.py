@@ -7,8 +7,8 @@ Two buffers per stream (docs/agent.md §Limits):
   ``itertools.count``), so any number of host threads may publish while the agent drains. When
   full it drops the *new* event and counts ``queue_full`` (SYSTEM.md §5). Under concurrent
   publishers the count cap may be overshot by at most the number of publishing threads.
-- :class:`Pending`: encoded records waiting for the link, capped by count and bytes; a record
-  that does not fit is refused (the caller counts ``queue_full``).
+- :class:`Pending`: records waiting for the link, capped by count and bytes; a record that does
+  not fit is refused (the caller counts ``queue_full``).
 """
 
 from __future__ import annotations
@@ -47,11 +47,8 @@ class Ingress:
 
     def take(self, limit: int) -> list[tuple[float, Any]]:
         """Remove and return up to ``limit`` oldest items (agent thread only)."""
-        items = self.items
-        out = []
-        popleft = items.popleft
-        for _ in range(min(limit, len(items))):
-            out.append(popleft())
+        popleft = self.items.popleft
+        out = [popleft() for _ in range(min(limit, len(self.items)))]
         self.taken += len(out)
         return out
 
@@ -67,38 +64,46 @@ class Ingress:
 
 
 class Pending:
-    """Encoded records of one stream waiting to be framed, capped by count and bytes."""
+    """Records of one stream waiting to be framed, capped by count and bytes.
 
-    __slots__ = ("first_at", "max_bytes", "max_records", "nbytes", "records")
+    A record is the dict ``{"subs", "t", "s", "e"}`` whose ``e`` is already serialized (a codec
+    ``Fragment``); its size is given by the caller (an upper bound of the record's), so the byte
+    cap and the batch cut are conservative and the frame is serialized once, in C, when cut.
+    """
+
+    __slots__ = ("first_at", "max_bytes", "max_records", "nbytes", "records", "sizes")
 
     def __init__(self, max_records: int, max_bytes: int) -> None:
-        self.records: list[bytes] = []
+        self.records: list[dict[str, Any]] = []
+        self.sizes: list[int] = []
         self.nbytes = 0
         self.first_at = 0.0
         self.max_records = max_records
         self.max_bytes = max_bytes
 
-    def add(self, record: bytes, now: float) -> bool:
-        """Append one record; False when it does not fit (the caller counts the drop)."""
-        if len(self.records) >= self.max_records or self.nbytes + len(record) > self.max_bytes:
+    def add(self, record: dict[str, Any], size: int, now: float) -> bool:
+        """Append one record of (at most) ``size`` bytes; False when it does not fit."""
+        if len(self.records) >= self.max_records or self.nbytes + size > self.max_bytes:
             return False
         if not self.records:
             self.first_at = now
         self.records.append(record)
-        self.nbytes += len(record)
+        self.sizes.append(size)
+        self.nbytes += size
         return True
 
-    def take(self, max_bytes: int) -> list[bytes]:
+    def take(self, max_bytes: int) -> list[dict[str, Any]]:
         """Remove the oldest records totalling at most ``max_bytes`` (at least one record)."""
         total = 0
         n = 0
-        for r in self.records:
-            if n and total + len(r) > max_bytes:
+        for size in self.sizes:
+            if n and total + size > max_bytes:
                 break
-            total += len(r)
+            total += size
             n += 1
         out = self.records[:n]
         del self.records[:n]
+        del self.sizes[:n]
         self.nbytes -= total
         return out
 
@@ -106,6 +111,7 @@ class Pending:
         """Drop everything; return how many records were dropped."""
         n = len(self.records)
         self.records.clear()
+        self.sizes.clear()
         self.nbytes = 0
         return n
 

@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Engine", "StreamPlan", "Subscription", "default_engine", "plan_for", "union_paths"]
+__all__ = [
+    "Engine",
+    "StreamPlan",
+    "Subscription",
+    "default_engine",
+    "flat_projector",
+    "plan_for",
+    "union_paths",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,25 @@ def union_paths(paths: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]
     return tuple(sorted(out))
 
 
+def flat_projector(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Projection onto top-level keys only: the same result as the engine's projector for such
+    fields (each present key copied, missing ones omitted), as a plain loop, which is the
+    fastest form on CPython 3.11 (a comprehension costs a frame per call).
+
+    >>> flat_projector(("a", "c"))({"a": 1, "b": 2})
+    {'a': 1}
+    """
+
+    def project(e: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k in keys:
+            if k in e:
+                out[k] = e[k]
+        return out
+
+    return project
+
+
 def plan_for(subs: Iterable[Subscription], engine: Engine | None = None) -> StreamPlan:
     """Build the stream plan: events/partials split and the superset projection."""
     subs = tuple(subs)
@@ -119,7 +146,10 @@ def plan_for(subs: Iterable[Subscription], engine: Engine | None = None) -> Stre
     prefixes = () if star else tuple(sorted({p for s in events for p in s.prefixes}))
     project = None
     if events and not star and engine is not None:
-        project = engine.make_projector(paths, prefixes, False)
+        if not prefixes and paths and all(len(p) == 1 for p in paths):
+            project = flat_projector(tuple(p[0] for p in paths))
+        else:
+            project = engine.make_projector(paths, prefixes, False)
     return StreamPlan(
         event_subs=events,
         partial_subs=partials,

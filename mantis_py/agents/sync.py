@@ -261,6 +261,7 @@ class Agent:
         self._cap = self._core.queue_cap
         self._offer_slow = self._core.offer_slow
         self._stop = threading.Event()
+        self._cpu_excluded = 0.0
         self._ws: Any = None
         self.last_error: str | None = None
 
@@ -360,7 +361,9 @@ class Agent:
             self._stop.wait(min(left, self.settings.idle_tick_s))
 
     def _report_cpu(self) -> None:
-        self._core.report_cpu(time.time(), time.thread_time())
+        # Compiling queries (handling gateway messages) is excluded: it is bounded by the query
+        # limits, and a one-off compile must not make the agent sample events down.
+        self._core.report_cpu(time.time(), time.thread_time() - self._cpu_excluded)
 
     def _connect_and_serve(self) -> bool:
         s = self.settings
@@ -399,7 +402,9 @@ class Agent:
                     data = None
                 now = time.time()
                 while data is not None:
+                    c0 = time.thread_time()
                     core.receive_data(data, now)
+                    self._cpu_excluded += time.thread_time() - c0
                     welcomed = welcomed or core.is_open
                     try:
                         data = ws.recv(timeout=0)

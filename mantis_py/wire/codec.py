@@ -34,6 +34,7 @@ __all__ = [
     "CLOSE_BAD_DATA",
     "CLOSE_PROTOCOL",
     "VALUE_OPTS",
+    "Fragment",
     "decode",
     "decode_value",
     "dumps",
@@ -75,6 +76,8 @@ def to_plain(value: Any) -> Any:
     Dataclasses become dicts, tuples lists, dict keys strings and non-finite floats ``None``
     (what orjson does with NaN and infinities).
     """
+    if isinstance(value, orjson.Fragment):
+        return to_plain(_loads(value.contents))
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, dict):
@@ -153,6 +156,8 @@ _VALUE_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 VALUE_OPTS = _VALUE_OPTS
+Fragment = orjson.Fragment
+"""Already-serialized JSON embedded as is when a message is encoded (``Fragment(b'{...}')``)."""
 dumps = orjson.dumps
 """The raw serializer for the agent's hot loop: ``dumps(value, None, VALUE_OPTS)`` (positional
 arguments are the fastest call form; this module stays the only one importing orjson)."""

@@ -33,11 +33,11 @@ def test_ingress_counts_exactly_under_concurrent_publishers() -> None:
 
 def test_pending_respects_count_and_bytes() -> None:
     p = Pending(max_records=3, max_bytes=10)
-    assert p.add(b"1234", 0.0)
-    assert p.add(b"1234", 0.0)
-    assert not p.add(b"1234", 0.0)  # bytes
-    assert p.add(b"12", 0.0)
-    assert not p.add(b"1", 0.0)  # count
-    assert p.take(5) == [b"1234"]
+    assert p.add({"a": 1}, 4, 0.0)
+    assert p.add({"a": 2}, 4, 0.0)
+    assert not p.add({"a": 3}, 4, 0.0)  # bytes
+    assert p.add({"a": 4}, 2, 0.0)
+    assert not p.add({"a": 5}, 1, 0.0)  # count
+    assert p.take(5) == [{"a": 1}]
     assert p.nbytes == 6
     assert p.clear() == 2
