@@ -26,7 +26,7 @@ from typing import Any
 
 from mantis_py.errors import QueryError
 from mantis_py.query import ast
-from mantis_py.query.diagnostics import describe_char, query_error, suggest
+from mantis_py.query.diagnostics import describe_char, describe_token, query_error, suggest
 
 __all__ = [
     "FORBIDDEN",
@@ -149,8 +149,6 @@ def classify_number(
 
 
 def _out_of_range(word: str, text: str, start: int) -> QueryError:
-    from mantis_py.query.diagnostics import describe_token
-
     return query_error("E307", f"number '{describe_token(word)}' is out of range", text, start,
                        len(word))  # fmt: skip
 

@@ -32,7 +32,7 @@ from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
 from mantis_py.errors import QueryError
 from mantis_py.query import ast
-from mantis_py.query.diagnostics import describe_token, query_error, suggest
+from mantis_py.query.diagnostics import describe_token, line_column, query_error, suggest
 from mantis_py.query.lexer import (
     WHITESPACE,
     RawToken,
@@ -874,7 +874,7 @@ class _Parse:
         boundary = "$END" in accepted or any(t in accepted for t in _CLAUSE_TERMINALS)
         if clause is not None and boundary:
             if clause in self.clauses:
-                ln, col = _line_col(self.text, self.clauses[clause])
+                ln, col = line_column(self.text, self.clauses[clause])
                 first = f"the first one is at line {ln}, column {col}"
                 if clause in ("WHERE", "HAVING"):
                     first += "; combine the conditions with AND"
@@ -918,9 +918,3 @@ class _Parse:
         message = f"expected {_join_expected(expected)}, found '{describe_token(found)}'"
         return self.err("E102", message, start, length, expected=expected,
                         suggestion=suggestion, hint=hint)  # fmt: skip
-
-
-def _line_col(text: str, offset: int) -> tuple[int, int]:
-    from mantis_py.query.diagnostics import line_column
-
-    return line_column(text, offset)
