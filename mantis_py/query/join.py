@@ -41,10 +41,11 @@ Nothing here raises on any event, key or time the engine can produce.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from . import ast
 from .values import group_key, resolve
@@ -68,10 +69,10 @@ DEFAULT_JOIN_CAPACITY = 10000
 Side = Literal["A", "B"]
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
+class Pair(NamedTuple):
     """One join result: the A item, its B partner, the joined time ``max(tA, tB)`` and the
-    order key ``(order of the completing event, order of the A event)``."""
+    order key ``(order of the completing event, order of the A event)``. (A named tuple: it is
+    made once per output row.)"""
 
     a: Any
     b: Any
@@ -103,76 +104,75 @@ class JoinStats:
     peak_b: int = 0
 
 
-class _Held:
-    """One held event. ``alive`` turns False when it pairs (A), expires or is evicted."""
-
-    __slots__ = ("alive", "item", "key", "order", "paired", "t")
-
-    def __init__(self, item: Any, key: Hashable, t: Any, order: Any) -> None:
-        self.item = item
-        self.key = key
-        self.t = t
-        self.order = order
-        self.alive = True
-        self.paired = False
+# A held event is a small list (cheaper than an object on the hot path):
+# [time, order key, item, group key, alive, paired]. ``alive`` turns False when the event pairs
+# (A), expires or is evicted; ``paired`` records that a B was ever somebody's partner.
+_T, _O, _ITEM, _KEY, _ALIVE, _PAIRED = range(6)
 
 
 class _SideStore:
-    """The held events of one side: buckets by key and the arrival queue, both in arrival order.
+    """The held events of one side: buckets by key (lists) and the arrival queue, both in
+    arrival order.
 
-    Removal is lazy (``alive`` flags): a dead entry leaves the arrival queue and its bucket when
-    it reaches their front, or when :meth:`compact` rebuilds both because dead entries outnumber
-    the live ones, so the structures never reference more than a few times ``live`` entries.
+    Removal is lazy (the ``alive`` flag): a dead entry leaves the arrival queue and its bucket
+    when it reaches their front, or when :meth:`compact` rebuilds both because dead entries
+    outnumber the live ones, so the structures never reference more than a few times ``live``
+    entries (plus a small constant).
     """
 
     __slots__ = ("arrival", "buckets", "in_buckets", "live", "sorted")
 
     def __init__(self) -> None:
-        self.buckets: dict[Hashable, deque[_Held]] = {}
-        self.arrival: deque[_Held] = deque()
+        self.buckets: dict[Hashable, list[list[Any]]] = {}
+        self.arrival: deque[list[Any]] = deque()
         self.live = 0
         self.in_buckets = 0  # entries referenced by the buckets, dead ones included
         self.sorted = True  # every bucket is in ascending order-key order
 
-    def add(self, h: _Held) -> None:
-        b = self.buckets.get(h.key)
+    def add(self, h: list[Any]) -> None:
+        b = self.buckets.get(h[_KEY])
         if b is None:
-            self.buckets[h.key] = deque((h,))
+            self.buckets[h[_KEY]] = [h]
         else:
-            if self.sorted and b and _order_less(h.order, b[-1].order):
-                self.sorted = False
+            if self.sorted:
+                try:
+                    if h[_O] < b[-1][_O]:
+                        self.sorted = False
+                except TypeError:
+                    pass
             b.append(h)
         self.in_buckets += 1
         self.arrival.append(h)
         self.live += 1
 
-    def kill(self, h: _Held) -> None:
-        """Mark ``h`` dead and trim the dead entries at the front of its bucket."""
-        h.alive = False
+    def kill(self, h: list[Any]) -> None:
+        """Mark ``h`` dead; drop it from its bucket when it is the bucket's first entry (the
+        usual case: buckets are in arrival order), else leave it for :meth:`compact`."""
+        h[_ALIVE] = False
         self.live -= 1
-        b = self.buckets.get(h.key)
-        if b is not None:
-            while b and not b[0].alive:
-                b.popleft()
+        k = h[_KEY]
+        b = self.buckets.get(k)
+        if b is not None and b[0] is h:
+            if len(b) == 1:
+                del self.buckets[k]
                 self.in_buckets -= 1
-            if not b:
-                del self.buckets[h.key]
-
-    def replace_bucket(self, key: Hashable, old: deque[_Held], kept: deque[_Held]) -> None:
-        self.in_buckets -= len(old) - len(kept)
-        if kept:
-            self.buckets[key] = kept
-        else:
-            self.buckets.pop(key, None)
+            else:
+                i = 1
+                while i < len(b) and not b[i][_ALIVE]:
+                    i += 1
+                del b[:i]
+                self.in_buckets -= i
+                if not b:
+                    del self.buckets[k]
 
     def compact(self) -> None:
         if len(self.arrival) + self.in_buckets <= 4 * self.live + 128:
             return
-        self.arrival = deque(h for h in self.arrival if h.alive)
-        buckets: dict[Hashable, deque[_Held]] = {}
+        self.arrival = deque(h for h in self.arrival if h[_ALIVE])
+        buckets: dict[Hashable, list[list[Any]]] = {}
         n = 0
         for k, b in self.buckets.items():
-            kept = deque(h for h in b if h.alive)
+            kept = [h for h in b if h[_ALIVE]]
             if kept:
                 buckets[k] = kept
                 n += len(kept)
@@ -180,6 +180,9 @@ class _SideStore:
         self.in_buckets = n
         if not buckets:
             self.sorted = True
+
+
+_NO_PAIRS: tuple[Pair, ...] = ()
 
 
 def _order_less(x: Any, y: Any) -> bool:
@@ -207,20 +210,14 @@ class JoinCore:
             raise ValueError(f"join capacity must be an integer >= 1, got {capacity!r}")
         self.seconds = seconds
         self.capacity = capacity
+        self._slack = seconds / 32
+        self._sweep_at: Any = math.inf  # sweep when the clock passes this (see _sweep)
         self.clock: Any = None
         self._a = _SideStore()
         self._b = _SideStore()
-        self._n = {
-            "a_in": 0,
-            "b_in": 0,
-            "pairs": 0,
-            "a_unpaired": 0,
-            "a_evicted": 0,
-            "b_unpaired": 0,
-            "b_evicted": 0,
-            "peak_a": 0,
-            "peak_b": 0,
-        }
+        self.a_in = self.b_in = self.pairs = 0
+        self.a_unpaired = self.a_evicted = self.b_unpaired = self.b_evicted = 0
+        self.peak_a = self.peak_b = 0
         self._reported_unpaired = 0
         self._reported_evicted = 0
 
@@ -233,8 +230,20 @@ class JoinCore:
             return
         if self.clock is None or t > self.clock:
             self.clock = t
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the expired events at the front of both arrival queues, then set the clock
+        reading at which the next sweep is due (the earliest front time + N + slack)."""
         self._expire(self._a, True)
         self._expire(self._b, False)
+        at = math.inf
+        for arr in (self._a.arrival, self._b.arrival):
+            if arr:
+                t = arr[0][_T] + self.seconds + self._slack
+                if t < at:
+                    at = t
+        self._sweep_at = at
 
     def _expired(self, t: Any) -> bool:
         return self.clock is not None and self.clock - t > self.seconds
@@ -244,27 +253,29 @@ class JoinCore:
         clock, n = self.clock, self.seconds
         while arrival:
             h = arrival[0]
-            if h.alive:
-                if clock - h.t <= n:
+            if h[_ALIVE]:
+                if clock - h[_T] <= n:
                     break
                 store.kill(h)
                 self._count_gone(h, is_a, evicted=False)
             arrival.popleft()
         store.compact()
 
-    def _count_gone(self, h: _Held, is_a: bool, *, evicted: bool) -> None:
-        n = self._n
+    def _count_gone(self, h: list[Any], is_a: bool, *, evicted: bool) -> None:
         if is_a:
-            n["a_evicted" if evicted else "a_unpaired"] += 1
+            if evicted:
+                self.a_evicted += 1
+            else:
+                self.a_unpaired += 1
         else:
             if evicted:
-                n["b_evicted"] += 1
-            if not h.paired:
-                n["b_unpaired"] += 1
+                self.b_evicted += 1
+            if not h[_PAIRED]:
+                self.b_unpaired += 1
 
     # -- offering events ---------------------------------------------------------------------
 
-    def offer(self, side: Side, key: Any, item: Any, t: Any, order: Any) -> list[Pair]:
+    def offer(self, side: Side, key: Any, item: Any, t: Any, order: Any) -> Sequence[Pair]:
         """Offer one event of ``side`` ("A" or "B") with its raw key value, the item to hand
         back in pairs, its event time and its order key. Returns the pairs it completes, in
         order. An event whose time is not a finite number is ignored."""
@@ -272,92 +283,161 @@ class JoinCore:
             return self.offer_a(key, item, t, order)
         return self.offer_b(key, item, t, order)
 
-    def offer_a(self, key: Any, item: Any, t: Any, order: Any) -> list[Pair]:
+    def offer_a(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Pair]:
         """Offer an A event (see :meth:`offer`)."""
-        if not _time_ok(t):
-            return []
-        self._n["a_in"] += 1
-        self.advance(t)
-        k = group_key(key)
+        tt = type(t)
+        if (tt is not int and tt is not float) or t - t != 0:
+            return _NO_PAIRS
+        self.a_in += 1
+        clock = self.clock
+        if clock is None or t > clock:
+            self.clock = clock = t
         n = self.seconds
-        bucket = self._b.buckets.get(k)
+        astore = self._a
+        bstore = self._b
+        # expired events are swept in batches (``_slack`` late); until then the scans below
+        # skip them, so results do not depend on when the sweep runs
+        if clock > self._sweep_at:
+            self._sweep()
+        k = key if type(key) is str else group_key(key)
+        bucket = bstore.buckets.get(k)
         if bucket:
-            best: _Held | None = None
-            clock = self.clock
+            best: list[Any] | None = None
             for h in bucket:
-                if not h.alive or clock - h.t > n or t - h.t > n or h.t - t > n:
+                ht = h[_T]
+                if not h[_ALIVE] or clock - ht > n or t - ht > n or ht - t > n:
                     continue
                 if best is None:
                     best = h
-                    if self._b.sorted:
+                    if bstore.sorted:
                         break
-                elif _order_less(h.order, best.order):
+                elif _order_less(h[_O], best[_O]):
                     best = h
             if best is not None:
-                best.paired = True
-                self._n["pairs"] += 1
-                return [Pair(item, best.item, t if t >= best.t else best.t, (order, order))]
-        if self._expired(t):
-            self._n["a_unpaired"] += 1
-            return []
-        self._hold(self._a, _Held(item, k, t, order), True)
-        return []
+                best[_PAIRED] = True
+                self.pairs += 1
+                bt = best[_T]
+                return [Pair(item, best[_ITEM], t if t >= bt else bt, (order, order))]
+        if clock - t > n:
+            self.a_unpaired += 1
+            return _NO_PAIRS
+        if astore.live >= self.capacity:
+            self._evict(astore, True)
+        h = [t, order, item, k, True, False]
+        b = astore.buckets.get(k)
+        if b is None:
+            astore.buckets[k] = [h]
+        else:
+            if astore.sorted:
+                try:
+                    if order < b[-1][_O]:
+                        astore.sorted = False
+                except TypeError:
+                    pass
+            b.append(h)
+        astore.in_buckets += 1
+        arr = astore.arrival
+        if not arr:
+            at = t + n + self._slack
+            if at < self._sweep_at:
+                self._sweep_at = at
+        arr.append(h)
+        astore.live += 1
+        if astore.live > self.peak_a:
+            self.peak_a = astore.live
+        if len(astore.arrival) + astore.in_buckets > 4 * astore.live + 128:
+            astore.compact()
+        return _NO_PAIRS
 
-    def offer_b(self, key: Any, item: Any, t: Any, order: Any) -> list[Pair]:
+    def offer_b(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Pair]:
         """Offer a B event (see :meth:`offer`)."""
-        if not _time_ok(t):
-            return []
-        self._n["b_in"] += 1
-        self.advance(t)
-        k = group_key(key)
+        tt = type(t)
+        if (tt is not int and tt is not float) or t - t != 0:
+            return _NO_PAIRS
+        self.b_in += 1
+        clock = self.clock
+        if clock is None or t > clock:
+            self.clock = clock = t
         n = self.seconds
-        h_b = _Held(item, k, t, order)
-        out: list[Pair] = []
-        store = self._a
-        bucket = store.buckets.get(k)
+        astore = self._a
+        bstore = self._b
+        # expired events are swept in batches (``_slack`` late); until then the scans below
+        # skip them, so results do not depend on when the sweep runs
+        if clock > self._sweep_at:
+            self._sweep()
+        k = key if type(key) is str else group_key(key)
+        out: list[Pair] = []  # (an empty list costs less than building it lazily)
+        bucket = astore.buckets.get(k)
         if bucket:
-            clock = self.clock
-            keep: deque[_Held] = deque()
+            keep: list[list[Any]] | None = None
             for h in bucket:
-                if not h.alive:
+                if not h[_ALIVE]:
                     continue
-                if clock - h.t > n:
-                    h.alive = False
-                    store.live -= 1
-                    self._count_gone(h, True, evicted=False)
-                elif t - h.t > n or h.t - t > n:
-                    keep.append(h)
+                ht = h[_T]
+                if clock - ht > n:
+                    h[_ALIVE] = False
+                    astore.live -= 1
+                    self.a_unpaired += 1
+                elif t - ht > n or ht - t > n:
+                    if keep is None:
+                        keep = [h]
+                    else:
+                        keep.append(h)
                 else:
-                    h.alive = False
-                    store.live -= 1
-                    out.append(Pair(h.item, item, t if t >= h.t else h.t, (order, h.order)))
-            store.replace_bucket(k, bucket, keep)
+                    h[_ALIVE] = False
+                    astore.live -= 1
+                    out.append(Pair(h[_ITEM], item, t if t >= ht else ht, (order, h[_O])))
+            if keep is None:
+                astore.in_buckets -= len(bucket)
+                del astore.buckets[k]
+            else:
+                astore.in_buckets -= len(bucket) - len(keep)
+                astore.buckets[k] = keep
             if out:
-                h_b.paired = True
-                self._n["pairs"] += len(out)
-                if len(out) > 1 and not store.sorted:
+                self.pairs += len(out)
+                if len(out) > 1 and not astore.sorted:
                     out.sort(key=_pair_sort_key)
-        if self._expired(t):
-            if not h_b.paired:
-                self._n["b_unpaired"] += 1
+        if clock - t > n:
+            if not out:
+                self.b_unpaired += 1
             return out
-        self._hold(self._b, h_b, False)
+        if bstore.live >= self.capacity:
+            self._evict(bstore, False)
+        h = [t, order, item, k, True, bool(out)]
+        b = bstore.buckets.get(k)
+        if b is None:
+            bstore.buckets[k] = [h]
+        else:
+            if bstore.sorted:
+                try:
+                    if order < b[-1][_O]:
+                        bstore.sorted = False
+                except TypeError:
+                    pass
+            b.append(h)
+        bstore.in_buckets += 1
+        arr = bstore.arrival
+        if not arr:
+            at = t + n + self._slack
+            if at < self._sweep_at:
+                self._sweep_at = at
+        arr.append(h)
+        bstore.live += 1
+        if bstore.live > self.peak_b:
+            self.peak_b = bstore.live
+        if len(bstore.arrival) + bstore.in_buckets > 4 * bstore.live + 128:
+            bstore.compact()
         return out
 
-    def _hold(self, store: _SideStore, h: _Held, is_a: bool) -> None:
-        if store.live >= self.capacity:
-            arrival = store.arrival
-            while arrival:
-                old = arrival.popleft()
-                if old.alive:
-                    store.kill(old)
-                    self._count_gone(old, is_a, evicted=not self._expired(old.t))
-                    break
-        store.add(h)
-        peak = "peak_a" if is_a else "peak_b"
-        if store.live > self._n[peak]:
-            self._n[peak] = store.live
-        store.compact()
+    def _evict(self, store: _SideStore, is_a: bool) -> None:
+        """Make room for one more: drop the side's first-arrived live event."""
+        arrival = store.arrival
+        while arrival:
+            old = arrival.popleft()
+            if old[_ALIVE]:
+                store.kill(old)
+                self._count_gone(old, is_a, evicted=not self._expired(old[_T]))
+                return
 
     # -- the end and the counters ------------------------------------------------------------
 
@@ -365,15 +445,20 @@ class JoinCore:
         """The input ended: every held A counts as unpaired, every never-paired B too."""
         for store, is_a in ((self._a, True), (self._b, False)):
             for h in store.arrival:
-                if h.alive:
-                    h.alive = False
+                if h[_ALIVE]:
+                    h[_ALIVE] = False
                     self._count_gone(h, is_a, evicted=False)
         self._a = _SideStore()
         self._b = _SideStore()
+        self._sweep_at = math.inf
 
     def stats(self) -> JoinStats:
         """A snapshot of the counters."""
-        return JoinStats(held_a=self._a.live, held_b=self._b.live, **self._n)
+        return JoinStats(
+            a_in=self.a_in, b_in=self.b_in, pairs=self.pairs, a_unpaired=self.a_unpaired,
+            a_evicted=self.a_evicted, b_unpaired=self.b_unpaired, b_evicted=self.b_evicted,
+            held_a=self._a.live, held_b=self._b.live, peak_a=self.peak_a, peak_b=self.peak_b,
+        )
 
     def held(self) -> int:
         """Events held now, both sides together (never above twice the capacity)."""
@@ -383,9 +468,8 @@ class JoinCore:
         """Losses since the last call, as run-time notices: ``join-unpaired`` (A events whose
         bound passed without a partner) and ``join-evicted`` (events of either side dropped for
         capacity). Zero counts are left out."""
-        n = self._n
-        unpaired = n["a_unpaired"]
-        evicted = n["a_evicted"] + n["b_evicted"]
+        unpaired = self.a_unpaired
+        evicted = self.a_evicted + self.b_evicted
         out: dict[str, int] = {}
         if unpaired > self._reported_unpaired:
             out["join-unpaired"] = unpaired - self._reported_unpaired
@@ -406,6 +490,8 @@ def _pair_sort_key(p: Pair) -> Any:
 def overlay(a: Any, b: Any) -> dict[str, Any]:
     """The joined row: B's members overlaid by A's (A wins on a clash; B's key order first,
     then A's new keys). Either side may be any mapping; anything else counts as ``{}``."""
+    if type(a) is dict and type(b) is dict:
+        return {**b, **a}
     row: dict[str, Any] = dict(b) if isinstance(b, Mapping) else {}
     if type(a) is dict:
         row.update(a)
