@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
-from urllib.parse import quote
 
 from .traffic import SERVICES, Scenario
 
@@ -220,13 +219,13 @@ def _summary_line(t: float, watcher: PlaysWatcher, alert_state: str) -> str:
 
 def _banner(port: int, duration: float, scenario: Scenario, out: TextIO) -> None:
     url = f"http://127.0.0.1:{port}/"
-    preset = f"{url}?q={quote(PRESET_QUERY)}"
+    preset = f"{url}?preset=plays"
     length = f"{duration / 60:g} min" if duration >= 60 and duration % 60 == 0 else f"{duration:g} s"
     out.write(f"""
   mantis_py demo is running for {length} (Ctrl-C stops it earlier)
 
-  Dashboard   {url}
-  Preset      {preset}
+  Dashboard   {preset}
+              (plays per second by country; {url} for an empty query box)
 
   Three services publish events through embedded agents:
     playback (3 instances): play/pause/stop/error with country, device, title, bitrate, latency_ms, status
@@ -234,7 +233,8 @@ def _banner(port: int, duration: float, scenario: Scenario, out: TextIO) -> None
     login    (1 instance):  result, method, country, latency_ms (password is masked by the agent)
 
   What to try
-    1. Open the dashboard, click "Plays/s by country": one line per country.
+    1. Open the dashboard: plays per second by country, one line per country. The other
+       presets are at the top right; type your own query in the box (Ctrl+Enter runs it).
     2. At t+{scenario.outage_at:g}s the playback API fails for {scenario.outage_for:g}s: plays collapse and the
        alert "{ALERT_NAME}" ({ALERT_CONDITION} for 3 windows) fires, then resolves.
     3. In another terminal:

@@ -77,7 +77,8 @@ def test_raw_query_fills_the_table(stack: Stack, page: Any) -> None:
 
 
 def test_alert_panel_shows_the_state_change(stack: Stack, page: Any) -> None:
-    page.goto(stack.url + "?q=" + "select%20country%2C%20count(*)%20as%20pps%20from%20playback%20where%20event%20%3D%3D%20'play'%20window%201%20group%20by%20country")
+    page.goto(stack.url + "?preset=plays")  # the URL the demo prints
+    page.wait_for_function("+document.querySelector('#chart').dataset.points > 0")
     alert = "#alerts li[data-alert='playback-plays-per-second']"
     page.wait_for_selector(alert)
     before = page.locator(alert).get_attribute("data-state")

@@ -12,16 +12,17 @@
   const COLORS = ["#4fb3ff", "#3fb950", "#d29922", "#f85149", "#a371f7", "#39c5cf",
                   "#ff7b72", "#e3b341", "#56d364", "#bc8cff", "#79c0ff", "#ffa657"];
 
+  // [id, label, query]; open /?preset=<id> to run one (the demo prints /?preset=plays)
   const PRESETS = [
-    ["Plays/s by country",
+    ["plays", "Plays/s by country",
      "select country, count(*) as pps from playback where event == 'play' window 1 group by country"],
-    ["p99 latency by device",
+    ["latency", "p99 latency by device",
      "select device, p99(latency_ms) as p99_ms from playback window 5 group by device"],
-    ["Playback errors (raw)",
+    ["errors", "Playback errors (raw)",
      "select _instance, title, country, status, latency_ms from playback where status >= 500"],
-    ["Edge cache hit/miss",
+    ["edge", "Edge cache hit/miss",
      "select cache, count(*) as requests from edge window 2 group by cache"],
-    ["Logins by result",
+    ["logins", "Logins by result",
      "select result, count(*) as logins from login window 5 group by result"],
   ];
 
@@ -453,11 +454,12 @@
   }
 
   const nav = $("presets");
-  PRESETS.forEach(([label, q], i) => {
+  PRESETS.forEach(([id, label, q], i) => {
     const b = document.createElement("button");
     b.type = "button";
     b.textContent = label;
     b.dataset.preset = String(i);
+    b.dataset.presetId = id;
     b.title = q;
     b.addEventListener("click", () => { setQuery(q); runQuery(); });
     nav.appendChild(b);
@@ -468,7 +470,8 @@
   refreshAlerts();
   setInterval(refreshAlerts, 2000);
 
-  const initial = params.get("q");
+  const preset = PRESETS.find(([id], i) => id === params.get("preset") || String(i) === params.get("preset"));
+  const initial = params.get("q") || (preset && preset[2]);
   if (initial) { setQuery(initial); runQuery(); } else { renderBackdrop(); }
 
   // for tests and curious users
