@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mantis_py.errors import ConfigurationError
 from mantis_py.gateway.alerts import (
@@ -277,3 +279,36 @@ def test_condition_may_name_nested_and_dotted_columns() -> None:
 def test_plain_query_conditions_are_not_checked_against_columns() -> None:
     config = {**RULE_CONFIG, "query": "select * from playback where status >= 500", "condition": "x > 1"}
     assert parse_rules([config])[0].name == "pps"
+
+
+# --------------------------------------------------------------------------- properties
+
+windows_st = st.lists(
+    st.tuples(st.integers(0, 200), st.integers(0, 4), st.integers(0, 4)), max_size=40
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seq=windows_st, needed=st.integers(1, 4))
+def test_fires_only_after_enough_consecutive_covered_breaches(
+    seq: list[tuple[int, int, int]], needed: int
+) -> None:
+    core = make_core(windows=needed, fleet_memory=1e9)
+    streak, fleet = 0, 0
+    for t, (pps, reporting, expected) in enumerate(seq):
+        reporting = min(reporting, expected)
+        before = core.state
+        feed(core, t, pps, reporting=reporting, expected=expected)
+        fleet = max(fleet, expected)
+        covered = fleet > 0 and reporting / fleet >= 0.95
+        streak = streak + 1 if covered and pps < 50 else 0
+        if not covered:
+            assert core.state == "insufficient_data"
+        if core.state == "firing" and before != "firing":
+            assert streak >= needed
+        if core.state == "firing":
+            assert covered
+            assert pps < 50
+        changed = core.state != before
+        logs = [d for d in core.deliveries_to_send() if d.action.kind == "log"]
+        assert len(logs) == (1 if changed else 0)
