@@ -19,7 +19,7 @@ This is the only module that imports lark, and lark's exceptions never leave it.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import threading
 from copy import copy
 from importlib import resources
 from typing import Any
@@ -487,26 +487,32 @@ def _callback(rule: Any, builder: _Builder) -> Any:
     return callback
 
 
-@functools.cache
-def _conf() -> ParseConf[Any]:
-    grammar = resources.files("mantis_py.query").joinpath("grammar.lark").read_text("utf-8")
-    lark = Lark(grammar, parser="lalr", lexer=_NoLexer, strict=True)
-    ip = lark.parse_interactive("")
-    conf: ParseConf[Any] = copy(ip.parser_state.parse_conf)
-    builder = _Builder()
-    callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
-    conf.callbacks = callbacks
-    return conf
+_TABLES_LOCK = threading.Lock()
+_TABLES: tuple[ParseConf[Any], dict[int, tuple[int, str, Any]]] | None = None
 
 
-@functools.cache
-def _rule_table() -> dict[int, tuple[int, str, Any]]:
-    """id(rule) -> (length of its expansion, its nonterminal's name, its reduction callback).
+def _tables() -> tuple[ParseConf[Any], dict[int, tuple[int, str, Any]]]:
+    """The LALR tables with our callbacks, and id(rule) -> (expansion length, nonterminal name,
+    callback). Built once, under a lock: threads parsing for the first time at the same moment
+    must share one set of rule objects.
 
-    Keyed by identity: hashing a lark Rule hashes its whole expansion on every lookup."""
-    conf = _conf()
-    callbacks: dict[Any, Any] = conf.callbacks
-    return {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
+    The rule table is keyed by identity: hashing a lark Rule hashes its whole expansion."""
+    global _TABLES
+    tables = _TABLES
+    if tables is not None:
+        return tables
+    with _TABLES_LOCK:
+        if _TABLES is None:
+            grammar = resources.files("mantis_py.query").joinpath("grammar.lark").read_text("utf-8")
+            lark = Lark(grammar, parser="lalr", lexer=_NoLexer, strict=True)
+            ip = lark.parse_interactive("")
+            conf: ParseConf[Any] = copy(ip.parser_state.parse_conf)
+            builder = _Builder()
+            callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
+            conf.callbacks = callbacks
+            rules = {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
+            _TABLES = (conf, rules)
+        return _TABLES
 
 
 def _accepts(ps: ParserState[Any]) -> set[str]:
@@ -575,9 +581,8 @@ class _Parse:
             raise first.error
         if not (first.kind == "WORD" and first.text.lower() == "select"):
             raise self.e103(first)
-        conf = _conf()
+        conf, rules = _tables()
         states = conf.states
-        rules = _rule_table()
         state_stack: list[Any] = [conf.start_state]
         value_stack: list[Any] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mantis_py.errors import QueryError, QueryLimitError, QuerySyntaxError, error_class_for
-from mantis_py.query import ast
+from mantis_py.query import ast, parser
 from mantis_py.query.format import format_query
 from mantis_py.query.parser import parse
 
@@ -590,3 +591,24 @@ def test_spans_point_at_the_source_text() -> None:
         "SAMPLE": "SAMPLE",
     }
     assert at(q.span) == text
+
+
+def test_first_use_from_many_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parser, "_TABLES", None)  # as if nothing had been parsed yet
+    barrier = threading.Barrier(6)
+    results: list[object] = []
+
+    def work() -> None:
+        barrier.wait(timeout=30)
+        try:
+            results.append(parse("select a from s where b == 1 and c in (1, 2) order by a"))
+        except Exception as e:  # pragma: no cover - the failure being tested for
+            results.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 6
+    assert all(isinstance(r, ast.Query) for r in results), results
