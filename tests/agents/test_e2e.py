@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,3 +103,101 @@ async def test_threaded_agent_with_the_real_gateway() -> None:
                 assert any(r["n"] > 0 for r in rows)
             finally:
                 agent.close()
+
+
+# ------------------------------------------------------------------ restart of a real gateway
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gateway(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mantis_py", "gateway", "--port", str(port), "--log-level", "ERROR"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("gateway did not start")
+
+
+def rows_flow(port: int, agent: Agent, timeout: float = 15.0) -> int:
+    """Submit a query as a client while the agent publishes; return the rows seen."""
+    from websockets.sync.client import connect as sync_connect
+
+    deadline = time.monotonic() + timeout
+    while not agent.connected and time.monotonic() < deadline:  # the gateway must know the app
+        time.sleep(0.02)
+    stop = threading.Event()
+
+    def publisher() -> None:
+        i = 0
+        while not stop.is_set():
+            agent.publish({"i": i})
+            i += 1
+            time.sleep(0.005)
+
+    t = threading.Thread(target=publisher, daemon=True)
+    t.start()
+    rows = 0
+    try:
+        with sync_connect(f"ws://127.0.0.1:{port}/v1/query", legacy=True) as ws:
+            ws.send(json.dumps({"type": "query", "id": "q", "query": "select i from playback"}))
+            deadline = time.monotonic() + timeout
+            while rows < 3 and time.monotonic() < deadline:
+                msg = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+                assert msg["type"] != "error", msg
+                if msg["type"] == "rows":
+                    rows += len(msg["rows"])
+    finally:
+        stop.set()
+        t.join(5)
+    return rows
+
+
+def test_agent_survives_a_real_gateway_restart_and_expires_queries_after() -> None:
+    port = free_port()
+    gw = start_gateway(port)
+    settings = {"expire_after_s": 2.0, "resubscribe_grace_s": 1.0, **FAST}
+    try:
+        with Agent("playback", f"ws://127.0.0.1:{port}", **settings) as agent:
+            assert rows_flow(port, agent) >= 3
+            connects = agent.statistics().connects
+            gw.kill()
+            gw.wait(10)
+            gw = start_gateway(port)
+            deadline = time.monotonic() + 15
+            while agent.statistics().connects <= connects and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert agent.statistics().connects > connects
+            assert rows_flow(port, agent) >= 3
+            # a client is subscribed while the gateway dies for good: the query expires
+            from websockets.sync.client import connect as sync_connect
+
+            with sync_connect(f"ws://127.0.0.1:{port}/v1/query", legacy=True) as ws:
+                ws.send(json.dumps({"type": "query", "id": "q", "query": "select i from playback"}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "accepted"
+                deadline = time.monotonic() + 10
+                while not agent.has_subscribers() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert agent.has_subscribers()
+                gw.kill()
+                gw.wait(10)
+            deadline = time.monotonic() + 10
+            while agent.has_subscribers() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not agent.has_subscribers()
+    finally:
+        if gw.poll() is None:
+            gw.kill()
+            gw.wait(10)
