@@ -145,3 +145,16 @@ def test_every_fixture_case_through_the_command(tmp_path: Path, monkeypatch: obj
         assert rc == 0, (case["name"], err.getvalue())
         want = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in case["rows"])
         assert data.decode() == want, case["name"]
+
+
+def test_output_text_matches_json_dumps_for_awkward_values(tmp_path: Path) -> None:
+    rows = [
+        {"a": 1e-07, "b": 1.5e-05, "c": 0.0001, "d": 1e20, "e": -0.0},
+        {"n": {"big": 2**70, "l": [1e-05, "é\u2028\x01\"\\"]}},
+        {"s": "text with e- and 0.0000 inside", "f": 2.5},
+    ]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    r = run("select * from s", text, tmp_path=tmp_path)
+    assert r.returncode == 0
+    want = "".join(json.dumps(x, separators=(",", ":"), ensure_ascii=False) + "\n" for x in rows)
+    assert r.stdout.decode() == want
