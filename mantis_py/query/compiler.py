@@ -623,9 +623,6 @@ def compile_fold(
         f"def fold_run(table, items, start, end, m, tk=None{_bind(run_all)}):\n{run}"
     )
     ns: dict[str, Any] = dict(ENV)
-    ns["Exception"] = Exception
-    ns["len"] = len
-    ns["zip"] = zip
     ns.update(g.consts)
     exec(compile(source, f"<mql fold {a.canonical[:60]!r}>", "exec"), ns)
     return ns["fold"], ns["fold_run"], source

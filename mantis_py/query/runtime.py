@@ -88,6 +88,9 @@ ENV: dict[str, Any] = {
     "dict": dict,
     "list": list,
     "any": any,
+    "len": len,
+    "zip": zip,
+    "Exception": Exception,
     "None": None,
 }
 """Name -> object for generated code. ``__builtins__`` is empty on purpose."""

@@ -260,3 +260,39 @@ def test_plain_time_window_at_the_gateway_sorts_by_event_order_and_counts_late()
     out = m.poll(122.0)
     assert out[0] == Rows((110, 120), [])
     assert any(isinstance(o, Notice) and o.name == "late" for o in out)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_split_equals_replay_in_histogram_mode_and_at_value_caps(seed: int) -> None:
+    from mantis_py.query.caps import Caps
+    from mantis_py.query.replay import ReplayEngine
+
+    caps = Caps(value_cap=3, percentile_exact_max=4)
+    rng = random.Random(seed)
+    text = "select k, p50(a) as p, percentile(a, 90) as q, list(a) as l, count(distinct a) as d from s window 10 group by k"
+    events = [({"k": rng.choice("xy"), "a": rng.choice([rng.randrange(-50, 50), rng.random() * 100])}, 1000 + i * 0.25) for i in range(80)]
+    expected: dict[Any, list[Any]] = {}
+    scope_rows: list[Any] = []
+    eng = ReplayEngine(prepare(text), on_rows=lambda s, r: scope_rows.extend((s, x) for x in r), caps=caps)
+    for i, (e, t) in enumerate(events, 1):
+        eng.feed(e, t, i)
+    eng.finish()
+    for scope, row in scope_rows:
+        s, e = scope[len("window ["):-1].split(", ")
+        expected.setdefault((int(s), int(e)), []).append(row)
+    live = prepare(text, mode="live")
+    merger = live.merger(start=1000.0, caps=caps)
+    sources = []
+    for i in range(3):
+        merger.add_agent(f"a{i}", 999.0)
+        src = live.source(app="s", instance=f"i-{i}", caps=caps)
+        src.start(1000.0)
+        sources.append(src)
+    for e, t in events:
+        sources[rng.randrange(3)].offer(e, t)
+    parts = [(f"a{i}", p) for i, s in enumerate(sources) for p in s.poll(1100.0)]
+    rng.shuffle(parts)
+    for aid, part in parts:
+        merger.receive_part(aid, json.loads(json.dumps(part)), 1100.0)
+    got = {o.window: o.rows for o in merger.poll(1100.0) if isinstance(o, Rows) and o.rows}
+    assert {w: r for w, r in got.items() if w[0] <= events[-1][1]} == expected
