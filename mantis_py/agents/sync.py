@@ -337,8 +337,8 @@ class Agent:
         delays = backoff_delays(
             self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
         )
-        try:
-            while not stop.is_set():
+        while not stop.is_set():
+            try:
                 welcomed = self._connect_and_serve()
                 if stop.is_set():
                     break
@@ -347,8 +347,9 @@ class Agent:
                         self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
                     )
                 self._idle_until(time.monotonic() + next(delays))
-        except BaseException as exc:  # never let the thread die noisily inside the host
-            self.last_error = repr(exc)
+            except Exception as exc:  # a bug of ours: note it, back off, keep serving the host
+                self.last_error = f"agent: {exc!r}"
+                stop.wait(self.settings.reconnect_max_s)
 
     def _idle_until(self, deadline: float) -> None:
         core = self._core
