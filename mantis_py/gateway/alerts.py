@@ -473,7 +473,10 @@ class AlertCore:
             self.window_length = max(0.001, result.window[1] - result.window[0])
         why_not = self._coverage_problem(result, now)
         if why_not is not None:
+            # a window we cannot judge breaks the run of consecutive breaching windows
             self.counters.insufficient_windows += 1
+            self.counters.breaches = 0
+            self.counters.clears = 0
             self._observe("insufficient", now, why_not, result)
             return
         matching = tuple(r for r in result.rows if self._holds(r))

@@ -288,7 +288,7 @@ windows_st = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(seq=windows_st, needed=st.integers(1, 4))
 def test_fires_only_after_enough_consecutive_covered_breaches(
     seq: list[tuple[int, int, int]], needed: int
@@ -312,3 +312,11 @@ def test_fires_only_after_enough_consecutive_covered_breaches(
         changed = core.state != before
         logs = [d for d in core.deliveries_to_send() if d.action.kind == "log"]
         assert len(logs) == (1 if changed else 0)
+
+
+def test_an_insufficient_window_breaks_the_run_of_breaches() -> None:
+    core = make_core(windows=2)
+    feed(core, 1, 0)
+    feed(core, 2, 0, reporting=0, expected=0)
+    assert feed(core, 3, 0) == "insufficient_data"  # one breach after the gap, not two
+    assert feed(core, 4, 0) == "firing"
