@@ -129,42 +129,6 @@ class _SideStore:
         self.in_buckets = 0  # entries referenced by the buckets, dead ones included
         self.sorted = True  # every bucket is in ascending order-key order
 
-    def add(self, h: list[Any]) -> None:
-        b = self.buckets.get(h[_KEY])
-        if b is None:
-            self.buckets[h[_KEY]] = [h]
-        else:
-            if self.sorted:
-                try:
-                    if h[_O] < b[-1][_O]:
-                        self.sorted = False
-                except TypeError:
-                    pass
-            b.append(h)
-        self.in_buckets += 1
-        self.arrival.append(h)
-        self.live += 1
-
-    def kill(self, h: list[Any]) -> None:
-        """Mark ``h`` dead; drop it from its bucket when it is the bucket's first entry (the
-        usual case: buckets are in arrival order), else leave it for :meth:`compact`."""
-        h[_ALIVE] = False
-        self.live -= 1
-        k = h[_KEY]
-        b = self.buckets.get(k)
-        if b is not None and b[0] is h:
-            if len(b) == 1:
-                del self.buckets[k]
-                self.in_buckets -= 1
-            else:
-                i = 1
-                while i < len(b) and not b[i][_ALIVE]:
-                    i += 1
-                del b[:i]
-                self.in_buckets -= i
-                if not b:
-                    del self.buckets[k]
-
     def compact(self) -> None:
         if len(self.arrival) + self.in_buckets <= 4 * self.live + 128:
             return
@@ -249,16 +213,28 @@ class JoinCore:
         return self.clock is not None and self.clock - t > self.seconds
 
     def _expire(self, store: _SideStore, is_a: bool) -> None:
+        """Pop the expired (and dead) entries at the front of the arrival queue and count the
+        losses. Buckets are not touched: scans skip dead entries and trim them, and
+        :meth:`_SideStore.compact` rebuilds once dead entries outnumber the live ones."""
         arrival = store.arrival
         clock, n = self.clock, self.seconds
+        gone = unpaired = 0
         while arrival:
             h = arrival[0]
             if h[_ALIVE]:
                 if clock - h[_T] <= n:
                     break
-                store.kill(h)
-                self._count_gone(h, is_a, evicted=False)
+                h[_ALIVE] = False
+                gone += 1
+                if not h[_PAIRED]:
+                    unpaired += 1
             arrival.popleft()
+        if gone:
+            store.live -= gone
+            if is_a:
+                self.a_unpaired += gone
+            else:
+                self.b_unpaired += unpaired
         store.compact()
 
     def _count_gone(self, h: list[Any], is_a: bool, *, evicted: bool) -> None:
@@ -302,6 +278,14 @@ class JoinCore:
         k = key if type(key) is str else group_key(key)
         bucket = bstore.buckets.get(k)
         if bucket:
+            if not bucket[0][_ALIVE]:  # trim the dead entries at the front
+                i = 1
+                while i < len(bucket) and not bucket[i][_ALIVE]:
+                    i += 1
+                del bucket[:i]
+                bstore.in_buckets -= i
+                if not bucket:
+                    del bstore.buckets[k]
             best: list[Any] | None = None
             for h in bucket:
                 ht = h[_T]
@@ -325,7 +309,7 @@ class JoinCore:
             self._evict(astore, True)
         h = [t, order, item, k, True, False]
         b = astore.buckets.get(k)
-        if b is None:
+        if not b:
             astore.buckets[k] = [h]
         else:
             if astore.sorted:
@@ -405,7 +389,7 @@ class JoinCore:
             self._evict(bstore, False)
         h = [t, order, item, k, True, bool(out)]
         b = bstore.buckets.get(k)
-        if b is None:
+        if not b:
             bstore.buckets[k] = [h]
         else:
             if bstore.sorted:
@@ -435,7 +419,8 @@ class JoinCore:
         while arrival:
             old = arrival.popleft()
             if old[_ALIVE]:
-                store.kill(old)
+                old[_ALIVE] = False
+                store.live -= 1
                 self._count_gone(old, is_a, evicted=not self._expired(old[_T]))
                 return
 
