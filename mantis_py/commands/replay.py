@@ -220,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
     decode_error = orjson.JSONDecodeError
     read = getattr(stream, "read1", stream.read)
     need_tn = not eng.streams_fast
+    scan = p.compiled.scan_chunk if eng.streams_fast and (segs is None or single is not None) else None
+    meta: dict[str, Any] = {}
     lineno = 0
     rest = b""
     try:
@@ -235,6 +237,18 @@ def run(args: argparse.Namespace) -> int:
                     rest = b""
                 # one scan per chunk for integers orjson would turn into floats
                 big = _ZEROS in (data if chunk else rest_line(lines)).translate(_DIGITS) if lines else False
+                if scan is not None and lines and not big:
+                    # streamed plain rows: parse, check the time and filter in one generated loop
+                    try:
+                        matched = scan(lines, loads, single, meta, None)
+                    except Exception:
+                        matched = None
+                    if matched is not None:
+                        lineno += len(lines)
+                        eng.emit_matched(matched)
+                        if not chunk:
+                            break
+                        continue
                 if lines and not big:
                     # the common case: every line one JSON object with a good time
                     batch = _fast_chunk(lines, loads, decode_error, segs, single, resolve)

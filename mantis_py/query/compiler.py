@@ -90,6 +90,7 @@ class CompiledQuery:
     where: EventFn
     uses_tick: bool
     where_batch: EventFn | None = None
+    scan_chunk: Callable[..., Any] | None = None
     # plain queries
     project: EventFn | None = None
     order_event: EventFn | None = None
@@ -380,6 +381,18 @@ def _compile(a: Analysis) -> CompiledQuery:
         f"def where_batch(es, m, tk{_bind(cond)}):\n    out = []\n    append = out.append\n"
         f"    for e in es:\n        if {cond}:\n            append(e)\n    return out\n"
     )
+    # replay's hot loop for streamed plain rows: parse, check, filter in one pass over raw lines;
+    # None when some line is not an object or lacks a numeric time (the caller then takes the
+    # careful path); parse errors propagate
+    scan_source = (
+        f"def scan_chunk(lines, loads, key, m, tk{_bind(cond)}):\n    out = []\n"
+        "    append = out.append\n    for raw in lines:\n        e = loads(raw)\n"
+        "        if e.__class__ is not dict:\n            return None\n"
+        "        if key is not None:\n            t = e.get(key)\n"
+        "            if t.__class__ is not int and t.__class__ is not float:\n"
+        "                return None\n"
+        f"        if {cond}:\n            append(e)\n    return out\n"
+    )
 
     # STICKY sampling keys: top-level names, meta fields included
     if q.sample is not None and q.sample.strategy == "STICKY":
@@ -475,6 +488,7 @@ def _compile(a: Analysis) -> CompiledQuery:
         where=ns["where"],
         uses_tick=g.uses_tick,
         where_batch=_LazyFunction(batch_source, "where_batch", g.consts, a.canonical),
+        scan_chunk=_LazyFunction(scan_source, "scan_chunk", g.consts, a.canonical),
         project=project,
         order_event=ns.get("order_event"),
         group=ns.get("group"),

@@ -237,6 +237,12 @@ class ReplayEngine:
                         matched.append(e)
                 except Exception:
                     self.errors += 1
+        self.emit_matched(matched)
+
+    def emit_matched(self, matched: list[dict[str, Any]]) -> None:
+        """Streamed plain rows for events that already passed WHERE (see ``streams_fast``)."""
+        cq = self.cq
+        m = self._meta
         project = cq.project
         try:
             rows = [project(e, m, None) for e in matched]  # type: ignore[misc]

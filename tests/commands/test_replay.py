@@ -158,3 +158,17 @@ def test_output_text_matches_json_dumps_for_awkward_values(tmp_path: Path) -> No
     assert r.returncode == 0
     want = "".join(json.dumps(x, separators=(",", ":"), ensure_ascii=False) + "\n" for x in rows)
     assert r.stdout.decode() == want
+
+
+def test_streamed_rows_with_bad_lines_and_times_in_the_middle(tmp_path: Path) -> None:
+    lines = [json.dumps({"ts": i, "a": i}) for i in range(3000)]
+    lines[1000] = '{"ts": true, "a": -1}'
+    lines[2000] = "[1]"
+    lines[2500] = ""
+    r = run("select a from s where a >= 999 and a <= 2001", "\n".join(lines) + "\n", "--time-field", "ts", tmp_path=tmp_path)
+    assert r.returncode == 0
+    assert [json.loads(x)["a"] for x in r.stdout.decode().splitlines()] == [999, *range(1001, 2000), 2001]
+    assert r.stderr.decode().splitlines() == [
+        "line 1001: skipped: time field ts is missing or not a number",
+        "line 2001: skipped: not a JSON object (found array)",
+    ]
