@@ -567,17 +567,36 @@ class ReplayJoin:
     completing event, line of the A event)``.
     """
 
-    __slots__ = ("core", "spec")
+    __slots__ = ("_key1", "_offer_a", "_offer_b", "_sides", "core", "spec")
 
     def __init__(self, spec: JoinSpec, capacity: int = DEFAULT_JOIN_CAPACITY) -> None:
         self.spec = spec
         self.core = spec.core(capacity)
+        sides: dict[tuple[str, str], Side] = {p: "B" for p in spec.b_sources}
+        sides.update({p: "A" for p in spec.a_sources})  # a source on both sides counts as A
+        self._sides = sides
+        k = spec.key
+        self._key1 = k[0] if k is not None and len(k) == 1 and type(k[0]) is str else None
+        self._offer_a = self.core.offer_a
+        self._offer_b = self.core.offer_b
 
     def side(self, event: Any) -> Side | None:
+        """The source of a line: its ``_app`` / ``_stream`` (see :meth:`JoinSpec.side_of_event`)."""
+        if type(event) is dict:
+            app = event.get("_app")
+            if type(app) is not str:
+                return None
+            st = event.get("_stream")
+            return self._sides.get((app, st if type(st) is str else "default"))
         return self.spec.side_of_event(event)
 
-    def offer(self, side: Side, event: Any, t: Any, line: int) -> list[tuple[dict[str, Any], Any, tuple[Any, Any]]]:
-        pairs = self.core.offer(side, self.spec.key_of(event), event, t, line)
+    def offer(self, side: Side, event: Any, t: Any, line: int) -> Sequence[tuple[dict[str, Any], Any, tuple[Any, Any]]]:
+        """Offer one line of ``side`` -> ``(joined event, time, order key)`` per pair it completes."""
+        k1 = self._key1
+        key = event.get(k1) if k1 is not None and type(event) is dict else self.spec.key_of(event)
+        pairs = (self._offer_a if side == "A" else self._offer_b)(key, event, t, line)
+        if not pairs:
+            return ()
         return [(overlay(p.a, p.b), p.t, p.order) for p in pairs]
 
     def advance(self, t: Any) -> None:

@@ -301,7 +301,7 @@ def test_replay_stage() -> None:
     b = {"_app": "cdn", "sid": "x", "bytes": 1}
     a = {"_app": "play", "sid": "x"}
     assert st_.side({"_app": "zzz"}) is None
-    assert st_.offer("B", b, 10, 1) == []
+    assert not st_.offer("B", b, 10, 1)
     assert st_.offer("A", a, 12, 2) == [({"_app": "play", "sid": "x", "bytes": 1}, 12, (2, 2))]
     st_.advance(100)
     st_.offer("A", {"_app": "play", "sid": "y"}, 100, 3)
@@ -345,3 +345,22 @@ def test_paired_waiting_events_do_not_pile_up() -> None:
         if i % 101 == 0:
             _check_bounded(core)
     assert core.stats().a_evicted == 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_fixture_case_through_replay_stage(case: dict[str, Any]) -> None:
+    from mantis_py.query.join import ReplayJoin
+
+    spec = JoinSpec.from_query(parse(case["query"]))
+    assert spec is not None
+    rj = ReplayJoin(spec, case.get("capacity", 10000))
+    rows = []
+    tf = case["time_field"]
+    for line, e in enumerate(case["events"], 1):
+        side = rj.side(e)
+        assert side == spec.side_of_event(e)
+        assert side == rj.side(MappingProxyType(e))
+        if side is not None:
+            rows.extend(r for r, _, _ in rj.offer(side, e, e[tf] if tf else 0, line))
+    rj.finish()
+    assert rows == case["rows"]
