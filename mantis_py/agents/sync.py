@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
 import random
 import socket
@@ -51,6 +52,12 @@ _now = time.time  # bound once: the host's hot path calls it per event
 
 _CONFIG_FIELDS = frozenset(f.name for f in fields(AgentConfig))
 _LIVE: weakref.WeakSet[Agent] = weakref.WeakSet()
+
+WS_LOGGER = logging.getLogger("mantis_py.agents.websocket")
+"""websockets' own logger for agent links. Silent by default (the agent reports through
+``last_error`` and its statistics, never by printing into the host's logs); lower its level to
+debug a link."""
+WS_LOGGER.setLevel(logging.CRITICAL)
 
 
 class RunnerSettings:
@@ -143,6 +150,22 @@ def make_config(
         **core_settings,
     )
     return cfg, runner, defaulted
+
+
+def _abort(ws: Any) -> None:
+    """Drop the connection at once, even while another thread is blocked writing to it.
+
+    ``shutdown`` wakes a ``sendall`` stuck on a peer that stopped reading (``close`` alone does
+    not), which releases the websocket's mutex so ``close_socket`` can finish.
+    """
+    try:
+        ws.socket.shutdown(socket.SHUT_RDWR)
+    except Exception:
+        pass
+    try:
+        ws.close_socket()
+    except Exception:
+        pass
 
 
 class _Sender(threading.Thread):
@@ -380,6 +403,7 @@ class Agent:
                 open_timeout=s.open_timeout_s,
                 close_timeout=min(s.close_timeout_s, 0.5),
                 max_size=s.max_frame_bytes,
+                logger=WS_LOGGER,
                 legacy=True,
             )
         except Exception as exc:
@@ -438,10 +462,13 @@ class Agent:
             self.last_error = f"link: {exc!r}"
         finally:
             sender.stop()
-            try:
-                ws.close_socket() if sender.busy_since is not None else ws.close()
-            except Exception:
-                pass
+            if sender.idle() and not sender.failed:
+                try:
+                    ws.close()  # bounded by close_timeout
+                except Exception:
+                    _abort(ws)
+            else:
+                _abort(ws)
             core.disconnected(time.time(), sender.unsent())
             self._ws = None
         return welcomed

@@ -26,7 +26,7 @@ from websockets.typing import Subprotocol
 from ..errors import RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
 from .core import AgentCore, AgentStatistics
-from .sync import agent_url, backoff_delays, make_config
+from .sync import WS_LOGGER, agent_url, backoff_delays, make_config
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -137,6 +137,7 @@ class TrioAgent:
                 open_timeout=s.open_timeout_s,
                 close_timeout=min(s.close_timeout_s, 0.5),
                 max_size=s.max_frame_bytes,
+                logger=WS_LOGGER,
             ) as ws:
                 core.connected(time.time())
                 async with trio.open_nursery() as nursery:
