@@ -252,3 +252,32 @@ def test_agent_survives_a_gateway_restart_and_expires_queries_when_it_is_gone() 
     finally:
         if gw.proc.poll() is None:
             gw.kill()
+
+
+async def test_trio_agent_with_a_gateway_that_never_reads_stays_bounded() -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            gw = TestGateway(heartbeat_s=0.3, read_mode="no_read")
+            await nursery.start(gw.serve)
+            gw.subscribe("s1", "select * from app")
+            settings = {"send_timeout_s": 1.0, "max_send_backlog": 128 * 1024, **FAST}
+            async with open_agent("app", gw.url, **settings) as agent:
+                await wait_async(agent.has_subscribers)
+                end = trio.current_time() + 2.0
+                n = 0
+                while trio.current_time() < end:
+                    for _ in range(200):
+                        agent.publish({"i": n, "pad": "x" * 2000})
+                        n += 1
+                    await trio.sleep(0.001)
+                core = agent._core
+                st = core.streams["default"]
+                assert len(st.ingress.items) <= core.config.max_queue_events + 1
+                assert st.pending.nbytes <= core.config.max_queue_bytes
+                t0 = trio.current_time()
+            assert trio.current_time() - t0 < 1.5  # leaving the block is bounded
+            s = agent.statistics().streams["default"]
+            assert s.offered == n
+            assert sum(s.dropped.values()) + sum(s.lost.values()) > 0
+            check_accounting(agent)
+            nursery.cancel_scope.cancel()
