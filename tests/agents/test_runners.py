@@ -281,3 +281,26 @@ async def test_trio_agent_with_a_gateway_that_never_reads_stays_bounded() -> Non
             assert sum(s.dropped.values()) + sum(s.lost.values()) > 0
             check_accounting(agent)
             nursery.cancel_scope.cancel()
+
+
+def test_agent_over_its_cpu_budget_samples_down_and_says_so(gateway: ThreadedTestGateway) -> None:
+    from mantis_py.wire import Stats
+
+    gateway.subscribe("s1", "select * from app")
+    with Agent("app", gateway.url, cpu_budget=0.01, **FAST) as agent:
+        assert wait(lambda: agent.has_subscribers())
+        end = time.monotonic() + 10
+        while agent.statistics().sample_rate == 1.0 and time.monotonic() < end:
+            for i in range(500):
+                agent.publish({"i": i, "pad": "y" * 500})
+            time.sleep(0.001)
+        assert agent.statistics().sample_rate < 1.0
+        for i in range(200):  # events offered while sampled down are counted
+            agent.publish({"i": i})
+
+        def reported() -> bool:
+            stats = gateway.received(Stats)
+            return any(s.subs.get("s1", {}).get("sample_rate", 1.0) < 1.0 for s in stats)  # type: ignore[union-attr]
+
+        assert wait(reported)
+    assert agent.statistics().streams["default"].lost.get("cpu_budget", 0) > 0
