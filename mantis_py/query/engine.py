@@ -623,6 +623,13 @@ class Merger:
         if self._late:
             notices["late"] = self._late
             self._late = 0
+        # agents that left before this window started can never be expected again
+        for aid in list(self._agents):
+            recs = [r for r in self._agents[aid] if r.removed is None or r.removed >= bounds[0]]
+            if recs:
+                self._agents[aid] = recs
+            else:
+                del self._agents[aid]
         self._out.append(Rows(bounds, rows))
         if self._a.kind == "aggregate" and not self._a.query.group_by and rows:
             self._emitted_windows += 1  # a window that HAVING drops does not count (§3.12)
