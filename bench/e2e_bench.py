@@ -74,6 +74,18 @@ agent.close()
 """
 
 
+# What-if (not the product): a gateway whose codec skips the big-integer regex scan and the
+# per-record shape checks on ``events`` frames, to show what the codec costs on ingest.
+FAST_CODEC_LAUNCHER = r"""
+import sys, orjson
+from mantis_py.wire import codec, messages
+codec._loads = orjson.loads
+messages.Events.FIELDS["records"] = lambda v: isinstance(v, list)
+from mantis_py.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def gateway_config(tmp: Path, grace: float = 1.0) -> Path:
     path = tmp / "gw.toml"
     path.write_text(
@@ -88,12 +100,13 @@ def gateway_config(tmp: Path, grace: float = 1.0) -> Path:
 class Gateway:
     """A `mantis-py gateway` child process."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, fast_codec: bool = False) -> None:
         cfg = gateway_config(tmp)
         prof = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] \
             if os.environ.get("BENCH_PROFILE") else []
+        launcher = ["-c", FAST_CODEC_LAUNCHER] if fast_codec else ["-m", "mantis_py"]
         self.proc = subprocess.Popen(
-            [sys.executable, *prof, "-m", "mantis_py", "gateway", "--config", str(cfg),
+            [sys.executable, *prof, *launcher, "gateway", "--config", str(cfg),
              "--log-level", "WARNING"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
@@ -175,7 +188,7 @@ async def run_relay(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 task_status=task_status)
 
 
-async def bench_ingest(tmp: Path, quick: bool) -> dict[str, Any]:
+async def bench_ingest(tmp: Path, quick: bool, fast_codec: bool = False) -> dict[str, Any]:
     agents, batches, per_batch = 4, (150 if quick else 500), 100
     total = agents * batches * per_batch
     # the relay: in this process, same sender
@@ -195,7 +208,7 @@ async def bench_ingest(tmp: Path, quick: bool) -> dict[str, Any]:
         relay_s = time.perf_counter() - t0
         nursery.cancel_scope.cancel()
     # the gateway: a child process, one client reading the raw rows
-    gw = Gateway(tmp)
+    gw = Gateway(tmp, fast_codec)
     try:
         async with connect(f"ws://127.0.0.1:{gw.port}/v1/query", max_size=None) as client:
             ready = [trio.Event() for _ in range(agents)]
@@ -511,6 +524,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(d)
         out: dict[str, Any] = {}
         out["ingest"] = await bench_ingest(tmp, args.quick)
+        what_if = await bench_ingest(tmp, args.quick, fast_codec=True)
+        out["ingest"]["what_if_fast_codec_ratio"] = what_if["ratio"]
         out["latency"] = await bench_latency(tmp, args.quick)
         out["pushdown"] = await bench_pushdown(tmp, args.quick)
         out["pushdown"]["identical_results"] = await bench_identical(tmp)

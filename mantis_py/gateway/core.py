@@ -241,16 +241,19 @@ class GatewayCore:
         by_run: dict[str, list[dict[str, Any]]] = {}
         # Hot path (ingest): records are the freshly decoded dicts; the merger's record shape
         # {"t", "i", "s", "e", "m"} is made by adding the two gateway-known members in place.
-        for rec in msg.records:
-            rec["i"] = instance
-            rec["m"] = meta
-            tags = rec["subs"]
-            key = tags[0] if len(tags) == 1 else tuple(tags)
-            targets = routes.get(key)
-            if targets is None:
-                targets = routes[key] = self._route(tags, msg.stream, by_run)
-            for target in targets:
-                target.append(rec)
+        try:
+            for rec in msg.records:
+                rec["i"] = instance
+                rec["m"] = meta
+                tags = rec["subs"]
+                key = tags[0] if len(tags) == 1 else tuple(tags)
+                targets = routes.get(key)
+                if targets is None:
+                    targets = routes[key] = self._route(tags, msg.stream, by_run)
+                for target in targets:
+                    target.append(rec)
+        except (KeyError, TypeError, IndexError) as exc:  # the codec checks shapes; belt and braces
+            raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
         key = f"{state.agent_id}/{msg.stream}"
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
