@@ -618,11 +618,23 @@ class GatewayCore:
         run.attachments.clear()
         self._end_run(run)
 
+    def _check_app_gone(self, run: Run, now: float) -> None:
+        """Complete a query whose applications have had no agent for ``app_gone_s`` (agents
+        drop their queries after 30 s without the gateway, so waiting longer is pointless)."""
+        if any(self.registry.agents_of(app) for app, _ in run.sources):
+            run.empty_since = None
+        elif run.empty_since is None:
+            run.empty_since = now
+        elif now - run.empty_since >= self.limits.app_gone_s:
+            self._complete_run(run, "app gone", now)
+
     def poll(self, now: float) -> None:
         """Advance time: due windows, meta cadence, agent pings, slow clients."""
         for run in list(self.runs.values()):
             if run.run_id in self.runs:
                 self._poll_run(run, now)
+            if run.run_id in self.runs:
+                self._check_app_gone(run, now)
         interval = self.limits.meta_interval_s
         for client in self.clients.values():
             for att in client.attachments.values():

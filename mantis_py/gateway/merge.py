@@ -87,6 +87,7 @@ class Run:
         self.attachments: dict[tuple[str, str], Attachment] = {}
         self._notices: Counter[str] = Counter()
         self._coverage: dict[str, int] | None = None
+        self.empty_since: float | None = None  # when the last agent of its apps left
 
     def add_agent(self, key: str, now: float) -> None:
         if key not in self.agent_keys:

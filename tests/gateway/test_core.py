@@ -231,3 +231,19 @@ def test_slow_client_is_named_for_eviction() -> None:
     frames = drain(core, "c1")
     rows = [f for f in frames if f["type"] == "rows"]
     assert rows[-1]["rows"] == [{"n": 9}]  # drop oldest: the newest rows survive
+
+
+def test_query_completes_when_its_app_is_gone() -> None:
+    core = make_core(app_gone_s=30.0)
+    agent(core, "a1")
+    client(core, "c1")
+    query(core, "c1", "q", "select * from play")
+    sent_to_agents(core)
+    drain(core, "c1")
+    core.close_agent("a1", 1001.0)
+    core.poll(1001.0)
+    core.poll(1030.0)
+    assert drain(core, "c1") == []
+    core.poll(1031.5)
+    assert drain(core, "c1") == [{"type": "complete", "id": "q", "reason": "app gone"}]
+    assert core.runs == {}
