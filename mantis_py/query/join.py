@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -164,16 +164,20 @@ def _time_ok(t: Any) -> bool:
 class JoinCore:
     """The join state machine (see the module docstring). Pure: times are arguments.
 
-    ``seconds`` is N (a number >= 0); ``capacity`` the events held per side (>= 1).
+    ``seconds`` is N (a number >= 0); ``capacity`` the events held per side (>= 1). Each
+    result is ``combine(a_item, b_item, t, order)``, a :class:`Pair` by default (an engine
+    stage passes a function that builds its own output directly).
     """
 
-    def __init__(self, seconds: int | float, capacity: int = DEFAULT_JOIN_CAPACITY) -> None:
+    def __init__(self, seconds: int | float, capacity: int = DEFAULT_JOIN_CAPACITY,
+                 combine: Callable[[Any, Any, Any, tuple[Any, Any]], Any] = Pair) -> None:
         if not _time_ok(seconds) or seconds < 0:
             raise ValueError(f"join bound must be a number >= 0, got {seconds!r}")
         if type(capacity) is not int or capacity < 1:
             raise ValueError(f"join capacity must be an integer >= 1, got {capacity!r}")
         self.seconds = seconds
         self.capacity = capacity
+        self._combine = combine
         self._slack = seconds / 32
         self._sweep_at: Any = math.inf  # sweep when the clock passes this (see _sweep)
         self.clock: Any = None
@@ -199,6 +203,7 @@ class JoinCore:
     def _sweep(self) -> None:
         """Drop the expired events at the front of both arrival queues, then set the clock
         reading at which the next sweep is due (the earliest front time + N + slack)."""
+        self._note_peaks()
         self._expire(self._a, True)
         self._expire(self._b, False)
         at = math.inf
@@ -251,7 +256,7 @@ class JoinCore:
 
     # -- offering events ---------------------------------------------------------------------
 
-    def offer(self, side: Side, key: Any, item: Any, t: Any, order: Any) -> Sequence[Pair]:
+    def offer(self, side: Side, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
         """Offer one event of ``side`` ("A" or "B") with its raw key value, the item to hand
         back in pairs, its event time and its order key. Returns the pairs it completes, in
         order. An event whose time is not a finite number is ignored."""
@@ -259,7 +264,7 @@ class JoinCore:
             return self.offer_a(key, item, t, order)
         return self.offer_b(key, item, t, order)
 
-    def offer_a(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Pair]:
+    def offer_a(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
         """Offer an A event (see :meth:`offer`)."""
         tt = type(t)
         if (tt is not int and tt is not float) or t - t != 0:
@@ -301,7 +306,7 @@ class JoinCore:
                 best[_PAIRED] = True
                 self.pairs += 1
                 bt = best[_T]
-                return [Pair(item, best[_ITEM], t if t >= bt else bt, (order, order))]
+                return [self._combine(item, best[_ITEM], t if t >= bt else bt, (order, order))]
         if clock - t > n:
             self.a_unpaired += 1
             return _NO_PAIRS
@@ -327,13 +332,9 @@ class JoinCore:
                 self._sweep_at = at
         arr.append(h)
         astore.live += 1
-        if astore.live > self.peak_a:
-            self.peak_a = astore.live
-        if len(astore.arrival) + astore.in_buckets > 4 * astore.live + 128:
-            astore.compact()
         return _NO_PAIRS
 
-    def offer_b(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Pair]:
+    def offer_b(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
         """Offer a B event (see :meth:`offer`)."""
         tt = type(t)
         if (tt is not int and tt is not float) or t - t != 0:
@@ -350,9 +351,11 @@ class JoinCore:
         if clock > self._sweep_at:
             self._sweep()
         k = key if type(key) is str else group_key(key)
-        out: list[Pair] = []  # (an empty list costs less than building it lazily)
+        out: list[Any] = []  # (an empty list costs less than building it lazily)
+        combine = self._combine
         bucket = astore.buckets.get(k)
         if bucket:
+            self._note_peaks()
             keep: list[list[Any]] | None = None
             for h in bucket:
                 if not h[_ALIVE]:
@@ -370,7 +373,7 @@ class JoinCore:
                 else:
                     h[_ALIVE] = False
                     astore.live -= 1
-                    out.append(Pair(h[_ITEM], item, t if t >= ht else ht, (order, h[_O])))
+                    out.append(combine(h[_ITEM], item, t if t >= ht else ht, (order, h[_O])))
             if keep is None:
                 astore.in_buckets -= len(bucket)
                 del astore.buckets[k]
@@ -381,6 +384,7 @@ class JoinCore:
                 self.pairs += len(out)
                 if len(out) > 1 and not astore.sorted:
                     out.sort(key=_pair_sort_key)
+            astore.compact()
         if clock - t > n:
             if not out:
                 self.b_unpaired += 1
@@ -407,14 +411,11 @@ class JoinCore:
                 self._sweep_at = at
         arr.append(h)
         bstore.live += 1
-        if bstore.live > self.peak_b:
-            self.peak_b = bstore.live
-        if len(bstore.arrival) + bstore.in_buckets > 4 * bstore.live + 128:
-            bstore.compact()
         return out
 
     def _evict(self, store: _SideStore, is_a: bool) -> None:
         """Make room for one more: drop the side's first-arrived live event."""
+        self._note_peaks()
         arrival = store.arrival
         while arrival:
             old = arrival.popleft()
@@ -422,12 +423,22 @@ class JoinCore:
                 old[_ALIVE] = False
                 store.live -= 1
                 self._count_gone(old, is_a, evicted=not self._expired(old[_T]))
-                return
+                break
+        store.compact()
+
+    def _note_peaks(self) -> None:
+        """Record the peak holdings. ``live`` only grows when an event is held, so noting it
+        right before every decrease (and in :meth:`stats`) gives the exact maximum."""
+        if self._a.live > self.peak_a:
+            self.peak_a = self._a.live
+        if self._b.live > self.peak_b:
+            self.peak_b = self._b.live
 
     # -- the end and the counters ------------------------------------------------------------
 
     def finish(self) -> None:
         """The input ended: every held A counts as unpaired, every never-paired B too."""
+        self._note_peaks()
         for store, is_a in ((self._a, True), (self._b, False)):
             for h in store.arrival:
                 if h[_ALIVE]:
@@ -439,6 +450,7 @@ class JoinCore:
 
     def stats(self) -> JoinStats:
         """A snapshot of the counters."""
+        self._note_peaks()
         return JoinStats(
             a_in=self.a_in, b_in=self.b_in, pairs=self.pairs, a_unpaired=self.a_unpaired,
             a_evicted=self.a_evicted, b_unpaired=self.b_unpaired, b_evicted=self.b_evicted,
@@ -465,8 +477,8 @@ class JoinCore:
         return out
 
 
-def _pair_sort_key(p: Pair) -> Any:
-    return p.order[1]
+def _pair_sort_key(p: Any) -> Any:
+    return p[-1][1]  # the A order of a Pair or of a (row, t, order) tuple
 
 
 # --------------------------------------------------------------------------- joined rows
@@ -558,6 +570,12 @@ class JoinSpec:
 # --------------------------------------------------------------------------- engine stages
 
 
+def _replay_row(a: Any, b: Any, t: Any, order: tuple[Any, Any]) -> tuple[dict[str, Any], Any, tuple[Any, Any]]:
+    if type(a) is dict and type(b) is dict:
+        return ({**b, **a}, t, order)
+    return (overlay(a, b), t, order)
+
+
 class ReplayJoin:
     """The join stage of the replay engine: input lines in, joined events out.
 
@@ -567,14 +585,15 @@ class ReplayJoin:
     completing event, line of the A event)``.
     """
 
-    __slots__ = ("_key1", "_offer_a", "_offer_b", "_sides", "core", "spec")
+    __slots__ = ("_default", "_key1", "_offer_a", "_offer_b", "_sides", "core", "spec")
 
     def __init__(self, spec: JoinSpec, capacity: int = DEFAULT_JOIN_CAPACITY) -> None:
         self.spec = spec
-        self.core = spec.core(capacity)
+        self.core = JoinCore(spec.seconds, capacity, _replay_row)
         sides: dict[tuple[str, str], Side] = {p: "B" for p in spec.b_sources}
         sides.update({p: "A" for p in spec.a_sources})  # a source on both sides counts as A
         self._sides = sides
+        self._default = {app: side for (app, st), side in sides.items() if st == "default"}
         k = spec.key
         self._key1 = k[0] if k is not None and len(k) == 1 and type(k[0]) is str else None
         self._offer_a = self.core.offer_a
@@ -584,9 +603,9 @@ class ReplayJoin:
         """The source of a line: its ``_app`` / ``_stream`` (see :meth:`JoinSpec.side_of_event`)."""
         if type(event) is dict:
             app = event.get("_app")
+            st = event.get("_stream")
             if type(app) is not str:
                 return None
-            st = event.get("_stream")
             return self._sides.get((app, st if type(st) is str else "default"))
         return self.spec.side_of_event(event)
 
@@ -594,10 +613,26 @@ class ReplayJoin:
         """Offer one line of ``side`` -> ``(joined event, time, order key)`` per pair it completes."""
         k1 = self._key1
         key = event.get(k1) if k1 is not None and type(event) is dict else self.spec.key_of(event)
-        pairs = (self._offer_a if side == "A" else self._offer_b)(key, event, t, line)
-        if not pairs:
-            return ()
-        return [(overlay(p.a, p.b), p.t, p.order) for p in pairs]
+        return (self._offer_a if side == "A" else self._offer_b)(key, event, t, line)
+
+    def feed(self, event: Any, t: Any, line: int) -> Sequence[tuple[dict[str, Any], Any, tuple[Any, Any]]]:
+        """:meth:`side` then :meth:`offer` in one call (for a query without SAMPLE); a line of
+        neither source gives nothing."""
+        k1 = self._key1
+        if type(event) is dict and k1 is not None:
+            app = event.get("_app")
+            st = event.get("_stream")
+            if type(app) is not str:
+                return ()
+            if st is None:
+                side = self._default.get(app)
+            else:
+                side = self._sides.get((app, st if type(st) is str else "default"))
+            if side is None:
+                return ()
+            return (self._offer_a if side == "A" else self._offer_b)(event.get(k1), event, t, line)
+        s = self.side(event)
+        return () if s is None else self.offer(s, event, t, line)
 
     def advance(self, t: Any) -> None:
         self.core.advance(t)

@@ -364,3 +364,14 @@ def test_fixture_case_through_replay_stage(case: dict[str, Any]) -> None:
             rows.extend(r for r, _, _ in rj.offer(side, e, e[tf] if tf else 0, line))
     rj.finish()
     assert rows == case["rows"]
+    # feed() = side() + offer() in one call
+    rj2 = ReplayJoin(spec, case.get("capacity", 10000))
+    fed = []
+    for line, e in enumerate(case["events"], 1):
+        fed.extend(r for r, _, _ in rj2.feed(e, e[tf] if tf else 0, line))
+    assert fed == case["rows"]
+    rj3 = ReplayJoin(spec, case.get("capacity", 10000))
+    fed = []
+    for line, e in enumerate(case["events"], 1):
+        fed.extend(r for r, _, _ in rj3.feed(MappingProxyType(e), e[tf] if tf else 0, line))
+    assert fed == case["rows"]
