@@ -157,12 +157,16 @@ async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Pr
     send_channel, receive_channel = trio.open_memory_channel[bytes](10_000)
     server.agent_channels[aid] = send_channel
 
-    async def sender() -> None:
-        async for data in receive_channel:
-            await ws.send(data, text=True)
-
     try:
         async with trio.open_nursery() as nursery:
+
+            async def sender() -> None:
+                async for data in receive_channel:
+                    await ws.send(data, text=True)
+                # The server closed our channel: the agent stopped reading (10,000 frames
+                # behind). Drop the link; it reconnects and is resubscribed.
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(sender)
             try:
                 async for message in ws:

@@ -28,6 +28,9 @@ DROP_NOTICES = {
     "values-truncated": "values_truncated",
     "rows-truncated": "rows_truncated",
     "evaluation-errors": "evaluation_errors",
+    "join-unpaired": "join_unpaired",  # JOIN: A events whose bound passed without a partner
+    "join-evicted": "join_evicted",  # JOIN: held events dropped for the per-side bound
+    "anomaly-groups-evicted": "anomaly_groups_evicted",
 }
 
 

@@ -55,3 +55,67 @@ async def test_malformed_frames_close_with_the_right_code_and_gateway_keeps_serv
             async with open_client(gw.port) as ws:
                 await ws.send(json.dumps({"type": "query", "id": "q", "query": "select bad"}))
                 assert (await recv_json(ws))["type"] == "error"
+
+
+async def test_random_bytes_after_the_handshake_close_with_1002() -> None:
+    import random
+
+    rng = random.Random(4)
+    with trio.fail_after(20):
+        async with open_gateway(prepare=fake_prepare) as gw:
+            for _ in range(5):
+                stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+                async with stream:
+                    await stream.send_all(
+                        b"GET /v1/query HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n")
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += await stream.receive_some(4096)
+                    assert head.startswith(b"HTTP/1.1 101")
+                    rest = head.split(b"\r\n\r\n", 1)[1]
+                    # unmasked frames with reserved bits: never valid from a client
+                    await stream.send_all(bytes([0xF0 | rng.randrange(16)])
+                                          + rng.randbytes(200))
+                    data = rest
+                    try:
+                        while chunk := await stream.receive_some(4096):
+                            data += chunk
+                    except trio.BrokenResourceError:
+                        pass
+                    assert data[0] == 0x88  # a close frame
+                    assert int.from_bytes(data[2:4], "big") == 1002
+            # still serving
+            async with open_client(gw.port) as ws:
+                await ws.send(json.dumps({"type": "query", "id": "q", "query": "select bad"}))
+                assert (await recv_json(ws))["type"] == "error"
+
+
+async def test_no_sockets_leak_after_many_connections() -> None:
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with trio.fail_after(30):
+        async with open_gateway(prepare=fake_prepare) as gw, open_agent(gw.port) as agent, \
+                trio.open_nursery() as nursery:
+
+            async def read_agent() -> None:
+                while True:
+                    await agent.recv()
+
+            nursery.start_soon(read_agent)
+            before = fds()
+            for i in range(30):
+                async with open_client(gw.port) as ws:
+                    await ws.send(json.dumps({"type": "query", "id": "q",
+                                              "query": f"select * from play limit {i + 1}"}))
+                    await recv_json(ws)
+            with trio.move_on_after(5):
+                while fds() > before or gw.core.clients:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert (fds() - before, list(gw.core.clients)) == (0, [])
+            assert gw.core.runs == {}
+            nursery.cancel_scope.cancel()
