@@ -6,8 +6,10 @@ evictions, audit lines). Each client has one sender task that drains its outboun
 send deadline (SYSTEM.md §5): a send that does not finish in time closes that client, and no
 other client waits for it.
 
-Close codes (docs/protocol.md): 1008 policy, 1009 frame too big (websockets itself), 1007 / 4000
-bad data or protocol error (the codec's ``close_code``), 4008 too slow.
+Close codes (docs/protocol.md): 1003 binary frame, 1009 frame too big (websockets itself),
+1007 / 4000 bad data or protocol error (the codec's ``close_code``), 1008 rights lost (an agent
+announcing an app its token may not publish), 4008 too slow (queue full too long, or a send past
+its deadline).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ async def _pump(server: GatewayServer, session: ClientSession, send: Any,
         if scope.cancelled_caught:
             server.metrics.inc("clients_evicted_total", reason="send_deadline")
             log.warning("client %s: send deadline (%.1fs) exceeded; closing", cid, deadline)
-            return 1008, "send deadline exceeded"
+            return 4008, "too slow: send deadline exceeded"
         if session.evict is None and msg.type in ("complete", "error") and server.single_query(cid):
             return None
 
@@ -112,7 +114,7 @@ async def serve_client(server: GatewayServer, ws: ServerConnection, principal: P
                     result = None
                 if result is not None:
                     code, reason = result
-                    if code == 4008:
+                    if reason == "too slow":
                         server.metrics.inc("clients_evicted_total", reason="too_slow")
                     await _close(ws, code, reason, deadline)
                 nursery.cancel_scope.cancel()
@@ -120,6 +122,10 @@ async def serve_client(server: GatewayServer, ws: ServerConnection, principal: P
             nursery.start_soon(sender)
             try:
                 async for message in ws:
+                    if isinstance(message, bytes):  # docs/protocol.md: text JSON frames only
+                        server.metrics.inc("protocol_errors_total", code="1003")
+                        await _close(ws, 1003, "binary frames are not supported", deadline)
+                        break
                     try:
                         core.receive_client_data(cid, message, time.time())
                     except RemoteProtocolError as exc:
@@ -170,6 +176,10 @@ async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Pr
             nursery.start_soon(sender)
             try:
                 async for message in ws:
+                    if isinstance(message, bytes):  # docs/protocol.md: text JSON frames only
+                        server.metrics.inc("protocol_errors_total", code="1003")
+                        await _close(ws, 1003, "binary frames are not supported", 5.0)
+                        break
                     try:
                         core.receive_agent_data(aid, message, time.time())
                     except RemoteProtocolError as exc:

@@ -43,7 +43,7 @@ async def test_malformed_frames_close_with_the_right_code_and_gateway_keeps_serv
     with trio.fail_after(20):
         async with open_gateway(config, prepare=fake_prepare) as gw:
             cases = [("{not json", 1007), ('{"type":"launch"}', 4000), ("x" * 5000, 1009),
-                     (b"\x00\xff\xfe random", 1007), ('[1,2]', 4000),
+                     (b"\x00\xff\xfe random", 1003), ('"\\ud800"', 1007), ('[1,2]', 4000),
                      ('{"type":"query","id":"q"}', 4000)]
             for payload, code in cases:
                 async with open_client(gw.port) as ws:
