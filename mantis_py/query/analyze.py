@@ -65,9 +65,9 @@ SCALARS: tuple[str, ...] = ("tick",)
 META_FIELDS: tuple[str, ...] = ("_app", "_instance", "_zone", "_stream")
 """Live-mode meta fields (MQL.md §3.16)."""
 
-RESERVED_FEATURES: frozenset[str] = frozenset({"JOIN", "ANOMALY"})
-"""Clauses that parse but are rejected with E217 (MQL.md §3.19). Remove a name when its issue
-implements the feature."""
+RESERVED_FEATURES: frozenset[str] = frozenset()
+"""Clauses that parse but are rejected with E217 (MQL.md §3.19). Issue #6 implemented JOIN and
+ANOMALY; the check stays for the next reserved feature."""
 
 WINDOW_MAX_SECONDS = 600
 SLIDING_MAX_OVERLAP = 60
@@ -177,6 +177,7 @@ class _Checker:
     def run(self) -> None:
         self._sources()
         self._reserved()
+        self._join_and_anomaly()
         if self.kind == "aggregate":
             self._select_aggregate()
         else:
@@ -195,7 +196,7 @@ class _Checker:
 
     def _sources(self) -> None:
         seen: set[tuple[str, str]] = set()
-        for s in self.q.sources:
+        for s in (*self.q.sources, *(s for j in self.q.joins for s in j.sources)):
             parts = (s.app,) if s.stream is None else (s.app, s.stream)
             if not all(_SOURCE_PART.fullmatch(p) for p in parts):
                 self.found.add(
@@ -205,6 +206,31 @@ class _Checker:
             if key in seen:
                 self.found.add("E223", s.span, f"source '{s.text}' is named twice")
             seen.add(key)
+
+    def _join_and_anomaly(self) -> None:
+        """JOIN (one clause, ON a property without [*]) and ANOMALY (a property or an aggregate
+        call; alpha and beta numbers above 0), MQL.md §3.19. Forms outside that are E217."""
+        q = self.q
+        for j in q.joins[1:]:
+            self.found.add("E217", j.span, "only one JOIN per query is supported")
+        for j in q.joins[:1]:
+            on = j.on
+            if not isinstance(on, ast.Property) or on.has_star:
+                self.found.add("E217", getattr(on, "span", j.span),
+                               "JOIN ... ON needs a property (a name or a path without [*])")
+        an = q.anomaly
+        if an is not None:
+            op = an.operand
+            ok = (isinstance(op, ast.Property) and not op.has_star) or (
+                isinstance(op, ast.Call) and is_aggregate_call(op) and self.kind == "aggregate")
+            if not ok:
+                self.found.add("E217", getattr(op, "span", an.span),
+                               "ANOMALY MAD needs a property or an output column")
+            for v in (an.alpha, an.beta):
+                if type(v) not in (int, float) or not v > 0 or v != v or v == float("inf"):
+                    self.found.add("E217", an.span,
+                                   "ANOMALY MAD alpha and beta must be numbers above 0")
+                    break
 
     def _reserved(self) -> None:
         q = self.q
@@ -866,7 +892,8 @@ def _fields(
     live = mode == "live"
     entries: list[tuple[str, ...] | str] = []  # a cut path, or a prefix (str)
     meta: list[str] = []
-    for p in _event_properties(q, columns, order_by):
+    join_keys = [j.on for j in q.joins if isinstance(j.on, ast.Property)]
+    for p in (*_event_properties(q, columns, order_by), *join_keys):
         if isinstance(p, ast.PrefixSelector):
             entries.append(p.prefix)
             continue
@@ -973,6 +1000,7 @@ def analyze(
         field_prefixes=fields.prefixes,
         star=q.select_star,
         meta_fields=fields.meta,
-        ships="partials" if kind == "aggregate" and windowed_by_time else "events",
+        # a JOIN runs at the gateway, so the agents ship events (MQL.md §3.19)
+        ships="partials" if kind == "aggregate" and windowed_by_time and not q.joins else "events",
         completes=q.limit is not None and (q.window is None or (kind == "aggregate" and not q.group_by)),
     )

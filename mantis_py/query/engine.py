@@ -27,9 +27,11 @@ from typing import Any
 
 from . import ast
 from .analysis import Analysis
+from .anomaly import ANOMALOUS, AnomalyRunner
 from .caps import DEFAULT_CAPS, Caps
 from .compiler import CompiledQuery, compile_query
 from .groups import AggPlan, GroupTable
+from .join import JoinSpec, LiveJoin
 from .runtime import tick_ms
 from .sampling import random_keep, sticky_keep
 from .windows import first_live_window, window_bounds, window_indices, window_indices_ms
@@ -89,6 +91,9 @@ _UNITS = {
     "percentile-clamped": "values",
     "evaluation-errors": "errors",
     "late": "late",
+    "join-unpaired": "events",
+    "join-evicted": "events",
+    "anomaly-groups-evicted": "groups",
 }
 
 
@@ -110,10 +115,15 @@ def _stable_sort(items: list[Any], keys: list[tuple[Any, ...]], desc: tuple[bool
 
 
 def finish_aggregate(
-    cq: CompiledQuery, plan: AggPlan, table: GroupTable, limit: int | None
+    cq: CompiledQuery, plan: AggPlan, table: GroupTable, limit: int | None,
+    anomaly: AnomalyRunner | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """HAVING, ORDER BY and LIMIT over a table's rows -> (output rows, evaluation errors)."""
-    pairs = table.rows()
+    """ANOMALY, HAVING, ORDER BY and LIMIT over a table's rows -> (output rows, evaluation
+    errors). ANOMALY (MQL.md §3.19) steps its estimates over every row, before HAVING."""
+    pairs: list[Any] = table.rows()
+    flags: dict[int, bool] | None = None
+    if anomaly is not None:
+        flags = {id(p[0]): f for p, f in zip(pairs, anomaly.flags(pairs), strict=True)}
     errors = 0
     if cq.having is not None:
         kept = []
@@ -138,14 +148,21 @@ def finish_aggregate(
     if limit is not None:
         pairs = pairs[:limit]
     visible = plan.visible
+    if flags is not None:
+        return [{**{name: vals[j] for j, name in visible}, ANOMALOUS: flags[id(vals)]}
+                for vals, _ in pairs], errors
     return [{name: vals[j] for j, name in visible} for vals, _ in pairs], errors
 
 
 def finish_plain(
-    cq: CompiledQuery, items: list[tuple[Any, dict[str, Any]]], limit: int | None, row_cap: int
+    cq: CompiledQuery, items: list[tuple[Any, dict[str, Any]]], limit: int | None, row_cap: int,
+    anomaly: AnomalyRunner | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """ORDER BY, LIMIT and ROW_CAP over a plain window's ``(sort keys, row)`` items in event order
-    -> (rows, number of rows dropped by the cap)."""
+    """ANOMALY, ORDER BY, LIMIT and ROW_CAP over a plain window's ``(sort keys, row)`` items in
+    event order -> (rows, number of rows dropped by the cap)."""
+    if anomaly is not None and items:
+        marked = anomaly.mark_rows([row for _, row in items])
+        items = [(sk, row) for (sk, _), row in zip(items, marked, strict=True)]
     if cq.order_event is not None and len(items) > 1:
         items = _stable_sort(items, [k for k, _ in items], cq.order_desc)
     if limit is not None:
@@ -285,7 +302,8 @@ def prepare(text: str, mode: str = "replay", apps: Collection[str] | None = None
 
     a = analyze(parse(text), mode=mode, apps=apps)  # type: ignore[arg-type]
     cq = compile_query(a)
-    sources = tuple((s.app, s.stream or "default") for s in a.query.sources)
+    joined = tuple(s for j in a.query.joins for s in j.sources)  # JOIN sources run SAMPLE too
+    sources = tuple((s.app, s.stream or "default") for s in (*a.query.sources, *joined))
     p = PreparedQuery(a, cq, sources)
     if len(_PREPARED) >= 1024:
         _PREPARED.clear()
@@ -294,6 +312,10 @@ def prepare(text: str, mode: str = "replay", apps: Collection[str] | None = None
 
 
 # --------------------------------------------------------------------------- agent side
+
+
+def _always(event: Any, meta: Any, tk: Any) -> bool:
+    return True
 
 
 class SourceRunner:
@@ -312,7 +334,8 @@ class SourceRunner:
         self._meta = {k: all_meta[k] for k in p.analysis.meta_fields if k in all_meta}
         cq = p.compiled
         self._cq = cq
-        self._where = cq.where
+        # a JOIN query filters joined rows at the gateway: its agents run SAMPLE only (§3.19)
+        self._where = cq.where if not p.analysis.query.joins else _always
         self._uses_tick = cq.uses_tick
         sample = p.analysis.query.sample
         self._sample = sample
@@ -450,6 +473,10 @@ class Merger:
         self._count_table: GroupTable | None = None
         self._count_items: list[Any] = []
         self._pending_rows: list[dict[str, Any]] = []
+        # JOIN runs here, then WHERE on the joined rows (§3.19); ANOMALY after SELECT
+        spec = JoinSpec.from_query(self._a.query)
+        self._join = LiveJoin(spec) if spec is not None else None
+        self._anomaly = AnomalyRunner.for_query(self._a)
 
     # ---------------------------------------------------------------- agents
 
@@ -505,6 +532,8 @@ class Merger:
     def receive_events(self, agent_id: str, records: list[dict[str, Any]], now: float) -> None:
         """Shipped events: ``{"t": ms, "i": instance, "s": seq, "e": event, "m": meta}``."""
         cq = self._cq
+        if self._join is not None:
+            records = self._joined(records)
         for rec in records:
             if self._done:
                 self._dropped_after_complete += 1
@@ -513,17 +542,58 @@ class Merger:
                 t_ms = rec["t"]
                 e = rec["e"]
                 m = rec.get("m") or {}
+                ok: tuple[Any, ...] = (t_ms, rec.get("i", agent_id), rec.get("s", 0))
+                if "j" in rec:  # a joined record: the A event's order key breaks ties
+                    ok = (*ok, rec["j"])
                 if self._a.kind == "plain":
-                    self._plain_event(cq, e, m, t_ms, (t_ms, rec.get("i", agent_id), rec.get("s", 0)))
+                    self._plain_event(cq, e, m, t_ms, ok)
+                elif self._window is not None:
+                    self._time_aggregate_event(e, m, t_ms, ok)
                 else:
                     self._count_aggregate_event(e, m, t_ms)
             except Exception:
                 self._errors += 1
 
+    def _joined(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """JOIN the shipped records of both sources, then WHERE on the joined rows."""
+        join = self._join
+        assert join is not None
+        where = self._cq.where
+        out: list[dict[str, Any]] = []
+        for rec in records:
+            try:
+                for j in join.offer_record(rec):
+                    try:
+                        if where(j["e"], j["m"], j["t"]):
+                            out.append(j)
+                    except Exception:
+                        self._errors += 1
+            except Exception:
+                self._errors += 1
+        return out
+
+    def _time_aggregate_event(self, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
+        """A time-windowed aggregate over shipped events (a JOIN query): fold at the gateway."""
+        assert self._plan is not None
+        ks = window_indices_ms(t_ms, *self._window)  # type: ignore[misc]
+        if not ks:
+            return
+        live = [k for k in ks if k >= self._next_k]
+        if not live:
+            self._late += 1
+            return
+        for k in live:
+            table = self._tables.get(k)
+            if table is None:
+                table = self._tables[k] = GroupTable(self._plan)
+            table.add(e, m, t_ms, ok)
+
     def _plain_event(self, cq: CompiledQuery, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
         assert cq.project is not None
         row = cq.project(e, m, t_ms)
         if self._window is None and self._count is None:
+            if self._anomaly is not None:
+                row = self._anomaly.mark_rows([row])[0]
             self._pending_rows.append(row)
             self._emitted_rows += 1
             if self._limit is not None and self._emitted_rows >= self._limit:
@@ -577,7 +647,7 @@ class Merger:
 
     def _emit_count_plain(self) -> None:
         items, self._count_items = self._count_items, []
-        rows, dropped = finish_plain(self._cq, items, self._limit, self.caps.row_cap)
+        rows, dropped = finish_plain(self._cq, items, self._limit, self.caps.row_cap, self._anomaly)
         k = self._count_k
         self._count_k += 1
         self._out.append(Rows(None, rows, k))
@@ -591,7 +661,8 @@ class Merger:
         k = self._count_k
         self._count_k += 1
         completes = not self._a.query.group_by
-        rows, errs = finish_aggregate(self._cq, self._plan, table, None if completes else self._limit)
+        rows, errs = finish_aggregate(self._cq, self._plan, table, None if completes else self._limit,
+                                      self._anomaly)
         self._out.append(Rows(None, rows, k))
         self._emit_notices({**table.notices(), "evaluation-errors": errs}, None, k)
         if completes and rows:
@@ -605,21 +676,25 @@ class Merger:
         notices: dict[str, int] = {}
         expected, _ = self._expected(*bounds)
         reported = self._reported.pop(k, set())
-        if self._plan is not None and self.prepared.ships == "partials":
+        if self._plan is not None:
             table = self._tables.pop(k, None) or GroupTable(self._plan)
-            rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit_per_window())
+            rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit_per_window(),
+                                          self._anomaly)
             notices.update(table.notices())
             notices["evaluation-errors"] = errs
-            self._coverage = (len(reported & expected), len(expected))
-            if len(reported & expected) < len(expected):
-                notices["coverage"] = 0
+            if self.prepared.ships == "partials":
+                self._coverage = (len(reported & expected), len(expected))
+                if len(reported & expected) < len(expected):
+                    notices["coverage"] = 0
         else:
             items = self._items.pop(k, [])
             items.sort(key=lambda x: x[0])
             rows, dropped = finish_plain(
-                self._cq, [(sk, row) for _, sk, row in items], self._limit, self.caps.row_cap
+                self._cq, [(sk, row) for _, sk, row in items], self._limit, self.caps.row_cap,
+                self._anomaly,
             )
             notices["rows-truncated"] = dropped
+        notices.update(self._stage_notices())
         if self._late:
             notices["late"] = self._late
             self._late = 0
@@ -652,8 +727,20 @@ class Merger:
             return None
         return self._limit
 
+    def _stage_notices(self) -> dict[str, int]:
+        """Losses of the JOIN and ANOMALY stages since the last call."""
+        out: dict[str, int] = {}
+        if self._join is not None:
+            out.update(self._join.take_notices())
+        if self._anomaly is not None:
+            out.update(self._anomaly.take_notices())
+        return out
+
     def poll(self, now: float) -> list[Output]:
         """Everything ready to send at ``now``: rows, notices, completion."""
+        if self._join is not None:
+            # the join clock trails the gateway's by the grace period (agent clocks, batching)
+            self._join.advance_ms(int((now - self.grace) * 1000))
         if self._window is not None and not self._done:
             n, m = self._window
             while not self._done:
@@ -670,6 +757,8 @@ class Merger:
                 self._emit_window(k, now)
                 self._next_k = k + 1
         self._flush_pending()
+        if self._window is None and (self._join is not None or self._anomaly is not None):
+            self._emit_notices(self._stage_notices(), None, None)
         out, self._out = self._out, []
         return out
 

@@ -3,6 +3,10 @@
 The plan is derived from an :class:`~mantis_py.query.analysis.Analysis` only; members come in the
 order of the §7.2 table. In ``events`` mode the agent has no window, group keys or partial states
 (``null``, ``[]``, ``[]``); the gateway part always describes what the gateway does.
+
+A JOIN query (MQL.md §3.19) marks each source with its ``side``; its agents run SAMPLE only
+(``agent.where`` is null) and the gateway part gains ``join`` and ``where``. An ANOMALY clause
+adds ``gateway.anomaly``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 from . import ast
 from .analysis import Analysis
 from .format import format_condition, format_operand, format_sample
+from .join import DEFAULT_JOIN_CAPACITY
 
 __all__ = ["plan_json", "window_json"]
 
@@ -61,16 +66,23 @@ def plan_json(a: Analysis) -> dict[str, Any]:
     window = window_json(q.window)
     group_by = [format_operand(g) for g in q.group_by]
     partials = a.ships == "partials"
-    return {
+    joined = bool(q.joins)
+    sources = [{"app": s.app, "stream": s.stream or "default"} for s in q.sources]
+    if joined:  # MQL.md §3.19: side A is FROM, side B the JOIN sources
+        sources = [{**s, "side": "A"} for s in sources] + [
+            {"app": s.app, "stream": s.stream or "default", "side": "B"} for s in q.joins[0].sources
+        ]
+    where = None if q.where is None else format_condition(q.where)
+    plan = {
         "canonical": a.canonical,
         "kind": a.kind,
         "mode": a.mode,
-        "sources": [{"app": s.app, "stream": s.stream or "default"} for s in q.sources],
+        "sources": sources,
         "fields": list(a.fields),
         "columns": [c.name for c in a.columns if not c.hidden] if a.kind == "aggregate" else None,
         "agent": {
             "sample": _sample_text(q.sample),
-            "where": None if q.where is None else format_condition(q.where),
+            "where": None if joined else where,  # a JOIN query filters joined rows
             "ships": a.ships,
             "window": window if partials else None,
             "group_by": group_by if partials else [],
@@ -87,3 +99,22 @@ def plan_json(a: Analysis) -> dict[str, Any]:
             "completes": a.completes,
         },
     }
+    gateway: dict[str, Any] = plan["gateway"]  # type: ignore[assignment]
+    if joined:
+        j = q.joins[0]
+        gateway["join"] = {
+            "a": [f"{s.app}/{s.stream or 'default'}" for s in q.sources],
+            "b": [f"{s.app}/{s.stream or 'default'}" for s in j.sources],
+            "seconds": j.seconds,
+            "on": format_operand(j.on),
+            "held_per_side": DEFAULT_JOIN_CAPACITY,
+        }
+        gateway["where"] = where
+    if q.anomaly is not None:
+        gateway["anomaly"] = {
+            "operand": format_operand(q.anomaly.operand),
+            "alpha": q.anomaly.alpha,
+            "beta": q.anomaly.beta,
+            "runs": "after SELECT, before HAVING",
+        }
+    return plan

@@ -83,8 +83,12 @@ def test_positions_on_later_lines() -> None:
     assert (err.code, err.line, err.column, err.length) == ("E201", 3, 7, 8)
 
 
-def test_reserved_features_flag_names_join_and_anomaly() -> None:
-    assert frozenset({"JOIN", "ANOMALY"}) == RESERVED_FEATURES
+def test_join_and_anomaly_are_no_longer_reserved() -> None:
+    # issue #6 implemented both (MQL.md §3.19); the E217 check stays for future features
+    assert frozenset() == RESERVED_FEATURES
+    check("select a from a join b 10 seconds on k")
+    check("select count(*) as n from a join b/log 5 seconds on e['s']['id'] window 10 "
+          "anomaly mad n 1 2.5", "live")
 
 
 # --------------------------------------------------------------------------- live rules
