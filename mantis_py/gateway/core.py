@@ -258,7 +258,11 @@ class GatewayCore:
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
-                run.merger.receive_events(key, records, now)
+                try:
+                    run.merger.receive_events(key, records, now)
+                except Exception as exc:  # an engine bug ends that query, never the agent link
+                    self._fail_run(run, exc, now)
+                    continue
                 self._poll_run(run, now)
 
     def _route(self, tags: list[str], stream: str,
@@ -288,7 +292,11 @@ class GatewayCore:
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
-                run.merger.receive_part(key, msg.part, now)
+                try:
+                    run.merger.receive_part(key, msg.part, now)
+                except Exception as exc:
+                    self._fail_run(run, exc, now)
+                    continue
                 self._poll_run(run, now)
 
     def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
@@ -420,6 +428,11 @@ class GatewayCore:
             prepared = self.prepare(text, mode="live", apps=set(self.registry.apps_seen))
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
+            return
+        except Exception as exc:  # an engine bug: the user gets an error, the socket lives on
+            err = error_object(f"internal error while checking the query: {type(exc).__name__}",
+                               "internal", kind="semantic")
+            self._refuse(client, qid, text, [], err, "error", now)
             return
         sources = [_source(s) for s in prepared.sources]
         apps = [app for app, _ in sources]
@@ -563,7 +576,11 @@ class GatewayCore:
     # ------------------------------------------------------------------ merging and time
 
     def _poll_run(self, run: Run, now: float) -> None:
-        outs = run.merger.poll(now)
+        try:
+            outs = run.merger.poll(now)
+        except Exception as exc:
+            self._fail_run(run, exc, now)
+            return
         if not outs:
             return
         i = 0
@@ -607,6 +624,13 @@ class GatewayCore:
                       Rows(qid, window, rows), now)
             self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
             att.last_meta = now
+
+    def _fail_run(self, run: Run, exc: Exception, now: float) -> None:
+        """The engine raised for this run: end it for its clients, keep everything else."""
+        self.metrics.inc("dropped_total", reason="engine_error")
+        self._audit.append({"event": "engine_error", "run": run.run_id,
+                            "error": f"{type(exc).__name__}: {exc}"[:300]})
+        self._complete_run(run, "error", now)
 
     def _complete_run(self, run: Run, reason: str, now: float) -> None:
         for (client_id, qid), _att in list(run.attachments.items()):

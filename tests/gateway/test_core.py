@@ -247,3 +247,24 @@ def test_query_completes_when_its_app_is_gone() -> None:
     core.poll(1031.5)
     assert drain(core, "c1") == [{"type": "complete", "id": "q", "reason": "app gone"}]
     assert core.runs == {}
+
+
+def test_an_engine_failure_ends_only_that_query() -> None:
+    core = make_core()
+    agent(core, "a1")
+    client(core, "c1")
+    query(core, "c1", "bad_run", "select * from play limit 9")
+    query(core, "c1", "good", "select * from play")
+    subs = [m["sub"] for m in sent_to_agents(core)["a1"] if m["type"] == "subscribe"]
+    drain(core, "c1")
+    broken = next(r for r in core.runs.values() if r.prepared.limit == 9)
+
+    def explode(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    broken.merger.receive_events = explode  # type: ignore[method-assign]
+    core.receive_agent_data("a1", codec.encode(Events("default", [
+        {"subs": subs, "t": 1, "s": 0, "e": {"n": 1}}])), 1000.1)
+    frames = drain(core, "c1")
+    assert {"type": "complete", "id": "bad_run", "reason": "error"} in frames
+    assert {"type": "rows", "id": "good", "window": None, "rows": [{"n": 1}]} in frames
