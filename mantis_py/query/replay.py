@@ -20,9 +20,11 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
+from .anomaly import AnomalyRunner
 from .caps import DEFAULT_CAPS, Caps
 from .engine import PreparedQuery, finish_aggregate, finish_plain, make_notice
 from .groups import GroupTable
+from .join import JoinSpec, ReplayJoin
 from .runtime import tick_ms
 from .sampling import random_keep, sticky_keep
 from .values import string_form
@@ -89,12 +91,17 @@ class ReplayEngine:
         self._table = GroupTable(self._plan) if self._plan is not None and not self._window and not self._count else None
         self._uses_tick = cq.uses_tick
         self._stream_plain = self._plain and self._window is None and self._count is None and cq.order_event is None
+        # JOIN (§3.19): lines of both sources are joined before WHERE; ANOMALY marks output rows
+        spec = JoinSpec.from_query(a.query)
+        self._join = ReplayJoin(spec) if spec is not None else None
+        self._anomaly = AnomalyRunner.for_query(a)
+        self._staged = self._join is not None or self._anomaly is not None
 
     @property
     def streams_fast(self) -> bool:
         """True when :meth:`feed_batch` needs neither times nor line numbers (streamed plain
         rows without SAMPLE or ``tick()``)."""
-        return self._stream_plain and self._sample is None and not self._uses_tick
+        return self._stream_plain and self._sample is None and not self._uses_tick and not self._staged
 
     # ---------------------------------------------------------------- helpers
 
@@ -112,6 +119,14 @@ class ReplayEngine:
         return n
 
     def _notices(self, scope: str, notices: dict[str, int]) -> None:
+        if self._staged:
+            stage: dict[str, int] = {}
+            if self._join is not None:
+                stage = self._join.take_notices()
+            if self._anomaly is not None:
+                stage.update(self._anomaly.take_notices())
+            if stage:
+                notices = {**notices, **stage}
         errs = self._pending_errors()
         if errs:
             notices = {**notices, "evaluation-errors": notices.get("evaluation-errors", 0) + errs}
@@ -142,7 +157,7 @@ class ReplayEngine:
         if not n or self.done:
             return
         w = self._window
-        fast = self._sample is None and not self._uses_tick and (
+        fast = self._sample is None and not self._uses_tick and not self._staged and (
             self._stream_plain
             or (not self._plain and self._count is None and (w is None or w[0] == w[1]))
         )
@@ -196,6 +211,9 @@ class ReplayEngine:
         """Process one valid event (time ``t`` in seconds, 0 without a time field)."""
         if self.done:
             return
+        if self._join is not None:
+            self._feed_join(e, t, line)
+            return
         w = self._window
         ks: Any = None
         if w is not None:
@@ -222,6 +240,50 @@ class ReplayEngine:
             self._rest(e, tk, (line,), ks)
         except Exception:
             self.errors += 1
+
+    def _feed_join(self, e: dict[str, Any], t: Any, line: int) -> None:
+        """A line of a JOIN query: the clock moves on every valid line; a line of either source
+        passes SAMPLE (as on the agents), then joins; each joined row (time ``max(tA, tB)``)
+        goes through the late check, WHERE and the rest of the query (MQL.md §3.19)."""
+        w = self._window
+        if w is not None:
+            if self._clock is None:
+                self._clock = t
+                self._next_k = first_replay_window(t, *w)
+            elif t > self._clock:
+                self._clock = t
+            self._emit_closed()
+            if self.done:
+                return
+        rj = self._join
+        assert rj is not None
+        try:
+            side = rj.side(e)
+            if side is None:
+                return
+            if self._sample is not None and not self._keep(e, tick_ms(t) if self._uses_tick else None):
+                return
+            joined = rj.offer(side, e, t, line)
+        except Exception:
+            self.errors += 1
+            return
+        for row, tj, order in joined:
+            if self.done:
+                return
+            ks: Any = None
+            if w is not None:
+                ks = window_indices(tj, *w)
+                if not ks:
+                    continue
+                if ks[-1] < self._next_k:
+                    self.on_late(line, tj)
+                    continue
+            try:
+                tk = tick_ms(tj) if self._uses_tick else None
+                if self.cq.where(row, self._meta, tk):
+                    self._rest(row, tk, order, ks)  # type: ignore[arg-type]
+            except Exception:
+                self.errors += 1
 
     def _stream_batch(self, events: list[dict[str, Any]]) -> None:
         """Streamed plain rows for a batch: one generated WHERE loop, then projection."""
@@ -267,6 +329,8 @@ class ReplayEngine:
         if self._plain:
             row = cq.project(e, m, tk)  # type: ignore[misc]
             if self._stream_plain:
+                if self._anomaly is not None:
+                    row = self._anomaly.mark_rows([row])[0]
                 self.on_rows(None, [row])
                 self._rows_emitted += 1
                 if self._limit is not None and self._rows_emitted >= self._limit:
@@ -325,12 +389,12 @@ class ReplayEngine:
         scope = _scope_window(k, n, m)
         data = self._windows.pop(k, None)
         if self._plain:
-            rows, dropped = finish_plain(self.cq, data or [], self._limit, self.caps.row_cap)
+            rows, dropped = finish_plain(self.cq, data or [], self._limit, self.caps.row_cap, self._anomaly)
             self._write(scope, rows, {"rows-truncated": dropped})
             return
         table = data if data is not None else GroupTable(self._plan)  # type: ignore[arg-type]
         limit = None if self._completes_by_window else self._limit
-        rows, errs = finish_aggregate(self.cq, self._plan, table, limit)  # type: ignore[arg-type]
+        rows, errs = finish_aggregate(self.cq, self._plan, table, limit, self._anomaly)  # type: ignore[arg-type]
         self.errors += errs
         self._write(scope, rows, table.notices())
         if self._completes_by_window and rows:
@@ -343,14 +407,14 @@ class ReplayEngine:
         self._count_k += 1
         if self._plain:
             items, self._count_items = self._count_items, []
-            rows, dropped = finish_plain(self.cq, items, self._limit, self.caps.row_cap)
+            rows, dropped = finish_plain(self.cq, items, self._limit, self.caps.row_cap, self._anomaly)
             self._write(scope, rows, {"rows-truncated": dropped})
             return
         table, self._count_table = self._count_table, None
         self._count_n = 0
         assert table is not None
         limit = None if self._completes_by_window else self._limit
-        rows, errs = finish_aggregate(self.cq, self._plan, table, limit)  # type: ignore[arg-type]
+        rows, errs = finish_aggregate(self.cq, self._plan, table, limit, self._anomaly)  # type: ignore[arg-type]
         self.errors += errs
         self._write(scope, rows, table.notices())
         if self._completes_by_window and rows:
@@ -365,6 +429,8 @@ class ReplayEngine:
 
     def finish(self) -> None:
         """The end of the input: flush every remaining window / the whole result."""
+        if self._join is not None:
+            self._join.finish()  # what still waits for a partner is unpaired
         if self.done:
             self._notices("result", {})
             return
@@ -390,14 +456,15 @@ class ReplayEngine:
             return
         if self._plain:
             if not self._stream_plain:
-                rows, _ = finish_plain(self.cq, self._sorted_rows, self._limit, len(self._sorted_rows) + 1)
+                rows, _ = finish_plain(self.cq, self._sorted_rows, self._limit, len(self._sorted_rows) + 1,
+                                       self._anomaly)
                 self._write("result", rows, {})
             else:
                 self._notices("result", {})
             return
         table = self._table
         assert table is not None
-        rows, errs = finish_aggregate(self.cq, self._plan, table, self._limit)  # type: ignore[arg-type]
+        rows, errs = finish_aggregate(self.cq, self._plan, table, self._limit, self._anomaly)  # type: ignore[arg-type]
         self.errors += errs
         self._write("result", rows, table.notices())
 
