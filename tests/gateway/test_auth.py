@@ -116,3 +116,21 @@ async def test_allowed_origins_pass(tmp_path: Path) -> None:
                 async with open_client(gw.port, token=TOKENS["alice"][0],
                                        origin="http://127.0.0.1:1"):
                     pass
+
+
+async def test_agent_token_may_only_publish_its_apps(tmp_path: Path) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from mantis_py.gateway.config import parse_config
+
+    cfg = parse_config({"gateway": {"port": 0}, "tokens": [
+        {"user": "play-agents", "token": "agent-play", "read": ["play"], "roles": ["agent"]}]})
+    with trio.fail_after(10):
+        async with open_gateway(cfg, prepare=fake_prepare) as gw:
+            async with open_agent(gw.port, "play", token="agent-play"):
+                pass
+            with pytest.raises(ConnectionClosed) as info:
+                async with open_agent(gw.port, "billing", token="agent-play"):
+                    pass
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1008
