@@ -5,7 +5,13 @@
 - filter: ``where status == 500 and latency_ms > 100`` through the engine vs a hand-written loop;
 - group: filter + ``group by country`` + count and average per 1 s window vs a hand-written loop;
 - replay: ``mantis-py replay`` over a JSONL file vs a loop that only ``orjson.loads`` the lines;
-- compile: parse + analyse + compile of a ~400-character query, p99 in ms (and vs lark's bare parse).
+- compile: parse + analyse + compile of a ~400-character query, p99 in ms (and vs lark's bare parse);
+- join (issue #6): the replay JOIN stage (``select * from play join cdn 60 seconds on sid``: side
+  from ``_app``, key, bounded core, joined rows) vs a hand-written dict-based join with the same
+  semantics (held per side, first partner within the bound, expiry); the bare dict join without
+  expiry is printed for information;
+- join_flood: a flood of unique keys through a join bounded at 10,000 events per side: the peak
+  held stays at the bound and traced memory stops growing (``--only join`` runs just these).
 A ratio >= 1 means the engine is at least as fast as the baseline (for compile: ratio = p99 / 5 ms).
 """
 
@@ -19,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +35,8 @@ sys.path.insert(0, ROOT)
 import orjson  # noqa: E402
 
 from mantis_py.query.engine import prepare  # noqa: E402
+from mantis_py.query.join import JoinCore, JoinSpec, ReplayJoin  # noqa: E402
+from mantis_py.query.parser import parse  # noqa: E402
 
 FILTER_Q = "select * from api where status == 500 and latency_ms > 100"
 REPLAY_Q = "select path, latency_ms from api where status == 503 and latency_ms > 300"
@@ -212,13 +221,137 @@ def bench_duckdb(duckdb: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
     return {"name": "group_vs_duckdb_events_per_s", "value": eng, "baseline": base, "ratio": eng / base}
 
 
+JOIN_Q = "select * from play join cdn 60 seconds on sid"
+
+
+def make_join_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Two applications' lines in time order (1,000 per second), sessions of a few events."""
+    rng = random.Random(seed)
+    return [
+        {"_app": "play" if rng.random() < 0.5 else "cdn", "sid": f"s{rng.randrange(n // 10 or 1)}",
+         "ts": 1_700_000_000 + i / 1000, "v": i}
+        for i in range(n)
+    ]
+
+
+def _hand_join(events: list[dict[str, Any]], bound: float, bounded: bool) -> list[dict[str, Any]]:
+    """A hand-written dict-based join: dicts of lists per side; an A takes the first held B
+    within the bound, or waits for the next one. ``bounded`` adds what a streaming join needs
+    and the engine does: a deque that drops events once they are older than the bound."""
+    held_a: dict[Any, list[Any]] = {}
+    held_b: dict[Any, list[Any]] = {}
+    order: deque[Any] = deque()
+    out: list[dict[str, Any]] = []
+    for e in events:
+        app = e.get("_app")
+        if app != "play" and app != "cdn":
+            continue
+        t = e["ts"]
+        key = e.get("sid")
+        if bounded:
+            while order and t - order[0][0] > bound:
+                _, d, k = order.popleft()
+                lst = d.get(k)
+                if lst:
+                    lst[:] = [x for x in lst if t - x[0] <= bound]
+                    if not lst:
+                        del d[k]
+        if app == "cdn":
+            waiting = held_a.pop(key, None)
+            if waiting:
+                still = []
+                for ta, a in waiting:
+                    if abs(t - ta) <= bound:
+                        out.append({**e, **a})
+                    else:
+                        still.append((ta, a))
+                if still:
+                    held_a[key] = still
+            held_b.setdefault(key, []).append((t, e))
+            if bounded:
+                order.append((t, held_b, key))
+        else:
+            for tb, b in held_b.get(key, ()):
+                if abs(t - tb) <= bound:
+                    out.append({**b, **e})
+                    break
+            else:
+                held_a.setdefault(key, []).append((t, e))
+                if bounded:
+                    order.append((t, held_a, key))
+    return out
+
+
+def bench_join(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JOIN stage (side from ``_app``, key, bounded core, joined rows) vs hand-written
+    dict joins: the same semantics with expiry (the gate), and a bare one without expiry."""
+    spec = JoinSpec.from_query(parse(JOIN_Q))
+    assert spec is not None
+
+    def engine() -> list[Any]:
+        rj = ReplayJoin(spec, capacity=1_000_000)
+        feed = rj.feed
+        out: list[Any] = []
+        for line, e in enumerate(events, 1):
+            r = feed(e, e["ts"], line)
+            if r:
+                out.extend(r)
+        return out
+
+    n_engine = len(engine())
+    n_hand = len(_hand_join(events, 60, True))
+    assert n_engine == n_hand, (n_engine, n_hand)
+    eng, hand = paired(engine, lambda: _hand_join(events, 60, True), len(events))
+    _, bare = paired(engine, lambda: _hand_join(events, 60, False), len(events), rounds=3)
+    return {"engine": eng, "hand": hand, "ratio": eng / hand, "bare_hand": bare,
+            "ratio_vs_bare": eng / bare, "pairs": n_engine}
+
+
+def bench_join_flood(n: int, capacity: int = 10_000) -> dict[str, Any]:
+    """A flood of unique keys (nothing pairs, nothing expires within the bound): the join
+    must hold at most ``capacity`` events per side, and its memory must stop growing."""
+    import tracemalloc
+
+    core = JoinCore(600, capacity)
+    tracemalloc.start()
+    marks = []
+    ev = {"v": 0}
+    for i in range(n):
+        (core.offer_a if i & 1 else core.offer_b)(i, ev, i / 1_000_000, i)
+        if i + 1 in (n // 4, n // 2, n):
+            marks.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    s = core.stats()
+    return {"events": n, "capacity_per_side": capacity, "peak_held_a": s.peak_a,
+            "peak_held_b": s.peak_b, "evicted": s.a_evicted + s.b_evicted,
+            "bytes_at_quarter_half_end": marks,
+            "within_bound": s.peak_a <= capacity and s.peak_b <= capacity}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--join-events", type=int, default=200_000)
+    ap.add_argument("--only", choices=("join",), default=None)
     args = ap.parse_args()
-    events = make_events(args.events)
     metrics = []
+    j = bench_join(make_join_events(args.join_events))
+    metrics.append({"name": "join_events_per_s", "value": j["engine"], "baseline": j["hand"],
+                    "ratio": j["ratio"], "target": 0.5})
+    metrics.append({"name": "join_vs_bare_dict_join", "value": j["engine"], "baseline": j["bare_hand"],
+                    "ratio": j["ratio_vs_bare"]})
+    flood = bench_join_flood(max(4 * 10_000, args.join_events * 2))
+    grow = flood["bytes_at_quarter_half_end"]
+    metrics.append({"name": "join_flood_peak_held", "value": max(flood["peak_held_a"], flood["peak_held_b"]),
+                    "baseline": flood["capacity_per_side"],
+                    "ratio": max(flood["peak_held_a"], flood["peak_held_b"]) / flood["capacity_per_side"],
+                    "target": "<= 1"})
+    metrics.append({"name": "join_flood_mem_end_vs_half", "value": grow[2], "baseline": grow[1],
+                    "ratio": grow[2] / grow[1], "target": "~1 (flat)"})
+    if args.only == "join":
+        return _report(metrics, args.json)
+    events = make_events(args.events)
     eng, base = bench_filter(events)
     metrics.append({"name": "filter_events_per_s", "value": eng, "baseline": base, "ratio": eng / base, "target": 0.8})
     eng, base = bench_group(events)
@@ -235,7 +368,11 @@ def main() -> int:
         metrics.append(bench_duckdb(duckdb, events))
     except ImportError:
         pass  # optional comparison (pip install '.[bench]'); bytewax is not compared yet
-    if args.json:
+    return _report(metrics, args.json)
+
+
+def _report(metrics: list[dict[str, Any]], as_json: bool) -> int:
+    if as_json:
         print(json.dumps({"metrics": metrics}))
     else:
         for m in metrics:
