@@ -22,6 +22,8 @@ from typing import Any
 __all__ = ["Attachment", "Run", "output_kind"]
 
 # Notices that are losses and go into meta.dropped (name -> reason key), MQL.md §5.6.
+NOT_DROPS = frozenset({"coverage", "completed", "percentile-clamped"})
+
 DROP_NOTICES = {
     "late": "late",
     "groups-folded": "groups_folded",
@@ -111,8 +113,12 @@ class Run:
             if cov is not None:
                 self._coverage = cov
             return
-        reason = DROP_NOTICES.get(name)
-        if reason is not None:
+        if name in NOT_DROPS:
+            return
+        # Every other notice is a loss the user must see; unknown names (a newer engine) are
+        # reported under their own name rather than silently ignored.
+        reason = DROP_NOTICES.get(name) or str(name).replace("-", "_")
+        if reason:
             value = getattr(out, "value", None)
             self._notices[reason] += value if isinstance(value, int) and value else _count(
                 getattr(out, "detail", None))
