@@ -187,3 +187,27 @@ def test_live_merger_equals_replay_for_in_order_arrival(query: str, seed: int) -
     assert [{k: v for k, v in r.items() if k not in strip} for r in live_rows] == [
         {k: v for k, v in r.items() if k not in strip} for r in replay]
     assert live_notices.get("join-unpaired", 0) > 0
+
+
+def test_agents_run_sample_only_for_a_join_query() -> None:
+    p = prepare("select sid from play join cdn 5 seconds on sid where bytes > 10", mode="live")
+    for app in ("play", "cdn"):
+        src = p.source(app=app, instance="i-1")
+        assert src.matches({"sid": "a", "bytes": 1}, 0.0)  # WHERE is not pushed down
+        assert src.matches({"title": "x"}, 0.0)
+    assert p.ships == "events"
+    assert "sid" in p.analysis.fields
+    assert "bytes" in p.analysis.fields
+    plain = prepare("select sid from play where bytes > 10", mode="live").source(app="play")
+    assert not plain.matches({"sid": "a", "bytes": 1}, 0.0)
+
+
+def test_live_join_drops_are_notices_for_unwindowed_queries() -> None:
+    p = prepare("select * from play join cdn 1 seconds on sid", mode="live")
+    m = p.merger(start=0.0, grace=0.5)
+    meta = {"_app": "play", "_instance": "i", "_zone": None, "_stream": "default"}
+    m.add_agent("a/default", 0.0)
+    m.receive_events("a/default", [{"t": 1000, "i": "i", "s": 0, "e": {"sid": "x"}, "m": meta}], 1.0)
+    assert [o for o in m.poll(1.0) if isinstance(o, Notice)] == []
+    notices = [o for o in m.poll(5.0) if isinstance(o, Notice)]
+    assert [(n.name, n.value, n.window) for n in notices] == [("join-unpaired", 1, None)]
