@@ -180,10 +180,10 @@ class JoinCore:
         self._combine = combine
         self._slack = seconds / 32
         self._sweep_at: Any = math.inf  # sweep when the clock passes this (see _sweep)
-        self.clock: Any = None
+        self._clock: Any = -math.inf  # the largest time offered (see the ``clock`` property)
         self._a = _SideStore()
         self._b = _SideStore()
-        self.a_in = self.b_in = self.pairs = 0
+        self.b_in = self.pairs = 0
         self.a_unpaired = self.a_evicted = self.b_unpaired = self.b_evicted = 0
         self.peak_a = self.peak_b = 0
         self._reported_unpaired = 0
@@ -191,13 +191,18 @@ class JoinCore:
 
     # -- the clock ---------------------------------------------------------------------------
 
+    @property
+    def clock(self) -> Any:
+        """The largest event time offered or passed to :meth:`advance` (None before any)."""
+        return None if self._clock == -math.inf else self._clock
+
     def advance(self, t: Any) -> None:
         """Move the clock to ``t`` if it is later, and drop what expired. Times that are not
         finite numbers are ignored."""
         if not _time_ok(t):
             return
-        if self.clock is None or t > self.clock:
-            self.clock = t
+        if t > self._clock:
+            self._clock = t
         self._sweep()
 
     def _sweep(self) -> None:
@@ -215,14 +220,14 @@ class JoinCore:
         self._sweep_at = at
 
     def _expired(self, t: Any) -> bool:
-        return self.clock is not None and self.clock - t > self.seconds
+        return self._clock - t > self.seconds  # type: ignore[no-any-return]
 
     def _expire(self, store: _SideStore, is_a: bool) -> None:
         """Pop the expired (and dead) entries at the front of the arrival queue and count the
         losses. Buckets are not touched: scans skip dead entries and trim them, and
         :meth:`_SideStore.compact` rebuilds once dead entries outnumber the live ones."""
         arrival = store.arrival
-        clock, n = self.clock, self.seconds
+        clock, n = self._clock, self.seconds
         gone = unpaired = 0
         while arrival:
             h = arrival[0]
@@ -269,10 +274,9 @@ class JoinCore:
         tt = type(t)
         if (tt is not int and tt is not float) or t - t != 0:
             return _NO_PAIRS
-        self.a_in += 1
-        clock = self.clock
-        if clock is None or t > clock:
-            self.clock = clock = t
+        clock = self._clock
+        if t > clock:
+            self._clock = clock = t
         n = self.seconds
         astore = self._a
         bstore = self._b
@@ -340,9 +344,9 @@ class JoinCore:
         if (tt is not int and tt is not float) or t - t != 0:
             return _NO_PAIRS
         self.b_in += 1
-        clock = self.clock
-        if clock is None or t > clock:
-            self.clock = clock = t
+        clock = self._clock
+        if t > clock:
+            self._clock = clock = t
         n = self.seconds
         astore = self._a
         bstore = self._b
@@ -351,47 +355,17 @@ class JoinCore:
         if clock > self._sweep_at:
             self._sweep()
         k = key if type(key) is str else group_key(key)
-        out: list[Any] = []  # (an empty list costs less than building it lazily)
-        combine = self._combine
+        out: Sequence[Any] = _NO_PAIRS
         bucket = astore.buckets.get(k)
         if bucket:
-            self._note_peaks()
-            keep: list[list[Any]] | None = None
-            for h in bucket:
-                if not h[_ALIVE]:
-                    continue
-                ht = h[_T]
-                if clock - ht > n:
-                    h[_ALIVE] = False
-                    astore.live -= 1
-                    self.a_unpaired += 1
-                elif t - ht > n or ht - t > n:
-                    if keep is None:
-                        keep = [h]
-                    else:
-                        keep.append(h)
-                else:
-                    h[_ALIVE] = False
-                    astore.live -= 1
-                    out.append(combine(h[_ITEM], item, t if t >= ht else ht, (order, h[_O])))
-            if keep is None:
-                astore.in_buckets -= len(bucket)
-                del astore.buckets[k]
-            else:
-                astore.in_buckets -= len(bucket) - len(keep)
-                astore.buckets[k] = keep
-            if out:
-                self.pairs += len(out)
-                if len(out) > 1 and not astore.sorted:
-                    out.sort(key=_pair_sort_key)
-            astore.compact()
+            out = self._pair_waiting(bucket, k, item, t, order, clock)
         if clock - t > n:
             if not out:
                 self.b_unpaired += 1
             return out
         if bstore.live >= self.capacity:
             self._evict(bstore, False)
-        h = [t, order, item, k, True, bool(out)]
+        h = [t, order, item, k, True, len(out) > 0]
         b = bstore.buckets.get(k)
         if not b:
             bstore.buckets[k] = [h]
@@ -411,6 +385,46 @@ class JoinCore:
                 self._sweep_at = at
         arr.append(h)
         bstore.live += 1
+        return out
+
+    def _pair_waiting(self, bucket: list[list[Any]], k: Hashable, item: Any, t: Any, order: Any,
+                      clock: Any) -> list[Any]:
+        """A B event meets the waiting A events of its key: pair every one within the bound
+        (in A order), count the expired ones, keep the rest waiting."""
+        astore = self._a
+        n = self.seconds
+        combine = self._combine
+        self._note_peaks()
+        out: list[Any] = []
+        keep: list[list[Any]] | None = None
+        for h in bucket:
+            if not h[_ALIVE]:
+                continue
+            ht = h[_T]
+            if clock - ht > n:
+                h[_ALIVE] = False
+                astore.live -= 1
+                self.a_unpaired += 1
+            elif t - ht > n or ht - t > n:
+                if keep is None:
+                    keep = [h]
+                else:
+                    keep.append(h)
+            else:
+                h[_ALIVE] = False
+                astore.live -= 1
+                out.append(combine(h[_ITEM], item, t if t >= ht else ht, (order, h[_O])))
+        if keep is None:
+            astore.in_buckets -= len(bucket)
+            del astore.buckets[k]
+        else:
+            astore.in_buckets -= len(bucket) - len(keep)
+            astore.buckets[k] = keep
+        if out:
+            self.pairs += len(out)
+            if len(out) > 1 and not astore.sorted:
+                out.sort(key=_pair_sort_key)
+        astore.compact()
         return out
 
     def _evict(self, store: _SideStore, is_a: bool) -> None:
@@ -452,7 +466,7 @@ class JoinCore:
         """A snapshot of the counters."""
         self._note_peaks()
         return JoinStats(
-            a_in=self.a_in, b_in=self.b_in, pairs=self.pairs, a_unpaired=self.a_unpaired,
+            a_in=self.pairs + self.a_unpaired + self.a_evicted + self._a.live, b_in=self.b_in, pairs=self.pairs, a_unpaired=self.a_unpaired,
             a_evicted=self.a_evicted, b_unpaired=self.b_unpaired, b_evicted=self.b_evicted,
             held_a=self._a.live, held_b=self._b.live, peak_a=self.peak_a, peak_b=self.peak_b,
         )
@@ -585,7 +599,7 @@ class ReplayJoin:
     completing event, line of the A event)``.
     """
 
-    __slots__ = ("_default", "_key1", "_offer_a", "_offer_b", "_sides", "core", "spec")
+    __slots__ = ("_default", "_default_offer", "_key1", "_offer_a", "_offer_b", "_sides", "core", "spec")
 
     def __init__(self, spec: JoinSpec, capacity: int = DEFAULT_JOIN_CAPACITY) -> None:
         self.spec = spec
@@ -598,6 +612,9 @@ class ReplayJoin:
         self._key1 = k[0] if k is not None and len(k) == 1 and type(k[0]) is str else None
         self._offer_a = self.core.offer_a
         self._offer_b = self.core.offer_b
+        self._default_offer: dict[Any, Callable[..., Sequence[Any]]] = {
+            app: self._offer_a if side == "A" else self._offer_b
+            for app, side in self._default.items()}
 
     def side(self, event: Any) -> Side | None:
         """The source of a line: its ``_app`` / ``_stream`` (see :meth:`JoinSpec.side_of_event`)."""
@@ -619,18 +636,14 @@ class ReplayJoin:
         """:meth:`side` then :meth:`offer` in one call (for a query without SAMPLE); a line of
         neither source gives nothing."""
         k1 = self._key1
-        if type(event) is dict and k1 is not None:
-            app = event.get("_app")
-            st = event.get("_stream")
-            if type(app) is not str:
+        if type(event) is dict and k1 is not None and event.get("_stream") is None:
+            try:  # the usual line: default stream; the app names the side's offer method
+                offer = self._default_offer.get(event.get("_app"))
+            except TypeError:  # an unhashable _app
                 return ()
-            if st is None:
-                side = self._default.get(app)
-            else:
-                side = self._sides.get((app, st if type(st) is str else "default"))
-            if side is None:
+            if offer is None:
                 return ()
-            return (self._offer_a if side == "A" else self._offer_b)(event.get(k1), event, t, line)
+            return offer(event.get(k1), event, t, line)
         s = self.side(event)
         return () if s is None else self.offer(s, event, t, line)
 
