@@ -69,14 +69,20 @@ class Pending:
     A record is the dict ``{"subs", "t", "s", "e"}`` whose ``e`` is already serialized (a codec
     ``Fragment``); its size is given by the caller (an upper bound of the record's), so the byte
     cap and the batch cut are conservative and the frame is serialized once, in C, when cut.
+
+    One event is usually one record. An event that masked and unmasked subscriptions both kept
+    may need two (docs/agent.md §Masking): the second is *glued* to the first (its size is
+    stored negated in ``sizes``), is never separated from it by a batch cut, and does not count
+    as an event (``events``, :meth:`cut`, :meth:`clear` count events, not records).
     """
 
-    __slots__ = ("first_at", "max_bytes", "max_records", "nbytes", "records", "sizes")
+    __slots__ = ("first_at", "glued", "max_bytes", "max_records", "nbytes", "records", "sizes")
 
     def __init__(self, max_records: int, max_bytes: int) -> None:
         self.records: list[dict[str, Any]] = []
-        self.sizes: list[int] = []
+        self.sizes: list[int] = []  # > 0: an event's first record; < 0: glued to the previous
         self.nbytes = 0
+        self.glued = 0
         self.first_at = 0.0
         self.max_records = max_records
         self.max_bytes = max_bytes
@@ -92,28 +98,66 @@ class Pending:
         self.nbytes += size
         return True
 
-    def take(self, max_bytes: int) -> list[dict[str, Any]]:
-        """Remove the oldest records totalling at most ``max_bytes`` (at least one record)."""
+    def add_pair(
+        self, first: dict[str, Any], size1: int, second: dict[str, Any], size2: int, now: float
+    ) -> bool:
+        """Append two records of one event (the second glued to the first); all or nothing."""
+        if (
+            len(self.records) + 2 > self.max_records
+            or self.nbytes + size1 + size2 > self.max_bytes
+        ):
+            return False
+        if not self.records:
+            self.first_at = now
+        self.records += (first, second)
+        self.sizes += (size1, -size2)
+        self.nbytes += size1 + size2
+        self.glued += 1
+        return True
+
+    def cut(self, max_bytes: int) -> tuple[list[dict[str, Any]], int]:
+        """Remove the oldest records totalling at most ``max_bytes`` (at least one event, with
+        its glued record); return them and the number of events they carry."""
         total = 0
         n = 0
-        for size in self.sizes:
+        events = 0
+        sizes = self.sizes
+        count = len(sizes)
+        while n < count:
+            size = sizes[n]
+            group = 1
+            if n + 1 < count and sizes[n + 1] < 0:  # its glued record goes with it
+                size -= sizes[n + 1]
+                group = 2
             if n and total + size > max_bytes:
                 break
             total += size
-            n += 1
+            n += group
+            events += 1
         out = self.records[:n]
         del self.records[:n]
-        del self.sizes[:n]
+        del sizes[:n]
         self.nbytes -= total
-        return out
+        self.glued -= n - events
+        return out, events
+
+    def take(self, max_bytes: int) -> list[dict[str, Any]]:
+        """:meth:`cut`, records only."""
+        return self.cut(max_bytes)[0]
 
     def clear(self) -> int:
-        """Drop everything; return how many records were dropped."""
-        n = len(self.records)
+        """Drop everything; return how many events were dropped."""
+        n = self.events
         self.records.clear()
         self.sizes.clear()
         self.nbytes = 0
+        self.glued = 0
         return n
+
+    @property
+    def events(self) -> int:
+        """Events waiting (records less the glued ones)."""
+        return len(self.records) - self.glued
 
     def __len__(self) -> int:
         return len(self.records)

@@ -26,7 +26,11 @@ data does raises out of the core: failures are counted and reported upstream (``
 
 Masking happens before anything looks at the event (SYSTEM.md §6): the event is serialized once,
 and a masked key anywhere in it sends the event through :func:`~.convert.convert`, which returns
-a masked copy; queries, projection and the wire only ever see that copy.
+a masked copy; queries, projection and the wire only ever see that copy. A subscription whose
+``caps`` carry ``"unmasked": true`` (the gateway sends those for tokens that may see masked
+fields) sees the unmasked event instead; an event holding a masked key while such subscriptions
+run takes :meth:`AgentCore._split_event`, which never lets an unmasked byte into a record tagged
+with a masked subscription (one record per kind when their projections differ).
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ __all__ = [
     "StreamStatistics",
     "SubscriptionStatistics",
 ]
+
+NO_MASK = Mask()
+"""Nothing masked: converts the event of unmasked subscriptions to JSON types."""
 
 OVERFLOW_STREAM = "_overflow"
 """Counters for events on streams beyond ``max_known_streams``."""
@@ -503,6 +510,7 @@ class AgentCore:
                 prefixes=tuple(a.field_prefixes),
                 star=bool(a.star),
                 link_gen=self.link_gen,
+                unmasked=msg.caps.get("unmasked") is True,
             )
         except Exception as exc:
             self._send(SubError(sub=msg.sub, code="compile", message=str(exc)[:1000]))
@@ -583,6 +591,7 @@ class AgentCore:
         event_subs = plan.event_subs
         partial_subs = plan.partial_subs
         project = plan.project
+        split = plan.split and pattern is not None
         pending = st.pending
         records = pending.records
         sizes = pending.sizes
@@ -602,6 +611,9 @@ class AgentCore:
                 except TypeError:
                     data, masked = None, True
                 if masked:
+                    if split:  # unmasked subscriptions run: each kind sees its own copy
+                        self._split_event(st, t, ev, data, now)
+                        continue
                     ev = convert(ev, mask, cfg.max_depth)  # masked JSON-typed copy
                     data = encode_value_slow(ev)  # never reuse the unmasked bytes
                 if len(data) > max_event:
@@ -653,6 +665,86 @@ class AgentCore:
                 lose(u.reason)
             except Exception:
                 lose("agent_error")
+
+    def _split_event(self, st: _Stream, t: float, ev: Any, data: bytes | None, now: float) -> None:
+        """One event holding a masked key (or not plain JSON) while masked and unmasked
+        subscriptions may both run on its stream (SYSTEM.md §6, docs/agent.md §Masking).
+
+        Masked subscriptions match, fold and project the masked copy; unmasked ones the original
+        converted to JSON types. When both kinds keep it, the two projections are serialized and
+        compared: equal bytes ship as one record tagged with both, otherwise as two records (the
+        second glued to the first, same ``s``), so no byte of the masked subscriptions' record
+        comes from the unmasked event. Raises :class:`Unconvertible` like the hot loop.
+        """
+        cfg = self.config
+        plan = st.plan
+        masked_subs, unmasked_subs = plan.masked_events, plan.unmasked_events
+        masked_parts, unmasked_parts = plan.masked_partials, plan.unmasked_partials
+        if data is None:  # not plain JSON: the unmasked copy is converted too
+            uev: Any = convert(ev, NO_MASK, cfg.max_depth)
+            data = encode_value_slow(uev)
+        else:
+            uev = ev
+        size = len(data)
+        mev: Any = None
+        if masked_subs or masked_parts:
+            mev = convert(ev, self.mask, cfg.max_depth)
+            size = max(size, len(encode_value_slow(mev)))
+        if size > cfg.max_event_bytes:
+            st.lose("too_large")
+            return
+        mtags = self._match(masked_subs, mev, t)
+        utags = self._match(unmasked_subs, uev, t)
+        for subs, e in ((masked_parts, mev), (unmasked_parts, uev)):
+            for sub in subs:
+                try:
+                    sub.source.offer(e, t)
+                    sub.folded += 1
+                except Exception as exc:
+                    self._sub_failed(sub, exc)
+        if not mtags and not utags:
+            if plan.partial_subs:
+                st.folded += 1
+            else:
+                st.unmatched += 1
+            return
+        project = plan.project
+        mb = self._project_bytes(project, mev) if mtags else b""
+        ub = self._project_bytes(project, uev) if utags else b""
+        pending = st.pending
+        ms = int(t * 1000)
+        if not mtags or not utags or mb == ub:
+            eb = mb if mtags else ub
+            n = len(eb) + 64
+            rec = {"subs": mtags + utags, "t": ms, "s": st.seq, "e": Fragment(eb)}
+            ok = pending.add(rec, n, t if t < now else now)
+        else:
+            first = {"subs": mtags, "t": ms, "s": st.seq, "e": Fragment(mb)}
+            second = {"subs": utags, "t": ms, "s": st.seq, "e": Fragment(ub)}
+            ok = pending.add_pair(first, len(mb) + 64, second, len(ub) + 64, t if t < now else now)
+        if not ok:
+            st.lose("queue_full")
+            return
+        st.seq += 1
+
+    def _match(self, subs: tuple[Subscription, ...], ev: Any, t: float) -> list[str]:
+        tags: list[str] = []
+        for sub in subs:
+            try:
+                if sub.source.matches(ev, t):
+                    sub.matched += 1
+                    tags.append(sub.id)
+            except Exception as exc:
+                self._sub_failed(sub, exc)
+        return tags
+
+    @staticmethod
+    def _project_bytes(project: Callable[[Any], Any] | None, ev: Any) -> bytes:
+        e = ev if project is None else project(ev)
+        try:
+            return dumps(e, None, VALUE_OPTS)  # type: ignore[no-any-return]
+        except TypeError:
+            return encode_value_slow(e)
 
     def _sub_failed(self, sub: Subscription, exc: Exception) -> None:
         sub.raised += 1
@@ -752,10 +844,10 @@ class AgentCore:
                     or now - p.first_at >= cfg.batch_interval_s
                 )
             ):
-                records = p.take(cfg.batch_max_bytes)
+                records, events = p.cut(cfg.batch_max_bytes)
                 data = self.link.send(Events(stream=st.name, records=records))
-                out.append(Frame(data, st.name, len(records)))
-                st.sent += len(records)
+                out.append(Frame(data, st.name, events))
+                st.sent += events
                 budget -= len(data)
                 if p.records:
                     p.first_at = now
@@ -787,7 +879,7 @@ class AgentCore:
             folded=st.folded,
             sent=st.sent,
             lost=dict(st.lost),
-            pending=len(ing.items) + st.in_hand + len(st.pending),
+            pending=len(ing.items) + st.in_hand + st.pending.events,
         )
 
     def statistics(self) -> AgentStatistics:

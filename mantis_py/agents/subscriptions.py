@@ -69,6 +69,7 @@ class Subscription:
     prefixes: tuple[str, ...]
     star: bool
     link_gen: int
+    unmasked: bool = False  # caps.unmasked: runs on the unmasked event (SYSTEM.md §6)
     confirm_by: float | None = None  # after a reconnect: dropped unless re-subscribed by then
     matched: int = 0  # events mode: events kept by SAMPLE + WHERE
     folded: int = 0  # partials mode: events offered to the window partials
@@ -89,10 +90,21 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class StreamPlan:
-    """What the hot path runs for one stream."""
+    """What the hot path runs for one stream.
+
+    ``event_subs`` / ``partial_subs`` hold every subscription (they all see the same event when
+    it holds no masked key). ``split`` is True when some subscriptions run unmasked and others
+    could not: events holding a masked key then take the split path, where the ``masked_*``
+    ones see the masked copy and the ``unmasked_*`` ones the original.
+    """
 
     event_subs: tuple[Subscription, ...] = ()
     partial_subs: tuple[Subscription, ...] = ()
+    masked_events: tuple[Subscription, ...] = ()
+    unmasked_events: tuple[Subscription, ...] = ()
+    masked_partials: tuple[Subscription, ...] = ()
+    unmasked_partials: tuple[Subscription, ...] = ()
+    split: bool = False
     star: bool = False
     paths: tuple[tuple[str, ...], ...] = ()
     prefixes: tuple[str, ...] = ()
@@ -150,9 +162,15 @@ def plan_for(subs: Iterable[Subscription], engine: Engine | None = None) -> Stre
             project = flat_projector(tuple(p[0] for p in paths))
         else:
             project = engine.make_projector(paths, prefixes, False)
+    unmasked = any(s.unmasked for s in subs)
     return StreamPlan(
         event_subs=events,
         partial_subs=partials,
+        masked_events=tuple(s for s in events if not s.unmasked),
+        unmasked_events=tuple(s for s in events if s.unmasked),
+        masked_partials=tuple(s for s in partials if not s.unmasked),
+        unmasked_partials=tuple(s for s in partials if s.unmasked),
+        split=unmasked,
         star=star,
         paths=paths,
         prefixes=prefixes,
