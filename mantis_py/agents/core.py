@@ -3,8 +3,9 @@
 Theory of operation. Two kinds of callers share one core:
 
 - *Host threads* call :meth:`AgentCore.offer` (inlined in ``Agent.publish``). It is O(1), never
-  blocks and never raises: for a stream nobody subscribed to it is one dict lookup and one
-  ``next()`` on a counter (the *gate*); otherwise it takes a shallow copy of the event and appends
+  blocks and never raises: for a stream nobody subscribed to it is one dict subscript and one
+  step of a ``for`` loop over that stream's ``itertools.count`` (``route``; no call at all);
+  otherwise it takes a shallow copy of the event and appends
   it to the stream's bounded :class:`~.buffer.Ingress` deque (``queues``), dropping and counting
   when full. It uses only operations atomic under the GIL, so any number of threads may publish
   (the count cap may be overshot by at most the number of publishing threads).
@@ -38,7 +39,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,10 @@ __all__ = [
     "StreamStatistics",
     "SubscriptionStatistics",
 ]
+
+SUBSCRIBED: Iterator[int] = iter(())
+"""``AgentCore.route`` value of a stream with queries: an exhausted iterator, so the host's
+``for`` loop over it stops at once without allocating (an empty tuple would build an iterator)."""
 
 NO_MASK = Mask()
 """Nothing masked: converts the event of unmasked subscriptions to JSON types."""
@@ -296,6 +301,11 @@ class AgentCore:
         # to map to their skip counter; subscribed streams map to their ingress deque.
         self.gate: dict[str, itertools.count[int]] = {}
         self.queues: dict[str, deque[tuple[float, Any]]] = {}
+        # ``route`` is what the host path reads first: every known stream maps to its skip
+        # counter while nobody subscribed to it (``for _ in route[s]: return`` counts and
+        # leaves, no call), or to the exhausted iterator ``SUBSCRIBED`` while queries run (the
+        # loop falls through to ``queues``). An unknown stream is a KeyError: the slow path.
+        self.route: dict[str, Iterable[int]] = {}
         self.queue_cap = config.max_queue_events
         self.subs: dict[str, Subscription] = {}
         self.link: AgentLink | None = None
@@ -330,17 +340,15 @@ class AgentCore:
             t: the event time, float seconds since the epoch.
         """
         try:
-            c = self.gate.get(stream)
-            if c is not None:
-                next(c)
+            for _ in self.route[stream]:  # nobody subscribed: counted, done
                 return
-            q = self.queues.get(stream)
-            if q is not None and type(event) is dict and len(q) < self.queue_cap:
+            q = self.queues[stream]
+            if type(event) is dict and len(q) < self.queue_cap:
                 q.append((t, event.copy()))
                 return
-            self.offer_slow(event, stream, t)
-        except Exception:
+        except Exception:  # unknown stream (KeyError), or a race with the runner
             pass
+        self.offer_slow(event, stream, t)
 
     def offer_slow(self, event: Any, stream: str, t: float) -> None:
         """The rare cases of :meth:`offer`: a new stream, a full queue, a non-dict event."""
@@ -360,7 +368,10 @@ class AgentCore:
                 return
             st.ingress.put_nowait(t, ev)
         except Exception:  # a host Mapping whose copy fails; never raise into the host
-            next(self._stream(str(stream)).not_object)
+            try:
+                next(self._stream(str(stream)).not_object)
+            except Exception:
+                pass
 
     def has_subscribers(self, stream: str = "default") -> bool:
         """Whether any subscription runs on ``stream`` (cheap; for callers to skip work)."""
@@ -375,6 +386,7 @@ class AgentCore:
         st = self.streams.setdefault(name, _Stream(name, self.config))
         if not st.subs and name != OVERFLOW_STREAM:
             self.gate.setdefault(name, st.skipped)
+            self.route.setdefault(name, st.skipped)
         return st
 
     def _stream(self, name: str) -> _Stream:
@@ -526,23 +538,32 @@ class AgentCore:
     def _set_subs(self, st: _Stream, subs: tuple[Subscription, ...]) -> None:
         st.plan = plan_for(subs, self._engine)
         st.subs = subs
+        # order matters for host threads reading without a lock: the queue exists before the
+        # route points to it, and the route counts skips again before the queue goes away
         if subs:
             self.queues[st.name] = st.ingress.items
+            self.route[st.name] = SUBSCRIBED
             self.gate.pop(st.name, None)
         elif st.name != OVERFLOW_STREAM:
             self.gate[st.name] = st.skipped
+            self.route[st.name] = st.skipped
             self.queues.pop(st.name, None)
 
     def _sync_gate(self) -> None:
         # A host thread registering a new stream may race with a subscription; heal it here.
         for name, st in list(self.streams.items()):
             if st.subs:
-                if name in self.gate:
-                    self.gate.pop(name, None)
                 if name not in self.queues:
                     self.queues[name] = st.ingress.items
-            elif name not in self.gate and name != OVERFLOW_STREAM:
+                if name in self.gate:
+                    self.gate.pop(name, None)
+                if self.route.get(name) is not SUBSCRIBED:
+                    self.route[name] = SUBSCRIBED
+            elif name != OVERFLOW_STREAM and (
+                name not in self.gate or self.route.get(name) is not st.skipped
+            ):
                 self.gate[name] = st.skipped
+                self.route[name] = st.skipped
                 self.queues.pop(name, None)
 
     # ------------------------------------------------------------ work (runner thread)

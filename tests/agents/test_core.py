@@ -300,3 +300,29 @@ def test_ping_message_type_only_from_gateway() -> None:
     pair = LinkPair(core, now=T)
     pair.send(Ping(nonce="1"))
     assert Pong(nonce="1") in pair.pump(T)
+
+
+def test_host_route_follows_subscriptions_and_counts_exactly(pair: LinkPair) -> None:
+    from mantis_py.agents.core import SUBSCRIBED
+
+    core = pair.core
+    assert core.route["default"] is core.streams["default"].skipped
+    core.offer({"a": 1}, "default", T)
+    core.offer({"a": 1}, "new", T)  # unknown stream: registered by the slow path
+    assert "new" in core.route
+    core.offer({"a": 1}, "new", T)
+    pair.subscribe("s1", "fake select=a")
+    assert core.route["default"] is SUBSCRIBED
+    core.offer({"a": 2}, "default", T)
+    core.offer(["not a dict"], "default", T)
+    core.offer({"a": 3}, ["unhashable"], T)  # type: ignore[arg-type]
+    pair.unsubscribe("s1")
+    assert core.route["default"] is core.streams["default"].skipped
+    core.offer({"a": 4}, "default", T)
+    s = core.statistics().streams
+    assert s["default"].offered == 4
+    assert s["default"].skipped_no_subscription == 2
+    assert s["default"].dropped == {"not_an_object": 1}
+    assert s["new"].offered == 2
+    assert s["['unhashable']"].offered == 1
+    check_accounting(core)
