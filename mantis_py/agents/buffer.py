@@ -14,7 +14,9 @@ Two buffers per stream (docs/agent.md §Limits):
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate
 from typing import Any
 
 __all__ = ["Ingress", "Pending", "counter_value"]
@@ -118,10 +120,22 @@ class Pending:
     def cut(self, max_bytes: int) -> tuple[list[dict[str, Any]], int]:
         """Remove the oldest records totalling at most ``max_bytes`` (at least one event, with
         its glued record); return them and the number of events they carry."""
+        records = self.records
+        sizes = self.sizes
+        if not self.glued:  # the common case: one record per event
+            if self.nbytes <= max_bytes:  # everything fits (a batch cut by age)
+                self.records, self.sizes = [], []
+                self.nbytes = 0
+                return records, len(records)
+            n = max(1, bisect_right(list(accumulate(sizes)), max_bytes))
+            out = records[:n]
+            del records[:n]
+            self.nbytes -= sum(sizes[:n])
+            del sizes[:n]
+            return out, n
         total = 0
         n = 0
         events = 0
-        sizes = self.sizes
         count = len(sizes)
         while n < count:
             size = sizes[n]
@@ -134,8 +148,8 @@ class Pending:
             total += size
             n += group
             events += 1
-        out = self.records[:n]
-        del self.records[:n]
+        out = records[:n]
+        del records[:n]
         del sizes[:n]
         self.nbytes -= total
         self.glued -= n - events

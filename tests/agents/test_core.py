@@ -326,3 +326,19 @@ def test_host_route_follows_subscriptions_and_counts_exactly(pair: LinkPair) -> 
     assert s["new"].offered == 2
     assert s["['unhashable']"].offered == 1
     check_accounting(core)
+
+
+def test_flat_projector_equals_the_generic_projection() -> None:
+    import random
+
+    from mantis_py.agents.subscriptions import flat_projector
+    from mantis_py.testing.fake_engine import fake_project
+
+    rng = random.Random(7)
+    names = ["a", "b", "it's", 'q"uote', "x.y", "\\"]
+    for _ in range(300):
+        keys = tuple(rng.sample(names, rng.randint(1, 4)))
+        ev = {k: rng.choice([1, None, [1], {"n": 2}]) for k in rng.sample(names, rng.randint(0, 6))}
+        want = fake_project(tuple((k,) for k in keys), (), False)(ev)
+        assert flat_projector(keys)(ev) == want
+        assert list(flat_projector(keys)(ev)) == [k for k in keys if k in ev]
