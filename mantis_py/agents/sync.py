@@ -39,7 +39,8 @@ from websockets.typing import Subprotocol
 
 from ..errors import ConfigurationError, RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
-from .core import AgentConfig, AgentCore, AgentStatistics, Frame
+from .core import AgentConfig, AgentCore, Frame
+from .host import HostSide
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Agent", "RunnerSettings", "agent_url", "backoff_delays"]
 
-_now = time.time  # bound once: the host's hot path calls it per event
 
 _CONFIG_FIELDS = frozenset(f.name for f in fields(AgentConfig))
 _LIVE: weakref.WeakSet[Agent] = weakref.WeakSet()
@@ -225,7 +225,7 @@ class _Sender(threading.Thread):
             return out
 
 
-class Agent:
+class Agent(HostSide):
     """The embedded agent for threaded, asyncio and plain programs (SYSTEM.md §3.1).
 
     Args:
@@ -277,49 +277,15 @@ class Agent:
         _LIVE.add(self)
 
     def _setup(self) -> None:
-        self._core = AgentCore(self.config, random.Random(self._rng.getrandbits(64)), self._engine)
-        # publish() reads these directly: the route and queue dicts, the slow path (docs/agent.md).
-        self._route = self._core.route
-        self._queues = self._core.queues
-        self._cap = self._core.queue_cap
-        self._offer_slow = self._core.offer_slow
+        self._bind_core(
+            AgentCore(self.config, random.Random(self._rng.getrandbits(64)), self._engine)
+        )
         self._stop = threading.Event()
         self._cpu_excluded = 0.0
         self._ws: Any = None
         self.last_error: str | None = None
 
     # ------------------------------------------------------------ public API
-
-    def publish(self, event: Any, stream: str = "default") -> None:
-        """Offer one event. Never blocks, never raises, never mutates ``event``.
-
-        Costs about one method call when nobody subscribed to ``stream``.
-        """
-        # The core's offer(), inlined: one call less on the host's hot path. Nobody subscribed:
-        # one subscript and one loop step over the stream's counter, no call (docs/agent.md).
-        try:
-            for _ in self._route[stream]:
-                return
-            q = self._queues[stream]
-            if type(event) is dict and len(q) < self._cap:
-                q.append((_now(), event.copy()))
-                return
-        except Exception:  # unknown stream (KeyError), or a race with the agent thread
-            pass
-        self._offer_slow(event, stream, _now())
-
-    def has_subscribers(self, stream: str = "default") -> bool:
-        """Whether any query runs on ``stream`` (skip building events nobody will see)."""
-        return self._core.has_subscribers(stream)
-
-    def statistics(self) -> AgentStatistics:
-        """A snapshot of the counters (see docs/agent.md §Statistics)."""
-        return self._core.statistics()
-
-    @property
-    def connected(self) -> bool:
-        """True while the link to the gateway is open."""
-        return self._core.is_open
 
     def start(self) -> Agent:
         """Start the background thread (idempotent). Returns self."""

@@ -25,7 +25,8 @@ from websockets.typing import Subprotocol
 
 from ..errors import RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
-from .core import AgentCore, AgentStatistics
+from .core import AgentCore
+from .host import HostSide
 from .sync import WS_LOGGER, agent_url, backoff_delays, make_config
 
 if TYPE_CHECKING:
@@ -35,10 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TrioAgent", "open_agent"]
 
-_now = time.time  # bound once: the host's hot path calls it per event
 
 
-class TrioAgent:
+class TrioAgent(HostSide):
     """The agent object ``open_agent`` yields; same public methods as :class:`~.sync.Agent`."""
 
     def __init__(
@@ -60,43 +60,11 @@ class TrioAgent:
         self.token = token
         self.ssl = ssl
         self._rng = rng if rng is not None else random.Random()
-        self._core = AgentCore(self.config, random.Random(self._rng.getrandbits(64)), engine)
-        self._route = self._core.route
-        self._queues = self._core.queues
-        self._cap = self._core.queue_cap
-        self._offer_slow = self._core.offer_slow
+        self._bind_core(AgentCore(self.config, random.Random(self._rng.getrandbits(64)), engine))
         self._busy = 0.0  # seconds spent inside the core (the CPU budget's measure)
         self._unsent: list[Any] = []
         self._closing = False  # on exit: the writer flushes everything, not only due batches
         self.last_error: str | None = None
-
-    def publish(self, event: Any, stream: str = "default") -> None:
-        """Offer one event. Never blocks, never raises, never mutates ``event``."""
-        # The core's offer(), inlined: one call less on the host's hot path. Nobody subscribed:
-        # one subscript and one loop step over the stream's counter, no call (docs/agent.md).
-        try:
-            for _ in self._route[stream]:
-                return
-            q = self._queues[stream]
-            if type(event) is dict and len(q) < self._cap:
-                q.append((_now(), event.copy()))
-                return
-        except Exception:  # unknown stream (KeyError), or a race with the agent thread
-            pass
-        self._offer_slow(event, stream, _now())
-
-    def has_subscribers(self, stream: str = "default") -> bool:
-        """Whether any query runs on ``stream``."""
-        return self._core.has_subscribers(stream)
-
-    def statistics(self) -> AgentStatistics:
-        """A snapshot of the counters."""
-        return self._core.statistics()
-
-    @property
-    def connected(self) -> bool:
-        """True while the link to the gateway is open."""
-        return self._core.is_open
 
     # ------------------------------------------------------------ tasks
 
