@@ -66,3 +66,43 @@ async def test_agents_and_clients_over_wss(cert: tuple[str, str]) -> None:
                 except trio.BrokenResourceError:
                     pass
             assert data.startswith(b"HTTP/1.1 200")
+
+
+async def test_a_real_agent_and_the_real_engine_over_wss(cert: tuple[str, str]) -> None:
+    """The threaded Agent connects with wss:// and a client's query flows end to end over TLS."""
+    from mantis_py.agents import Agent
+    from mantis_py.gateway.server import serve_gateway
+
+    crt, key = cert
+    ctx = ssl.create_default_context(cafile=crt)
+    config = GatewayConfig(port=0, tls_cert=crt, tls_key=key, grace_s=0.5, heartbeat_s=1.0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            gw = await nursery.start(
+                lambda task_status: serve_gateway(config, alerts=False, task_status=task_status)
+            )
+            base = f"wss://127.0.0.1:{gw.port}"
+            agent = Agent("tlsapp", base, ssl=ctx, reconnect_min_s=0.05, reconnect_max_s=0.4)
+            agent.start()
+            try:
+                while not agent.connected:  # noqa: ASYNC110 - bounded by fail_after
+                    await trio.sleep(0.02)
+                async with connect(f"{base}/v1/query", ssl=ctx) as ws:
+                    await ws.send(json.dumps(
+                        {"type": "query", "id": "q", "query": "select n from tlsapp where n >= 0"}
+                    ))
+                    assert (await recv_json(ws))["type"] == "accepted"
+                    rows: list[object] = []
+                    n = 0
+                    while not rows:
+                        agent.publish({"n": n, "other": "x"})
+                        n += 1
+                        with trio.move_on_after(0.1):
+                            msg = await recv_json(ws)
+                            if msg["type"] == "rows":
+                                rows = msg["rows"]
+                    assert rows[0] == {"n": rows[0]["n"]}  # type: ignore[index]
+                    assert isinstance(rows[0]["n"], int)  # type: ignore[index]
+            finally:
+                await trio.to_thread.run_sync(agent.close)
+            nursery.cancel_scope.cancel()
