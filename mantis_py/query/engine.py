@@ -477,6 +477,12 @@ class Merger:
         spec = JoinSpec.from_query(self._a.query)
         self._join = LiveJoin(spec) if spec is not None else None
         self._anomaly = AnomalyRunner.for_query(self._a)
+        # The raw-rows hot path: a plain query with no WINDOW, LIMIT, JOIN or ANOMALY only
+        # projects each shipped event and queues the row (see receive_events).
+        self._stream_rows = (
+            self._a.kind == "plain" and self._window is None and self._count is None
+            and self._limit is None and self._join is None and self._anomaly is None
+        )
 
     # ---------------------------------------------------------------- agents
 
@@ -532,6 +538,18 @@ class Merger:
     def receive_events(self, agent_id: str, records: list[dict[str, Any]], now: float) -> None:
         """Shipped events: ``{"t": ms, "i": instance, "s": seq, "e": event, "m": meta}``."""
         cq = self._cq
+        if self._stream_rows and not self._done:
+            project = cq.project
+            assert project is not None
+            append = self._pending_rows.append
+            before = len(self._pending_rows)
+            for rec in records:
+                try:
+                    append(project(rec["e"], rec.get("m") or {}, rec["t"]))
+                except Exception:
+                    self._errors += 1
+            self._emitted_rows += len(self._pending_rows) - before
+            return
         if self._join is not None:
             records = self._joined(records)
         for rec in records:
