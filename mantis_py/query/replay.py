@@ -207,6 +207,17 @@ class ReplayEngine:
                 return
             item = next(it, None)
 
+    def _advance_clock(self, t: Any, w: tuple[int, int]) -> bool:
+        """Move the clock to ``t`` (time passes on every valid line, §3.8.5) and emit the windows
+        that closed; False once the query has completed."""
+        if self._clock is None:
+            self._clock = t
+            self._next_k = first_replay_window(t, *w)
+        elif t > self._clock:
+            self._clock = t
+        self._emit_closed()
+        return not self.done
+
     def feed(self, e: dict[str, Any], t: Any, line: int) -> None:
         """Process one valid event (time ``t`` in seconds, 0 without a time field)."""
         if self.done:
@@ -217,13 +228,7 @@ class ReplayEngine:
         w = self._window
         ks: Any = None
         if w is not None:
-            if self._clock is None:
-                self._clock = t
-                self._next_k = first_replay_window(t, *w)
-            elif t > self._clock:
-                self._clock = t
-            self._emit_closed()
-            if self.done:
+            if not self._advance_clock(t, w):
                 return
             ks = window_indices(t, *w)
             if not ks:
@@ -246,15 +251,8 @@ class ReplayEngine:
         passes SAMPLE (as on the agents), then joins; each joined row (time ``max(tA, tB)``)
         goes through the late check, WHERE and the rest of the query (MQL.md §3.19)."""
         w = self._window
-        if w is not None:
-            if self._clock is None:
-                self._clock = t
-                self._next_k = first_replay_window(t, *w)
-            elif t > self._clock:
-                self._clock = t
-            self._emit_closed()
-            if self.done:
-                return
+        if w is not None and not self._advance_clock(t, w):
+            return
         rj = self._join
         assert rj is not None
         try:
