@@ -243,16 +243,23 @@ class GatewayCore:
         # {"t", "i", "s", "e", "m"} is made by adding the two gateway-known members in place.
         try:
             for rec in msg.records:
+                # The record's shape is checked here, in the routing loop (the codec checks only
+                # the list; docs/protocol.md): any bad member raises TypeError -> close 4000.
+                if type(rec["t"]) is not int or type(rec["s"]) is not int \
+                        or type(rec["e"]) is not dict:
+                    raise TypeError("t and s must be integers and e an object")
                 rec["i"] = instance
                 rec["m"] = meta
                 tags = rec["subs"]
                 key = tags[0] if len(tags) == 1 else tuple(tags)
                 targets = routes.get(key)
                 if targets is None:
+                    if type(tags) is not list or not all(type(x) is str for x in tags):
+                        raise TypeError("subs must be a list of subscription ids")
                     targets = routes[key] = self._route(tags, msg.stream, by_run)
                 for target in targets:
                     target.append(rec)
-        except (KeyError, TypeError, IndexError) as exc:  # the codec checks shapes; belt and braces
+        except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
         key = f"{state.agent_id}/{msg.stream}"
         for run_id, records in by_run.items():

@@ -98,26 +98,11 @@ def _is_window(v: Any) -> bool:
 
 
 def _is_records(v: Any) -> bool:
-    # events records: [{"subs": [str, ...], "t": int ms, "s": int, "e": {...}}, ...]
-    # This runs on every ingested frame (the gateway's hot path), hence exact-type checks in one
-    # loop rather than the generic checkers: a decoded frame holds only plain JSON types.
-    if not isinstance(v, (list, tuple)):
-        return False
-    for r in v:
-        if type(r) is not dict:
-            return False
-        subs = r.get("subs")
-        if (
-            type(subs) is not list
-            or type(r.get("t")) is not int
-            or type(r.get("s")) is not int
-            or type(r.get("e")) is not dict
-        ):
-            return False
-        for sub in subs:
-            if type(sub) is not str:
-                return False
-    return True
+    # events records: [{"subs": [str, ...], "t": int ms, "s": int, "e": {...}}, ...]. Only the
+    # list itself is checked here: the receiver checks each record's shape in the one loop that
+    # routes the batch (the gateway closes with 4000 on a malformed record), so the ingest hot
+    # path walks the records once, not twice (docs/protocol.md, events).
+    return isinstance(v, (list, tuple))
 
 
 # ---------------------------------------------------------------- agent -> gateway

@@ -268,3 +268,25 @@ def test_an_engine_failure_ends_only_that_query() -> None:
     frames = drain(core, "c1")
     assert {"type": "complete", "id": "bad_run", "reason": "error"} in frames
     assert {"type": "rows", "id": "good", "window": None, "rows": [{"n": 1}]} in frames
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"subs": ["x"], "t": 1.5, "s": 1, "e": {}},
+        {"subs": ["x"], "t": True, "s": 1, "e": {}},
+        {"subs": ["x"], "t": 1, "s": "1", "e": {}},
+        {"subs": ["x"], "t": 1, "s": 1, "e": []},
+        {"subs": "x", "t": 1, "s": 1, "e": {}},
+        {"subs": [1], "t": 1, "s": 1, "e": {}},
+        {"t": 1, "s": 1, "e": {}},
+        ["not", "a", "record"],
+    ],
+)
+def test_a_malformed_event_record_closes_the_agent_link_with_4000(record: Any) -> None:
+    core = make_core()
+    agent(core, "a1")
+    frame = b'{"type":"events","stream":"default","records":[' + codec.dumps(record) + b"]}"
+    with pytest.raises(RemoteProtocolError) as info:
+        core.receive_agent_data("a1", frame, 1000.1)
+    assert info.value.close_code == 4000

@@ -145,10 +145,7 @@ def test_any_json_object_decodes_or_raises(obj: dict[str, Any], kind: str) -> No
         (b'{"type": "nope"}', 4000),
         (b'{"type": "hello", "instance": "i"}', 4000),
         (b'{"type": "hello", "app": 3, "instance": "i"}', 4000),
-        (
-            b'{"type": "events", "stream": "s", "records": [{"subs": ["a"], "t": 1.5, "s": 1, "e": {}}]}',
-            4000,
-        ),
+        (b'{"type": "events", "stream": "s", "records": {"subs": ["a"]}}', 4000),
         (b'{"type": "rows", "id": "q", "window": [1], "rows": []}', 4000),
     ],
 )
