@@ -199,12 +199,8 @@ class _Tokenizer:
 
     def forbidden(self, i: int) -> _Stop:
         c = self.text[i]
-        if c in _QUOTES:
-            hint = "use a plain ' or \" to quote"
-        elif c in _UNICODE_SPACES:
-            hint = "use a plain space"
-        else:
-            hint = None
+        # the catalogue's one hint for E112 (MQL.md §5.4), backticks dropped as everywhere
+        hint = "use a plain space, or ' / \"" if c in _QUOTES or c in _UNICODE_SPACES else None
         return self.err("E112", f"unexpected character {describe_char(c)}", i, 1, hint=hint)
 
     # ----------------------------------------------------------------- main loop
