@@ -146,34 +146,57 @@ def _fast_chunk(
 
 
 def _time_field_segments(field: str) -> tuple[Any, ...]:
-    """Parse ``--time-field`` as an MQL property (a bare name or an ``e[…]`` path)."""
+    """Parse ``--time-field`` as an MQL property (a bare name or an ``e[…]`` path).
+
+    An invalid field is a QueryError located in the field's own text (§7.1: reported like a
+    rejected query). The grammar allows exactly one property there, so a parse error of the
+    E101/E102 kind expects ``a property`` (nothing read yet) or ``end of query`` (after it), never
+    the clause keywords of the select list the field is parsed in.
+    """
+    import re
+
     from mantis_py.query import ast
-    from mantis_py.query.diagnostics import query_error
+    from mantis_py.query.diagnostics import describe_token, query_error
     from mantis_py.query.parser import parse
 
     prefix = "select "
     try:
         q = parse(prefix + field)
     except QueryError as err:
-        col = max(1, err.column - len(prefix)) if err.line == 1 else err.column
+        # the error's (line, column) back to a code-point offset into ``field``
+        line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", field)]
+        line0 = min(err.line, len(line_starts)) - 1
+        off = line_starts[line0] + err.column - 1 - (len(prefix) if line0 == 0 else 0)
+        off = max(0, min(off, len(field)))
+        if err.code not in ("E101", "E102"):
+            raise query_error(
+                err.code, err.message, field, off, err.length,
+                expected=err.expected, suggestion=err.suggestion, hint=err.hint,
+            ) from None
+        want = "a property" if not field[:off].strip() else "end of query"
+        if err.code == "E101":
+            message = f"the query ends too early: expected {want}"
+        else:
+            message = f"expected {want}, found '{describe_token(field[off:off + err.length])}'"
+        raise query_error(err.code, message, field, off, err.length, expected=[want], hint=err.hint) from None
+    item = q.items[0] if q.items else None
+    end = (item.operand.span.end if isinstance(item.operand, ast.Property) else item.span.end) if item else 0
+    rest = field[max(0, end - len(prefix)):]
+    if item is not None and rest.strip():
+        # something follows the first operand (an alias, a ',' or a clause): only the end may
+        off = len(field) - len(rest) + (len(rest) - len(rest.lstrip()))
+        tok = re.match(r"[,()*]|[^\s,()*]+", field[off:])
+        length = len(tok.group(0)) if tok else 1
         raise query_error(
-            err.code, err.message, field, max(0, col - 1), err.length,
-            expected=err.expected, suggestion=err.suggestion, hint=err.hint,
-        ) from None
-    ok = (
-        len(q.items) == 1
-        and q.items[0].alias is None
-        and isinstance(q.items[0].operand, ast.Property)
-        and not q.items[0].operand.has_star
-        and not q.sources
-        and q.where is None
-    )
-    if not ok:
+            "E102", f"expected end of query, found '{describe_token(field[off:off + length])}'",
+            field, off, length, expected=["end of query"],
+        )
+    if item is None or not isinstance(item.operand, ast.Property) or item.operand.has_star:
         raise query_error(
             "E116", f"--time-field must be a property (a name or an e[…] path), found '{field}'",
             field, 0, len(field), hint="write a name such as ts, or a path such as e['meta']['ts']",
         )
-    return tuple(q.items[0].operand.segments)  # type: ignore[union-attr]
+    return tuple(item.operand.segments)
 
 
 def run(args: argparse.Namespace) -> int:

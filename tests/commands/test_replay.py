@@ -172,3 +172,30 @@ def test_streamed_rows_with_bad_lines_and_times_in_the_middle(tmp_path: Path) ->
         "line 1001: skipped: time field ts is missing or not a number",
         "line 2001: skipped: not a JSON object (found array)",
     ]
+
+
+def test_time_field_is_exactly_one_property() -> None:
+    """§7.1: --time-field is one MQL property; anything after it is E102 (expected end of query), an
+    empty field is E101 (expected a property), never the select list's clause vocabulary."""
+    import pytest
+
+    from mantis_py.commands.replay import _time_field_segments
+    from mantis_py.errors import QueryError
+
+    assert _time_field_segments("ts") == ("ts",)
+    assert _time_field_segments(" from ") == ("from",)
+    assert _time_field_segments("E[\"a\"][0]") == ("a", 0)
+    cases = {
+        "ts window 10": ("E102", 1, 4, 6, ["end of query"], "expected end of query, found 'window'"),
+        "ts as x": ("E102", 1, 4, 2, ["end of query"], "expected end of query, found 'as'"),
+        "ts, b": ("E102", 1, 3, 1, ["end of query"], "expected end of query, found ','"),
+        "a\nb": ("E102", 2, 1, 1, ["end of query"], "expected end of query, found 'b'"),
+        "": ("E101", 1, 1, 0, ["a property"], "the query ends too early: expected a property"),
+        "e['a'][*]": ("E116", 1, 1, 9, [], "--time-field must be a property (a name or an e[…] path), found 'e['a'][*]'"),
+    }
+    for field, (code, line, col, length, expected, message) in cases.items():
+        with pytest.raises(QueryError) as info:
+            _time_field_segments(field)
+        d = info.value.to_dict()
+        assert (d["code"], d["line"], d["column"], d["length"], d["expected"], d["message"]) == (
+            code, line, col, length, expected, message), field
