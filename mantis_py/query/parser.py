@@ -100,13 +100,14 @@ _VOCAB = {
     "PERCENT": "%", "SAMPLE_OBJECT": "a sample object {…}", "FUNC_NAME": "an operand",
     "BANG": "NOT", "GROUP_BY": "GROUP BY", "ORDER_BY": "ORDER BY", "$END": "end of query",
 }  # fmt: skip
-_RESERVED = frozenset({"JOIN", "ANOMALY", "MAD", "SECONDS", "ON"})
+_RESERVED = frozenset({"JOIN", "ANOMALY"})  # §5.2: only these two are never listed
 _OPERAND_TERMS = frozenset({"NAME", "PATH", "PREFIX", "STRING", "NUMBER", "TRUE", "FALSE",
                             "NULL", "FUNC_NAME", "NOT", "BANG"})  # fmt: skip
 _EXPECTED_ORDER = [
     ",", "(", ")", "*", "an operator", "a condition", "an operand", "a property", "a literal",
     "a string", "a number", "a whole number", "a regex /…/", "a source", "a sample object {…}",
     "%", "AS", "DISTINCT", "ASC", "DESC", "IS", "NOT", "NOT IN", "IN", "NULL", "AND", "OR",
+    "SECONDS", "ON", "MAD",
     "FROM", "WHERE", "WINDOW", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "SAMPLE",
     "end of query",
 ]  # fmt: skip
