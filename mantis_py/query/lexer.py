@@ -423,6 +423,8 @@ class _Tokenizer:
         return end
 
     def e117_suggestion(self, word: str, end: int) -> str | None:
+        if self.text.startswith("[^", end):  # a prefix selector exists only as e[^'…'] itself
+            return None
         k = len(self.out)
         try:
             pend = self.read_path(end - 1, check_only=True)
