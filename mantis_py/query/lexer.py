@@ -425,14 +425,18 @@ class _Tokenizer:
     def e117_suggestion(self, word: str, end: int) -> str | None:
         if self.text.startswith("[^", end):  # a prefix selector exists only as e[^'…'] itself
             return None
+        from mantis_py.query.format import format_property  # format imports this module
+
         k = len(self.out)
         try:
-            pend = self.read_path(end - 1, check_only=True)
+            self.read_path(end - 1)  # reads the brackets as if the word's last letter were `e`
+            segments = self.out[k].value if len(self.out) > k and self.out[k].kind == "PATH" else None
         except _Stop:
             return None
         finally:
             del self.out[k:]
-        return f"e[{_quote(word)}]{self.text[end:pend]}"
+        # spelled canonically (§5.3): e['tags']['a'] for tags["a"]
+        return format_property((word, *segments)) if segments is not None else None
 
     def read_path(self, i: int, check_only: bool = False) -> int:
         """Read ``e[...]...`` starting at the ``e`` (or, with check_only, at the word's last
@@ -516,10 +520,6 @@ class _Tokenizer:
         sample = build_sample(members, self.text, i, end)
         self.emit("SAMPLE_OBJECT", i, end, sample)
         return end
-
-
-def _quote(s: str) -> str:
-    return f'"{s}"' if "'" in s else f"'{s}'"
 
 
 # A JSON-ish value read from a sample object: (python value, start, end).
