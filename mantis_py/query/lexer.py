@@ -102,6 +102,25 @@ class RawToken:
     error: QueryError | None = field(default=None, repr=False)
 
 
+def _regex_literal(content: str) -> str | None:
+    """A string's content as a regex literal that reads back to the same pattern (§2.7): a ``/``
+    not taken by a backslash pair becomes ``\\/`` (which RE2 reads as a slash). None when a final
+    lone backslash would take the closing slash."""
+    out: list[str] = []
+    i, n = 0, len(content)
+    while i < n:
+        c = content[i]
+        if c == "\\":
+            if i + 1 >= n:
+                return None
+            out.append(content[i : i + 2])
+            i += 2
+            continue
+        out.append("\\/" if c == "/" else c)
+        i += 1
+    return "/" + "".join(out) + "/"
+
+
 # --------------------------------------------------------------------------- numbers
 
 
@@ -313,7 +332,7 @@ class _Tokenizer:
         bad = self.text[j:end]
         suggestion = None
         if bad[:1] in ("'", '"') and len(bad) >= 2 and bad[-1] == bad[0]:
-            suggestion = f"/{bad[1:-1]}/"
+            suggestion = _regex_literal(bad[1:-1])
         raise self.err("E119", f"{op} needs a regex literal /…/ on its right", j, end - j,
                        suggestion=suggestion)  # fmt: skip
 
