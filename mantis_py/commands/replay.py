@@ -327,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
                     break
                 if tty:
                     err_out.write(f"\r{lineno} lines\r")
+        except BrokenPipeError:
+            raise  # stdout closed (`| head`): not a read error; handled below
         except OSError as err:
             err_out.write(f"mantis-py: cannot read {path}: {err.strerror or err}\n")
             return 1

@@ -214,6 +214,9 @@ class _Checker:
         for j in q.joins[1:]:
             self.found.add("E217", j.span, "only one JOIN per query is supported")
         for j in q.joins[:1]:
+            if type(j.seconds) is not int or j.seconds < 0:  # §2.4: an integer position
+                self.found.add("E217", j.seconds_span,
+                               "JOIN needs a whole number of seconds, at least 0")
             on = j.on
             if not isinstance(on, ast.Property) or on.has_star:
                 self.found.add("E217", getattr(on, "span", j.span),

@@ -16,10 +16,14 @@ Theory of operation:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal as TLiteral, Union
+from typing import Any, Union
+from typing import Literal as TLiteral
 
 __all__ = [
+    "NO_SPAN",
+    "STAR",
     "And",
+    "Anomaly",
     "BoolCondition",
     "Call",
     "CallArg",
@@ -38,20 +42,17 @@ __all__ = [
     "Operand",
     "Or",
     "OrderKey",
-    "Property",
     "PrefixSelector",
+    "Property",
     "Query",
-    "Anomaly",
-    "STAR",
     "Sample",
-    "SelectItem",
     "Segment",
+    "SelectItem",
     "Source",
     "Span",
     "Star",
     "TimeWindow",
     "Window",
-    "NO_SPAN",
 ]
 
 
@@ -289,9 +290,10 @@ class Join:
     """``JOIN sources N SECONDS ON operand`` (MQL.md §3.19)."""
 
     sources: tuple[Source, ...]
-    seconds: int
+    seconds: int | float
     on: Operand
     span: Span = _span()
+    seconds_span: Span = _span()
 
 
 @dataclass(frozen=True, slots=True)

@@ -544,7 +544,7 @@ class JoinSpec:
         return cls(
             a_sources=tuple(_source_pair(s) for s in q.sources),
             b_sources=tuple(_source_pair(s) for s in j.sources),
-            seconds=j.seconds,
+            seconds=int(j.seconds),  # a whole number: the analyzer refuses others
             key=key,
         )
 

@@ -298,7 +298,8 @@ class _Builder:
 
     def join_clause(self, c: list[Any]) -> ast.Join:
         sources = tuple(_source(x) for x in c[1].items())
-        return ast.Join(sources, c[-4].payload, c[-1], span=_sp(c[0], c[-1]))
+        return ast.Join(sources, c[-4].payload, c[-1], span=_sp(c[0], c[-1]),
+                        seconds_span=_sp(c[-4]))
 
     def window_where(self, c: list[Any]) -> list[Any]:
         return list(c)
