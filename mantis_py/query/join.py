@@ -314,28 +314,7 @@ class JoinCore:
         if clock - t > n:
             self.a_unpaired += 1
             return _NO_PAIRS
-        if astore.live >= self.capacity:
-            self._evict(astore, True)
-        h = [t, order, item, k, True, False]
-        b = astore.buckets.get(k)
-        if not b:
-            astore.buckets[k] = [h]
-        else:
-            if astore.sorted:
-                try:
-                    if order < b[-1][_O]:
-                        astore.sorted = False
-                except TypeError:
-                    pass
-            b.append(h)
-        astore.in_buckets += 1
-        arr = astore.arrival
-        if not arr:
-            at = t + n + self._slack
-            if at < self._sweep_at:
-                self._sweep_at = at
-        arr.append(h)
-        astore.live += 1
+        self._hold(astore, True, [t, order, item, k, True, False])
         return _NO_PAIRS
 
     def offer_b(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
@@ -363,29 +342,34 @@ class JoinCore:
             if not out:
                 self.b_unpaired += 1
             return out
-        if bstore.live >= self.capacity:
-            self._evict(bstore, False)
-        h = [t, order, item, k, True, len(out) > 0]
-        b = bstore.buckets.get(k)
+        self._hold(bstore, False, [t, order, item, k, True, len(out) > 0])
+        return out
+
+    def _hold(self, store: _SideStore, is_a: bool, h: list[Any]) -> None:
+        """Keep event ``h`` (``[t, order, item, key, alive, paired]``) on its side for at most
+        N seconds: evict the oldest when the side is full, file it under its key (noting when
+        arrivals stop being in event order) and in arrival order for the expiry sweep."""
+        if store.live >= self.capacity:
+            self._evict(store, is_a)
+        b = store.buckets.get(h[_KEY])
         if not b:
-            bstore.buckets[k] = [h]
+            store.buckets[h[_KEY]] = [h]
         else:
-            if bstore.sorted:
+            if store.sorted:
                 try:
-                    if order < b[-1][_O]:
-                        bstore.sorted = False
+                    if h[_O] < b[-1][_O]:
+                        store.sorted = False
                 except TypeError:
                     pass
             b.append(h)
-        bstore.in_buckets += 1
-        arr = bstore.arrival
+        store.in_buckets += 1
+        arr = store.arrival
         if not arr:
-            at = t + n + self._slack
+            at = h[_T] + self.seconds + self._slack
             if at < self._sweep_at:
                 self._sweep_at = at
         arr.append(h)
-        bstore.live += 1
-        return out
+        store.live += 1
 
     def _pair_waiting(self, bucket: list[list[Any]], k: Hashable, item: Any, t: Any, order: Any,
                       clock: Any) -> list[Any]:
