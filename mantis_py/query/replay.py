@@ -384,33 +384,32 @@ class ReplayEngine:
 
     def _emit_window(self, k: int) -> None:
         n, m = self._window  # type: ignore[misc]
-        scope = _scope_window(k, n, m)
         data = self._windows.pop(k, None)
         if self._plain:
-            rows, dropped = finish_plain(self.cq, data or [], self._limit, self.caps.row_cap, self._anomaly)
-            self._write(scope, rows, {"rows-truncated": dropped})
-            return
-        table = data if data is not None else GroupTable(self._plan)  # type: ignore[arg-type]
-        limit = None if self._completes_by_window else self._limit
-        rows, errs = finish_aggregate(self.cq, self._plan, table, limit, self._anomaly)  # type: ignore[arg-type]
-        self.errors += errs
-        self._write(scope, rows, table.notices())
-        if self._completes_by_window and rows:
-            self._windows_emitted += 1
-            if self._windows_emitted >= self._limit:  # type: ignore[operator]
-                self.done = True
+            self._emit_batch(_scope_window(k, n, m), data or [], None)
+        else:
+            table = data if data is not None else GroupTable(self._plan)  # type: ignore[arg-type]
+            self._emit_batch(_scope_window(k, n, m), [], table)
 
     def _emit_count(self) -> None:
         scope = f"count window {self._count_k}"
         self._count_k += 1
         if self._plain:
             items, self._count_items = self._count_items, []
+            self._emit_batch(scope, items, None)
+        else:
+            table, self._count_table = self._count_table, None
+            self._count_n = 0
+            assert table is not None
+            self._emit_batch(scope, [], table)
+
+    def _emit_batch(self, scope: str, items: list[Any], table: GroupTable | None) -> None:
+        """Finish one window's batch (plain rows ``items``, or the aggregate ``table``) and write
+        it; a non-grouped aggregate query with LIMIT completes after that many windows."""
+        if table is None:
             rows, dropped = finish_plain(self.cq, items, self._limit, self.caps.row_cap, self._anomaly)
             self._write(scope, rows, {"rows-truncated": dropped})
             return
-        table, self._count_table = self._count_table, None
-        self._count_n = 0
-        assert table is not None
         limit = None if self._completes_by_window else self._limit
         rows, errs = finish_aggregate(self.cq, self._plan, table, limit, self._anomaly)  # type: ignore[arg-type]
         self.errors += errs
