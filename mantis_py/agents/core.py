@@ -113,6 +113,7 @@ class AgentConfig:
     min_sample_rate: float = 0.001
     error_report_interval_s: float = 10.0
     max_control_frames: int = 1000
+    max_poll_gap_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.app or not isinstance(self.app, str):
@@ -131,7 +132,7 @@ class AgentConfig:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
         for name in (
             "batch_interval_s", "stats_interval_s", "expire_after_s", "resubscribe_grace_s",
-            "error_report_interval_s",
+            "error_report_interval_s", "max_poll_gap_s",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
@@ -510,7 +511,9 @@ class AgentCore:
                 rng=random.Random(self.rng.getrandbits(64)),
                 caps=engine.make_caps(msg.caps),
             )
-            source.start(msg.start)
+            # Never catch up windows that started before this agent received the query; a poll
+            # gap over max_gap marks windows not covered; never more than 30 s of catch-up.
+            source.start(max(msg.start, now), max_gap=cfg.max_poll_gap_s, horizon=30.0)
             a = prepared.analysis
             sub = Subscription(
                 id=msg.sub,

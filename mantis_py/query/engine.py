@@ -346,6 +346,17 @@ class SourceRunner:
         self._windows: dict[int, GroupTable] = {}
         self._seq = 0
         self._plan = p.agg_plan(caps) if p.ships == "partials" else None
+        # Observation bookkeeping (partials), set by a live agent (None: off, e.g. a split replay
+        # that polls once at the end): a window is covered only if this runner was polled
+        # throughout it. A pause longer than ``max_gap`` (SIGSTOP, a GC pause, a frozen VM, a busy
+        # agent thread) leaves a gap; windows overlapping a gap ship ``"covered": false`` and the
+        # gateway does not count them. Windows that ended more than ``horizon`` seconds ago are
+        # skipped outright (counted in ``skipped_windows``): the gateway closed them long ago.
+        self.max_gap: float | None = None
+        self.horizon: float | None = None
+        self.skipped_windows = 0
+        self._last_poll: float | None = None
+        self._gaps: list[tuple[float, float]] = []
 
     def meta_values(self) -> dict[str, Any]:
         """The meta fields this query references, with their values (``{}`` for most queries)."""
@@ -371,10 +382,16 @@ class SourceRunner:
             self.errors += 1
             return False
 
-    def start(self, now: float) -> None:
-        """Partials: the first window is the first one starting at or after ``now``."""
+    def start(self, now: float, *, max_gap: float | None = None,
+              horizon: float | None = None) -> None:
+        """Partials: the first window is the first one starting at or after ``now``.
+
+        A live agent passes ``max_gap`` / ``horizon`` (see ``__init__``); observation starts
+        at ``now``, so a slow compile after receiving the query counts as a gap."""
         if self._window is not None:
             self._next_k = first_live_window(now, *self._window)
+        if max_gap is not None:
+            self.max_gap, self.horizon, self._last_poll = max_gap, horizon, now
 
     def offer(self, event: Any, t: float) -> None:
         """Partials: SAMPLE + WHERE + fold into the partial states of the event's windows."""
@@ -410,7 +427,18 @@ class SourceRunner:
         """Partials: one JSON-able part per window whose end ≤ ``now`` (empty windows too)."""
         if self._plan is None or self._window is None or self._next_k is None:
             return []
+        last, self._last_poll = self._last_poll, now
+        if last is not None and self.max_gap is not None and now - last > self.max_gap:
+            self._gaps.append((last, now))
         n, m = self._window
+        # never catch up more than `horizon` seconds of windows (a day-old start, start = 0)
+        oldest = self._next_k if self.horizon is None else first_live_window(
+            now - self.horizon - n, n, m)
+        if self._next_k < oldest:
+            self.skipped_windows += oldest - self._next_k
+            for old in [k for k in self._windows if k < oldest]:
+                del self._windows[old]
+            self._next_k = oldest
         out = []
         while True:
             k = self._next_k
@@ -425,8 +453,13 @@ class SourceRunner:
             part["k"] = k
             part["window"] = [start, end]
             part["errors"] = self.errors
+            if any(g0 < end and g1 > start for g0, g1 in self._gaps):
+                part["covered"] = False  # not observed throughout: never a zero-count window
             out.append(part)
             self._next_k = k + 1
+        if self._gaps:
+            first = window_bounds(self._next_k, n, m)[0]
+            self._gaps = [g for g in self._gaps if g[1] > first]
         return out
 
 
@@ -465,6 +498,7 @@ class Merger:
         # per time window k: partials -> [GroupTable, reported agent ids]; events -> [items]
         self._tables: dict[int, GroupTable] = {}
         self._reported: dict[int, set[str]] = {}
+        self._uncovered: dict[int, set[str]] = {}  # reported, but not observed throughout
         self._items: dict[int, list[Any]] = {}
         # count windows
         self._arrival = 0
@@ -534,6 +568,8 @@ class Merger:
         except Exception:
             self._errors += 1
         self._reported.setdefault(k, set()).add(agent_id)
+        if part.get("covered") is False:  # the agent did not observe the whole window
+            self._uncovered.setdefault(k, set()).add(agent_id)
 
     def receive_events(self, agent_id: str, records: list[dict[str, Any]], now: float) -> None:
         """Shipped events: ``{"t": ms, "i": instance, "s": seq, "e": event, "m": meta}``."""
@@ -693,7 +729,7 @@ class Merger:
         bounds = window_bounds(k, n, m)
         notices: dict[str, int] = {}
         expected, _ = self._expected(*bounds)
-        reported = self._reported.pop(k, set())
+        reported = self._reported.pop(k, set()) - self._uncovered.pop(k, set())
         if self._plan is not None:
             table = self._tables.pop(k, None) or GroupTable(self._plan)
             rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit_per_window(),

@@ -1,0 +1,106 @@
+"""Issue 9 attacks on the agent, replayed on the pure core with the real query engine.
+
+- catch-up: a subscription carrying a day-old (or zero) ``start`` must not make the agent emit
+  one partial per window since then;
+- a pause (SIGSTOP, GC, frozen VM, busy thread) must not turn unobserved windows into zero-count
+  partials: they ship ``"covered": false``;
+- the gateway's merger counts such windows as not covered by that agent.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from mantis_py.agents.core import AgentConfig, AgentCore
+from mantis_py.query.engine import Notice, Rows, prepare
+from mantis_py.testing import LinkPair
+from mantis_py.wire import Partial
+
+T = 1_000_000.0
+Q = "select count(*) as n from app window 1"
+
+
+def mql_core(**settings: Any) -> AgentCore:
+    return AgentCore(AgentConfig(app="app", instance="i1", **settings), random.Random(7))
+
+
+def _parts(msgs: list[Any]) -> list[dict[str, Any]]:
+    return [m.part for m in msgs if isinstance(m, Partial)]
+
+
+@pytest.mark.parametrize("start", [T - 86_400, T - 7 * 86_400, 0.0])
+def test_a_late_joiner_never_catches_up_old_windows(start: float) -> None:
+    """Before: 86,412 partials for a day-old start (604,815 for a week, every second since 1970
+    for start = 0). After: only windows starting after the agent received the query."""
+    core = mql_core()
+    pair = LinkPair(core, now=T)
+    pair.subscribe("n", Q, start=start, now=T + 0.5)
+    parts: list[dict[str, Any]] = []
+    for i in range(1, 6):
+        parts += _parts(pair.pump(T + 0.5 + i))
+    assert parts, "windows after the subscription are reported"
+    assert all(p["window"][0] >= T + 0.5 for p in parts), parts[:2]
+    assert len(parts) <= 5
+
+
+def test_a_pause_ships_unobserved_windows_as_not_covered() -> None:
+    """SIGSTOP for 12 s: the windows of the pause come back ``covered: false``, never as zeros."""
+    core = mql_core()
+    pair = LinkPair(core, now=T)
+    pair.subscribe("n", Q, start=T, now=T)
+    seen: list[dict[str, Any]] = []
+    t = T
+    while t < T + 3:  # the runner polls every 50 ms
+        t += 0.05
+        seen += _parts(pair.pump(t))
+    assert seen and all("covered" not in p for p in seen)
+    paused_at = t
+    t += 12.0  # frozen: no poll, no publish
+    after = _parts(pair.pump(t))
+    assert len(after) >= 11
+    for p in after:
+        assert p["covered"] is False, p
+    t2 = t
+    while t2 < t + 2.5:
+        t2 += 0.05
+        after += _parts(pair.pump(t2))
+    fresh = [p for p in after if p["window"][0] >= t]
+    assert fresh and all("covered" not in p for p in fresh), "observed windows are covered again"
+    assert all(p.get("covered") is False for p in after if p["window"][0] < t
+               and p["window"][1] > paused_at)
+
+
+def test_a_slow_compile_counts_as_unobserved() -> None:
+    """The runner received the query at T but was busy until T + 3: those windows are not
+    covered (observation starts when the query arrives)."""
+    core = mql_core()
+    pair = LinkPair(core, now=T)
+    pair.subscribe("n", Q, start=T, now=T)
+    parts = _parts(pair.pump(T + 3.01))
+    assert parts and all(p["covered"] is False for p in parts)
+
+
+def test_the_merger_does_not_count_unobserved_parts() -> None:
+    """Three agents; two ship ``covered: false`` zero windows: coverage is 1/3, not 3/3."""
+    p = prepare(Q, mode="live")
+    m = p.merger(start=T, grace=5.0)
+    for a in ("a", "b", "c"):
+        m.add_agent(a, T - 1)
+    src = p.source(app="app", instance="a")
+    src.start(T)
+    for i in range(30):
+        src.offer({"i": i}, T + 0.01 * i)
+    (good,) = src.poll(T + 1.0)
+    m.receive_part("a", good, T + 1.0)
+    for a in ("b", "c"):
+        m.receive_part(a, {"k": good["k"], "window": good["window"], "groups": [], "other": None,
+                           "folded": 0, "errors": 0, "covered": False}, T + 1.0)
+    out = m.poll(T + 1.1)  # everyone reported: emitted before the grace ends
+    rows = [o for o in out if isinstance(o, Rows)]
+    cov = [o for o in out if isinstance(o, Notice) and o.name == "coverage"]
+    assert rows and rows[0].rows == [{"n": 30}]
+    assert cov and cov[0].detail == "1/3 agents"
+    assert m.statistics()["coverage"] == {"reporting": 1, "expected": 3}
