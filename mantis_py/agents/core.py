@@ -114,6 +114,7 @@ class AgentConfig:
     error_report_interval_s: float = 10.0
     max_control_frames: int = 1000
     max_poll_gap_s: float = 1.0
+    allow_unmasked: bool = False
 
     def __post_init__(self) -> None:
         if not self.app or not isinstance(self.app, str):
@@ -525,7 +526,8 @@ class AgentCore:
                 prefixes=tuple(a.field_prefixes),
                 star=bool(a.star),
                 link_gen=self.link_gen,
-                unmasked=msg.caps.get("unmasked") is True,
+                # the service, not whoever answers on the gateway's address, decides
+                unmasked=cfg.allow_unmasked is True and msg.caps.get("unmasked") is True,
             )
         except Exception as exc:
             self._send(SubError(sub=msg.sub, code="compile", message=str(exc)[:1000]))

@@ -234,6 +234,9 @@ class Agent(HostSide):
         token: bearer token for the gateway, if it requires one.
         instance: this process's id (default ``hostname-pid``).
         mask: field names (any depth) or dotted paths (from the root) to mask before matching.
+        allow_unmasked: let subscriptions the gateway marks unmasked (users whose token may see
+            masked fields) receive masked values. False by default: masked values never leave
+            the process, whatever a gateway asks.
         tags: free-form labels sent in hello; ``tags["zone"]`` is the default zone.
         zone: availability zone (the ``_zone`` meta field).
         ssl: an ``ssl.SSLContext`` for ``wss://``.
@@ -258,8 +261,10 @@ class Agent(HostSide):
         ssl: ssl_module.SSLContext | None = None,
         engine: Engine | None = None,
         rng: random.Random | None = None,
+        allow_unmasked: bool = False,
         **settings: Any,
     ) -> None:
+        settings["allow_unmasked"] = allow_unmasked
         self._args = (app, instance, tuple(mask), dict(tags or {}), zone, dict(settings))
         self.config, self.settings, self._default_instance = make_config(
             app, instance, mask, tags, zone, settings

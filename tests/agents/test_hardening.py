@@ -104,3 +104,47 @@ def test_the_merger_does_not_count_unobserved_parts() -> None:
     assert rows and rows[0].rows == [{"n": 30}]
     assert cov and cov[0].detail == "1/3 agents"
     assert m.statistics()["coverage"] == {"reporting": 1, "expected": 3}
+
+
+# --------------------------------------------------------------------------- allow_unmasked
+
+
+def _unmasked_attack(core: AgentCore) -> list[Any]:
+    """A fake gateway asks for an unmasked subscription and collects every record."""
+    from mantis_py.testing import records_of
+    from mantis_py.wire import Subscribe
+
+    pair = LinkPair(core, now=T)
+    pair.send(Subscribe(sub="u", query="select * from app", stream="default", start=T,
+                        caps={"unmasked": True}))
+    for i in range(50):
+        core.offer({"user": "bob", "password": "hunter2", "i": i}, "default", T)
+    core.poll(T)
+    return records_of(pair.pump(T + 1, force=True))
+
+
+def test_a_gateway_asking_for_unmasked_values_gets_masked_ones_by_default() -> None:
+    """Before: a fake gateway sending caps.unmasked received `hunter2` for every event."""
+    recs = _unmasked_attack(mql_core(mask=("password",)))
+    assert len(recs) == 50
+    assert all(r["e"]["password"] == "[masked]" for r in recs)
+    assert "hunter2" not in repr(recs)
+
+
+def test_a_service_that_allows_unmasked_values_ships_them() -> None:
+    recs = _unmasked_attack(mql_core(mask=("password",), allow_unmasked=True))
+    assert recs and all(r["e"]["password"] == "hunter2" for r in recs)
+
+
+def test_both_runners_take_allow_unmasked() -> None:
+    import inspect
+
+    from mantis_py.agents.sync import Agent
+    from mantis_py.agents.trio import TrioAgent, open_agent
+
+    assert Agent("app", instance="x").config.allow_unmasked is False
+    assert Agent("app", instance="x", allow_unmasked=True).config.allow_unmasked is True
+    assert inspect.signature(open_agent).parameters["allow_unmasked"].default is False
+    t = TrioAgent("app", "ws://127.0.0.1:1", None, "x", ("password",), None, None, None, None,
+                  None, {"allow_unmasked": True})
+    assert t.config.allow_unmasked is True
