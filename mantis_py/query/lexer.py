@@ -34,6 +34,8 @@ __all__ = [
     "MAX_INT_DIGITS",
     "MAX_LITERAL_BYTES",
     "MAX_PATH_SEGMENTS",
+    "MAX_REGEXES",
+    "MAX_TOKENS",
     "SAMPLE_MEMBERS",
     "SAMPLE_STRATEGIES",
     "WHITESPACE",
@@ -53,6 +55,11 @@ MAX_DEPTH = 64
 MAX_LITERAL_BYTES = 4096
 MAX_PATH_SEGMENTS = 64
 MAX_INT_DIGITS = 4300
+MAX_TOKENS = 2500
+"""Complexity budget (E308): tokens of one query. Bounds the work of parsing, analysing and
+compiling any query (a 1,000-item IN list needs about 2,000), checked while reading tokens."""
+MAX_REGEXES = 64
+"""Complexity budget (E308): regex literals of one query (each is compiled by RE2)."""
 
 _UNICODE_SPACES = (
     "\u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200E)) + ("\u202f\u205f\u3000\ufeff")
@@ -140,6 +147,14 @@ def number_fix(word: str) -> str:
     return f"{sign}{body.lstrip('0') or '0'}{exp}"
 
 
+def _digit_run(word: str, j: int) -> int:
+    """The end of the run of ASCII digits starting at ``j`` (C-speed ``lstrip``, no regex)."""
+    if j >= len(word) or word[j] not in _DIGITS:
+        return j
+    rest = word[j:]
+    return j + len(rest) - len(rest.lstrip("0123456789"))
+
+
 def number_shape(word: str) -> int:
     """How ``word`` reads as a number, in one left-to-right pass (no regex, so no backtracking:
     a 16 KB run of digits followed by a letter costs one scan, not the square of its length).
@@ -149,16 +164,12 @@ def number_shape(word: str) -> int:
     """
     n = len(word)
     i = 1 if n and word[0] in "+-" else 0
-    j = i
-    while j < n and word[j] in _DIGITS:
-        j += 1
+    j = _digit_run(word, i)
     int_digits = j - i
     frac_digits = -1  # no '.'
     if j < n and word[j] == ".":
-        j += 1
-        k = j
-        while j < n and word[j] in _DIGITS:
-            j += 1
+        k = j + 1
+        j = _digit_run(word, k)
         frac_digits = j - k
     if int_digits == 0 and frac_digits <= 0:
         return 0
@@ -167,8 +178,7 @@ def number_shape(word: str) -> int:
         if j < n and word[j] in "+-":
             j += 1
         k = j
-        while j < n and word[j] in _DIGITS:
-            j += 1
+        j = _digit_run(word, k)
         if j == k:
             return 0
     if j != n:
@@ -276,7 +286,11 @@ class _Tokenizer:
     def _run(self) -> None:
         text, n = self.text, self.n
         i = self.skip_ws(0)
+        out = self.out
         while i < n:
+            if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
+                raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
+                               hint="split it into smaller queries")  # fmt: skip
             c = text[i]
             if c in FORBIDDEN:
                 raise self.forbidden(i)
@@ -438,6 +452,10 @@ class _Tokenizer:
             raise self.err("E115", "regex flags after the closing '/' are not supported", i,
                            k - i, suggestion=fix)  # fmt: skip
         self.check_size(body, "regex literal", i, end)
+        self.regexes = getattr(self, "regexes", 0) + 1
+        if self.regexes > MAX_REGEXES:
+            raise self.err("E308", f"the query has more than {MAX_REGEXES} regex literals", i,
+                           end - i, hint="combine them into one pattern with |")  # fmt: skip
         self.emit("REGEX", i, end, body)
         return end
 

@@ -56,7 +56,8 @@ def test_a_pause_ships_unobserved_windows_as_not_covered() -> None:
     while t < T + 3:  # the runner polls every 50 ms
         t += 0.05
         seen += _parts(pair.pump(t))
-    assert seen and all("covered" not in p for p in seen)
+    assert seen
+    assert all("covered" not in p for p in seen)
     paused_at = t
     t += 12.0  # frozen: no poll, no publish
     after = _parts(pair.pump(t))
@@ -68,7 +69,8 @@ def test_a_pause_ships_unobserved_windows_as_not_covered() -> None:
         t2 += 0.05
         after += _parts(pair.pump(t2))
     fresh = [p for p in after if p["window"][0] >= t]
-    assert fresh and all("covered" not in p for p in fresh), "observed windows are covered again"
+    assert fresh
+    assert all("covered" not in p for p in fresh), "observed windows are covered again"
     assert all(p.get("covered") is False for p in after if p["window"][0] < t
                and p["window"][1] > paused_at)
 
@@ -80,7 +82,8 @@ def test_a_slow_compile_counts_as_unobserved() -> None:
     pair = LinkPair(core, now=T)
     pair.subscribe("n", Q, start=T, now=T)
     parts = _parts(pair.pump(T + 3.01))
-    assert parts and all(p["covered"] is False for p in parts)
+    assert parts
+    assert all(p["covered"] is False for p in parts)
 
 
 def test_the_merger_does_not_count_unobserved_parts() -> None:
@@ -101,8 +104,10 @@ def test_the_merger_does_not_count_unobserved_parts() -> None:
     out = m.poll(T + 1.1)  # everyone reported: emitted before the grace ends
     rows = [o for o in out if isinstance(o, Rows)]
     cov = [o for o in out if isinstance(o, Notice) and o.name == "coverage"]
-    assert rows and rows[0].rows == [{"n": 30}]
-    assert cov and cov[0].detail == "1/3 agents"
+    assert rows
+    assert rows[0].rows == [{"n": 30}]
+    assert cov
+    assert cov[0].detail == "1/3 agents"
     assert m.statistics()["coverage"] == {"reporting": 1, "expected": 3}
 
 
@@ -133,7 +138,8 @@ def test_a_gateway_asking_for_unmasked_values_gets_masked_ones_by_default() -> N
 
 def test_a_service_that_allows_unmasked_values_ships_them() -> None:
     recs = _unmasked_attack(mql_core(mask=("password",), allow_unmasked=True))
-    assert recs and all(r["e"]["password"] == "hunter2" for r in recs)
+    assert recs
+    assert all(r["e"]["password"] == "hunter2" for r in recs)
 
 
 def test_both_runners_take_allow_unmasked() -> None:
