@@ -133,6 +133,9 @@ class GatewayCore:
         self.runs: dict[str, Run] = {}
         self._shared_runs: dict[tuple[str, str], str] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._check_buckets: dict[str, TokenBucket] = {}
+        self._compile_buckets: dict[str, TokenBucket] = {}
+        self._failed: dict[tuple[str, frozenset[str], frozenset[str]], QueryError] = {}
         self._ids = itertools.count(1)
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
@@ -372,6 +375,100 @@ class GatewayCore:
 
     # ------------------------------------------------------------------ clients
 
+    def admit_check(self, user: str, now: float) -> bool:
+        """Take one ``POST /v1/check`` from ``user``'s rate limit: the same rate and burst as query
+        submissions, in a bucket of its own (checking while typing never starves submitting)."""
+        bucket = self._check_buckets.get(user)
+        if bucket is None:
+            lim = self.limits
+            if len(self._check_buckets) >= 10_000:  # one per configured user; bounded anyway
+                self._check_buckets.clear()
+            bucket = self._check_buckets[user] = TokenBucket(lim.submissions_per_s,
+                                                             lim.submissions_burst, now)
+        return bucket.try_take(now)
+
+    def readable_apps(self, principal: Principal) -> set[str]:
+        """The apps seen that ``principal`` may read: the only names an E222 suggestion may use."""
+        seen = self.registry.apps_seen
+        if principal.read == ("*",):
+            return set(seen)
+        streams: dict[str, set[str]] = {}
+        for info in self.registry.agents.values():
+            streams.setdefault(info.app, set()).update(info.streams)
+        return {app for app in seen
+                if any(principal.may_read(app, st) for st in (*streams.get(app, ()), "default"))}
+
+    def apps_for(self, principal: Principal) -> tuple[set[str], set[str]]:
+        """(apps ``principal`` may read, every app seen): what :meth:`prepare_for` needs, taken
+        on the event loop so a worker thread never iterates the registry."""
+        return self.readable_apps(principal), set(self.registry.apps_seen)
+
+    def prepare_for(self, principal: Principal, text: str, mode: str = "live",
+                    apps: tuple[set[str], set[str]] | None = None) -> Any:
+        """``prepare`` as ``principal`` sees the gateway: an unknown application (E222) is
+        suggested only from apps it may read; a query naming an app that exists but that it may
+        not read compiles (the caller then refuses it as forbidden, as before). ``apps`` from
+        :meth:`apps_for` (safe to call from a worker thread with it)."""
+        if mode != "live":
+            return self.prepare(text, mode=mode, apps=None)
+        readable, seen = apps if apps is not None else self.apps_for(principal)
+        key = (text, frozenset(readable), frozenset(seen))
+        failed = self._failed.get(key)
+        if failed is not None:  # compiled (off the loop) a moment ago: do not pay twice
+            raise failed
+        try:
+            return self.prepare(text, mode="live", apps=readable)
+        except QueryError as exc:
+            if exc.code == "E222" and readable != seen:
+                try:
+                    return self.prepare(text, mode="live", apps=seen)
+                except QueryError:
+                    pass
+            if len(self._failed) >= 256:
+                self._failed.clear()
+            self._failed[key] = exc
+            raise exc from None
+
+    # -- compile budget: CPU seconds of query compilation per user ---------------------------
+
+    def _compile_bucket(self, user: str, now: float) -> TokenBucket:
+        bucket = self._compile_buckets.get(user)
+        if bucket is None:
+            if len(self._compile_buckets) >= 10_000:
+                self._compile_buckets.clear()
+            lim = self.limits
+            bucket = self._compile_buckets[user] = TokenBucket(
+                lim.compile_cpu_per_s, lim.compile_cpu_burst_s, now)
+        return bucket
+
+    def charge_compile(self, user: str, cpu_seconds: float, now: float) -> None:
+        """The shell measured ``cpu_seconds`` of compilation for ``user``: account it
+        (``compile_cpu_seconds_total{user}``) and debit the user's compile budget."""
+        self.metrics.inc("compile_cpu_seconds_total", cpu_seconds, user=user)
+        self._compile_bucket(user, now).charge(now, cpu_seconds)
+
+    def compile_allowed(self, user: str, now: float) -> bool:
+        """False while ``user`` owes compile CPU (its budget is negative)."""
+        return self._compile_bucket(user, now).available(now) >= 0.0
+
+    def compile_request(self, client_id: str, data: bytes | str,
+                        now: float) -> tuple[Principal, str, tuple[set[str], set[str]]] | None:
+        """Shell hook, before :meth:`receive_client_data`: when ``data`` is a query this client
+        may submit now (rate limit and compile budget), (principal, text, apps) to compile off
+        the event loop; ``receive_client_data`` then finds the result in the prepare cache."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return None
+        try:
+            msg = codec.decode(data, ("query",))
+        except Exception:
+            return None
+        if not isinstance(msg, Query) or client.bucket.available(now) < 1.0:
+            return None
+        if not self.compile_allowed(client.principal.user, now):
+            return None
+        return client.principal, msg.query, self.apps_for(client.principal)
+
     def open_client(self, client_id: str, principal: Principal, now: float, kind: str = "ws",
                     queue: OutboundQueue | None = None) -> ClientState:
         """A client connection was accepted (after auth and connection caps)."""
@@ -431,8 +528,16 @@ class GatewayCore:
             )
             self._refuse(client, qid, text, [], err, "rate_limited", now)
             return
+        if not self.compile_allowed(user, now):
+            err = error_object(
+                "rate limited: this user's queries took too much compile CPU recently "
+                f"(budget {self.limits.compile_cpu_per_s:g} s per second)", "rate_limited",
+                hint="wait a moment and submit again; smaller queries compile faster",
+            )
+            self._refuse(client, qid, text, [], err, "rate_limited", now)
+            return
         try:
-            prepared = self.prepare(text, mode="live", apps=set(self.registry.apps_seen))
+            prepared = self.prepare_for(client.principal, text)
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
             return
