@@ -242,6 +242,8 @@ class GatewayCore:
         instance = info.instance
         routes: dict[Any, list[list[dict[str, Any]]]] = {}  # subs tag -> record lists of runs
         by_run: dict[str, list[dict[str, Any]]] = {}
+        unknown: dict[Any, int] = {}  # subs tag -> how many of its ids are not (or no longer) ours
+        unknown_records = 0
         # Hot path (ingest): records are the freshly decoded dicts; the merger's record shape
         # {"t", "i", "s", "e", "m"} is made by adding the two gateway-known members in place.
         try:
@@ -260,10 +262,17 @@ class GatewayCore:
                     if type(tags) is not list or not all(type(x) is str for x in tags):
                         raise TypeError("subs must be a list of subscription ids")
                     targets = routes[key] = self._route(tags, msg.stream, by_run)
+                    lost = self._unknown_tags(tags, msg.stream)
+                    if lost:
+                        unknown[key] = lost
+                if unknown and key in unknown:  # dropped records are counted one by one
+                    unknown_records += unknown[key]
                 for target in targets:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
+        if unknown_records:
+            self.metrics.inc("dropped_total", unknown_records, reason="unknown_subscription")
         key = f"{state.agent_id}/{msg.stream}"
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
@@ -283,14 +292,19 @@ class GatewayCore:
         for sid in tags:
             sub = self.registry.subs.get(sid)
             if sub is None or sub.stream != stream:
-                # withdrawn a moment ago (in flight) or never ours: counted, not an error
-                self.metrics.inc("dropped_total", reason="unknown_subscription")
+                # withdrawn a moment ago (in flight) or never ours: counted per record by the
+                # caller (_unknown_tags), not an error
                 continue
             for run_id in sub.runs:
                 if run_id not in seen:
                     seen.add(run_id)
                     targets.append(by_run.setdefault(run_id, []))
         return targets
+
+    def _unknown_tags(self, tags: list[str], stream: str) -> int:
+        """How many subscription ids of ``tags`` are not (or no longer) live on ``stream``."""
+        subs = self.registry.subs
+        return sum(1 for sid in tags if (s := subs.get(sid)) is None or s.stream != stream)
 
     def _on_partial(self, state: AgentState, msg: Partial, now: float) -> None:
         self.metrics.inc("parts_in_total")

@@ -55,7 +55,7 @@ from . import handlers
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
 from .core import GatewayCore
-from .http import HttpRequest, Responder, read_request, upgrade
+from .http import HttpRequest, RedactSecrets, Responder, read_request, upgrade
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
@@ -223,6 +223,7 @@ class GatewayServer:
 
     def _principal(self, request: HttpRequest, role: str) -> Principal:
         token = bearer_token(request.headers, request.query)
+        RedactSecrets.remember(token)  # whatever it holds, this text never reaches a log
         return self.auth.authenticate(token, role)
 
     async def _refuse(self, responder: Responder, status: int, message: str) -> None:
