@@ -355,8 +355,9 @@ class Agent(HostSide):
             self._stop.wait(min(left, self.settings.idle_tick_s))
 
     def _report_cpu(self) -> None:
-        # Compiling queries (handling gateway messages) is excluded: it is bounded by the query
-        # limits, and a one-off compile must not make the agent sample events down.
+        # Handling gateway messages (compiling queries) is charged separately
+        # (``report_control_cpu``): over time it stays within ``cpu_budget`` because new queries
+        # are refused while it is overdrawn, and a one-off compile never samples events down.
         self._core.report_cpu(time.time(), time.thread_time() - self._cpu_excluded)
 
     def _connect_and_serve(self) -> bool:
@@ -399,7 +400,9 @@ class Agent(HostSide):
                 while data is not None:
                     c0 = time.thread_time()
                     core.receive_data(data, now)
-                    self._cpu_excluded += time.thread_time() - c0
+                    spent = time.thread_time() - c0
+                    self._cpu_excluded += spent
+                    core.report_control_cpu(now, spent)  # compiles: their own share of the budget
                     welcomed = welcomed or core.is_open
                     try:
                         data = ws.recv(timeout=0)

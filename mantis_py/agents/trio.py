@@ -113,7 +113,9 @@ class TrioAgent(HostSide):
                         nonlocal welcomed
                         try:
                             async for data in ws:
+                                t0 = time.perf_counter()
                                 core.receive_data(data, time.time())
+                                core.report_control_cpu(time.time(), time.perf_counter() - t0)
                                 welcomed = welcomed or core.is_open
                         except RemoteProtocolError as exc:
                             self.last_error = f"protocol: {exc}"

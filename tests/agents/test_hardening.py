@@ -154,3 +154,42 @@ def test_both_runners_take_allow_unmasked() -> None:
     t = TrioAgent("app", "ws://127.0.0.1:1", None, "x", ("password",), None, None, None, None,
                   None, {"allow_unmasked": True})
     assert t.config.allow_unmasked is True
+
+
+# --------------------------------------------------------------------------- subscription churn
+
+
+def test_subscription_churn_is_capped() -> None:
+    """Before: a gateway churning subscribe/unsubscribe of fresh queries drove the agent thread
+    to 97 % of a core. After: beyond the burst, new queries are refused (limit_churn)."""
+    from mantis_py.wire import SubError, Subscribe, Unsubscribe
+
+    core = mql_core(subscribe_rate_per_s=1.0, subscribe_burst=5)
+    pair = LinkPair(core, now=T)
+    refused = 0
+    for i in range(40):
+        pair.send(Subscribe(sub=f"s{i}", query=f"select a{i} from app", stream="default",
+                            start=T), T + i * 0.01)
+        pair.send(Unsubscribe(sub=f"s{i}"), T + i * 0.01)
+        refused += sum(1 for m in pair.pump(T + i * 0.01)
+                       if isinstance(m, SubError) and m.code == "limit_churn")
+    assert refused == 35
+    # the bucket refills: a second later one more query is accepted
+    pair.send(Subscribe(sub="late", query="select late from app", stream="default", start=T),
+              T + 2.0)
+    assert "late" in core.subs
+
+
+def test_compile_cpu_beyond_the_budget_refuses_new_queries() -> None:
+    """Compile time is paid from the agent's CPU budget: after 1.2 s of compiling (reported by
+    the runner), new queries are refused until the budget (5 % of a core) has paid it back."""
+    from mantis_py.wire import SubError, Subscribe
+
+    core = mql_core(compile_cpu_burst_s=1.0)
+    pair = LinkPair(core, now=T)
+    core.report_control_cpu(T, 1.2)
+    pair.send(Subscribe(sub="a", query="select a from app", stream="default", start=T), T)
+    errs = [m for m in pair.pump(T) if isinstance(m, SubError)]
+    assert [e.code for e in errs] == ["limit_churn"]
+    pair.send(Subscribe(sub="b", query="select b from app", stream="default", start=T), T + 5.0)
+    assert "b" in core.subs  # 5 s x 5 % = 0.25 s earned back: the debt of 0.2 s is paid
