@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mantis_py.errors import QueryError
-    from mantis_py.query.analyze import analyze
-    from mantis_py.query.parser import parse
+    from mantis_py.query.semantics.analyze import analyze
+    from mantis_py.query.syntax.parser import parse
 
     try:
         analysis = analyze(parse(args.query), mode=args.mode, apps=None)

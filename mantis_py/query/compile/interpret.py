@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ast
-from .compiler import META_FIELDS, literal_name
-from .regex import compile_regex, regex_matches
-from .values import (
+from ..semantics.regex import compile_regex, regex_matches
+from ..semantics.values import (
     contains,
     equals,
     greater,
@@ -24,6 +22,8 @@ from .values import (
     resolve,
     resolve_star,
 )
+from ..syntax import ast
+from .compiler import META_FIELDS, literal_name
 
 __all__ = ["Context", "eval_condition", "eval_operand", "project_plain"]
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mantis_py.query import ast
-from mantis_py.query.lexer import classify_number, is_word_text
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.lexer import classify_number, is_word_text
+from mantis_py.query.syntax.spelling import bracketed_path, format_string
 
 __all__ = [
     "RESERVED_WORDS",
@@ -52,11 +53,6 @@ def format_number(v: int | float) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
-def format_string(s: str) -> str:
-    """``'…'``, or ``"…"`` when the content contains ``'``."""
-    return f'"{s}"' if "'" in s else f"'{s}'"
-
-
 def _json_string(s: str) -> str:
     """A string inside a sample object: ``"…"``, or ``'…'`` when the content contains ``"``."""
     return f"'{s}'" if '"' in s else f'"{s}"'
@@ -77,15 +73,7 @@ def format_property(segments: Sequence[ast.Segment]) -> str:
     """``country``, ``nf.app``; otherwise ``e['a'][0][*]`` (``e['from']``, ``e['1.5']`` ...)."""
     if len(segments) == 1 and isinstance(segments[0], str) and is_bare_name(segments[0]):
         return segments[0]
-    parts = ["e"]
-    for s in segments:
-        if isinstance(s, ast.Star):
-            parts.append("[*]")
-        elif isinstance(s, str):
-            parts.append(f"[{format_string(s)}]")
-        else:
-            parts.append(f"[{s}]")
-    return "".join(parts)
+    return bracketed_path(segments)
 
 
 def format_operand(op: ast.Operand | ast.Star) -> str:

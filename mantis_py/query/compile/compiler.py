@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast
-from .analysis import Analysis
-from .regex import compile_regex
+from ..semantics.analysis import Analysis
+from ..semantics.regex import compile_regex
+from ..semantics.values import group_key, int_text, prefix_items
+from ..syntax import ast
 from .runtime import ENV
-from .values import group_key, int_text, prefix_items
 
 __all__ = [
     "META_FIELDS",
@@ -539,8 +539,8 @@ def compile_fold(
     case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
     ``add``. ``aggs``/``cols``: the aggregate objects and column indexes of the stateful columns.
     """
-    from . import aggregates
-    from .aggregates import SumState, make_first
+    from ..state import aggregates
+    from ..state.aggregates import SumState, make_first
 
     first = make_first()
     first_inline = first.create() is None and first.add(None, 1, (1,)) == ((1,), 1)

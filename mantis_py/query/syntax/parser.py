@@ -31,9 +31,9 @@ from lark.parsers.lalr_analysis import Shift
 from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
 from mantis_py.errors import QueryError
-from mantis_py.query import ast
-from mantis_py.query.diagnostics import describe_token, line_column, query_error, suggest
-from mantis_py.query.lexer import (
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.diagnostics import describe_token, line_column, query_error, suggest
+from mantis_py.query.syntax.lexer import (
     WHITESPACE,
     RawToken,
     classify_number,
@@ -505,7 +505,7 @@ def _tables() -> tuple[ParseConf[Any], dict[int, tuple[int, str, Any]]]:
         return tables
     with _TABLES_LOCK:
         if _TABLES is None:
-            grammar = resources.files("mantis_py.query").joinpath("grammar.lark").read_text("utf-8")
+            grammar = resources.files("mantis_py.query.syntax").joinpath("grammar.lark").read_text("utf-8")
             lark = Lark(grammar, parser="lalr", lexer=_NoLexer, strict=True)
             ip = lark.parse_interactive("")
             conf: ParseConf[Any] = copy(ip.parser_state.parse_conf)

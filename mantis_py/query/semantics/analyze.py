@@ -1,8 +1,8 @@
 """The MQL analyzer: static rules, live-mode rules, output names, name resolution and fields.
 
 Theory of operation (MQL.md §3, §4.2, §5.1):
-- :func:`analyze` takes a parsed :class:`~mantis_py.query.ast.Query` and either returns an
-  :class:`~mantis_py.query.analysis.Analysis` or raises exactly one ``QueryError``.
+- :func:`analyze` takes a parsed :class:`~mantis_py.query.syntax.ast.Query` and either returns an
+  :class:`~mantis_py.query.semantics.analysis.Analysis` or raises exactly one ``QueryError``.
 - Phase 3, static rules (E2xx except E220–E222, plus E306 and the sample problem the parser stored
   for E212/E213): every rule is checked and each violation is *collected* with its position; the
   one at the earliest text position is raised (ties: the first one found). Checking never stops at
@@ -11,7 +11,7 @@ Theory of operation (MQL.md §3, §4.2, §5.1):
 - Phase 4, live-mode rules (E220–E222), only in live mode, again earliest position first.
 - While checking, the analyzer builds what the compiler needs: the columns of an aggregate query
   (§3.7.2), hidden HAVING aggregates (§3.10), HAVING and ORDER BY names resolved into
-  :class:`~mantis_py.query.ast.OutputRef`, and the fields of §4.2.
+  :class:`~mantis_py.query.syntax.ast.OutputRef`, and the fields of §4.2.
 - Each construct is checked in the context of its clause by one small function; which operand may
   stand where is decided in :meth:`_Checker._select_operand`, :meth:`_Checker._side`,
   :meth:`_Checker._group_key`, :meth:`_Checker._order_key` and :meth:`_Checker._aggregate_arg`.
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Literal as TLiteral
 from typing import cast
 
-from ..errors import QueryError
-from . import ast
+from ...errors import QueryError
+from ..syntax import ast
+from ..syntax.diagnostics import query_error, suggest
+from ..syntax.format import format_condition, format_operand, format_property, format_query
 from .analysis import Analysis, Column
-from .diagnostics import query_error, suggest
-from .format import format_condition, format_operand, format_property, format_query
 from .names import default_name, dotted, item_name, literal_text, plain_conflicts
 from .regex import compile_regex
 
@@ -963,7 +963,7 @@ def analyze(
     """Check a parsed query and describe it for the compiler (MQL.md §3, §4, §5).
 
     Args:
-        q: the query from :func:`mantis_py.query.parser.parse`.
+        q: the query from :func:`mantis_py.query.syntax.parser.parse`.
         mode: ``"replay"`` or ``"live"``; live mode adds E220–E222 and meta fields.
         apps: live mode only: the applications the gateway knows. ``None`` skips the lookup
             (``mantis-py check --mode live``).

@@ -35,8 +35,9 @@ from math import fsum
 from operator import itemgetter
 from typing import Any
 
-from mantis_py.query.caps import DEFAULT_CAPS, Caps
-from mantis_py.query.percentiles import (
+from mantis_py.query.semantics.values import group_key
+from mantis_py.query.state.caps import DEFAULT_CAPS, Caps
+from mantis_py.query.state.percentiles import (
     PercentileState,
     pct_decode,
     pct_encode,
@@ -44,7 +45,6 @@ from mantis_py.query.percentiles import (
     pct_record,
     pct_result,
 )
-from mantis_py.query.values import group_key
 
 __all__ = [
     "FUNCTIONS",
