@@ -12,7 +12,7 @@ import pytest
 
 from mantis_py.errors import QueryCompileError, QueryError, QueryLimitError
 from mantis_py.query.semantics.analysis import Analysis
-from mantis_py.query.semantics.analyze import RESERVED_FEATURES, analyze
+from mantis_py.query.semantics.analyze import analyze
 from mantis_py.query.syntax import ast
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -84,8 +84,7 @@ def test_positions_on_later_lines() -> None:
 
 
 def test_join_and_anomaly_are_no_longer_reserved() -> None:
-    # issue #6 implemented both (MQL.md §3.19); the E217 check stays for future features
-    assert frozenset() == RESERVED_FEATURES
+    # issue #6 implemented both; the reserved-feature check (E217) went with them
     check("select a from a join b 10 seconds on k")
     check("select count(*) as n from a join b/log 5 seconds on e['s']['id'] window 10 "
           "anomaly mad n 1 2.5", "live")

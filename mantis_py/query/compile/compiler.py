@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..semantics.analysis import Analysis
+from ..semantics.names import literal_text
 from ..semantics.regex import compile_regex
 from ..semantics.values import group_key, int_text, prefix_items
 from ..syntax import ast
+from ..syntax.vocabulary import META_FIELDS
 from .runtime import ENV
 
 __all__ = [
@@ -36,10 +38,7 @@ __all__ = [
     "CompiledQuery",
     "ProjectionEntry",
     "compile_query",
-    "literal_name",
 ]
-
-META_FIELDS = frozenset({"_app", "_instance", "_zone", "_stream"})
 
 EventFn = Callable[[Any, Any, Any], Any]
 RowFn = Callable[[Any, Any], Any]
@@ -53,21 +52,6 @@ _GENERAL = {
     ">=": "greater_eq",
     "==+": "contains",
 }
-
-
-def literal_name(value: ast.LiteralValue) -> str:
-    """The output key / column name of a literal: its canonical text without quotes (§3.6)."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if type(value) is int:
-        return int_text(value)
-    if type(value) is float:
-        return repr(value)
-    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +397,7 @@ def _compile(a: Analysis) -> CompiledQuery:
                 elif isinstance(op, ast.Property):
                     plain_entries.append(("P", _output_path(op.segments), f"item{i}", ""))
                 elif isinstance(op, ast.Literal):
-                    plain_entries.append(("A", (literal_name(op.value),), f"item{i}", ""))
+                    plain_entries.append(("A", (literal_text(op.value),), f"item{i}", ""))
                 else:  # tick()
                     plain_entries.append(("A", ("tick",), f"item{i}", ""))
             simple = all(k != "X" and len(p) == 1 for k, p, _, _ in plain_entries)

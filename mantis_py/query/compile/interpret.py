@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..semantics.names import literal_text
 from ..semantics.regex import compile_regex, regex_matches
 from ..semantics.values import (
     contains,
@@ -23,7 +24,7 @@ from ..semantics.values import (
     resolve_star,
 )
 from ..syntax import ast
-from .compiler import META_FIELDS, literal_name
+from ..syntax.vocabulary import META_FIELDS
 
 __all__ = ["Context", "eval_condition", "eval_operand", "project_plain"]
 
@@ -147,7 +148,7 @@ def project_plain(q: ast.Query, ctx: Context) -> dict[str, Any]:
             path = tuple(s if isinstance(s, str) else str(s) for s in op.segments)
             entries.append((path, v, True))
         elif isinstance(op, ast.Literal):
-            entries.append(((literal_name(op.value),), v, False))
+            entries.append(((literal_text(op.value),), v, False))
         else:
             entries.append((("tick",), v, False))
     # 1. drop nulls

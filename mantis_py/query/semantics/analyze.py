@@ -33,6 +33,7 @@ from ...errors import QueryError
 from ..syntax import ast
 from ..syntax.diagnostics import query_error, suggest
 from ..syntax.format import format_condition, format_operand, format_property, format_query
+from ..syntax.vocabulary import AGGREGATES, META_FIELDS, PERCENTILE_SHORTHANDS
 from .analysis import Analysis, Column
 from .names import default_name, dotted, item_name, literal_text, plain_conflicts
 from .regex import compile_regex
@@ -41,33 +42,10 @@ __all__ = [
     "AGGREGATES",
     "META_FIELDS",
     "PERCENTILE_SHORTHANDS",
-    "RESERVED_FEATURES",
-    "SCALARS",
     "analyze",
     "is_aggregate_call",
     "is_aggregate_query",
 ]
-
-AGGREGATES: tuple[str, ...] = (
-    "count", "sum", "min", "max", "average", "list",
-    "p1", "p5", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "p995", "percentile",
-)  # fmt: skip
-"""Aggregate function names (lower case), in the order of the function table (MQL.md §2.3)."""
-
-PERCENTILE_SHORTHANDS: dict[str, float] = {
-    "p1": 1, "p5": 5, "p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "p95": 95,
-    "p99": 99, "p995": 99.5,
-}  # fmt: skip
-"""The one-argument percentile functions and the percentile each one computes."""
-
-SCALARS: tuple[str, ...] = ("tick",)
-
-META_FIELDS: tuple[str, ...] = ("_app", "_instance", "_zone", "_stream")
-"""Live-mode meta fields (MQL.md §3.16)."""
-
-RESERVED_FEATURES: frozenset[str] = frozenset()
-"""Clauses that parse but are rejected with E217 (MQL.md §3.19). Issue #6 implemented JOIN and
-ANOMALY; the check stays for the next reserved feature."""
 
 WINDOW_MAX_SECONDS = 600
 SLIDING_MAX_OVERLAP = 60
@@ -176,7 +154,6 @@ class _Checker:
 
     def run(self) -> None:
         self._sources()
-        self._reserved()
         self._join_and_anomaly()
         if self.kind == "aggregate":
             self._select_aggregate()
@@ -234,15 +211,6 @@ class _Checker:
                     self.found.add("E217", an.span,
                                    "ANOMALY MAD alpha and beta must be numbers above 0")
                     break
-
-    def _reserved(self) -> None:
-        q = self.q
-        if "JOIN" in RESERVED_FEATURES and q.joins:
-            span = q.clause_spans.get("JOIN", q.joins[0].span)
-            self.found.add("E217", span, "JOIN is reserved and not supported yet")
-        if "ANOMALY" in RESERVED_FEATURES and q.anomaly is not None:
-            span = q.clause_spans.get("ANOMALY", q.anomaly.span)
-            self.found.add("E217", span, "ANOMALY is reserved and not supported yet")
 
     # -- SELECT -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from mantis_py.query.syntax import ast
 from mantis_py.query.syntax.lexer import classify_number, is_word_text
 from mantis_py.query.syntax.spelling import bracketed_path, format_string
+from mantis_py.query.syntax.vocabulary import RESERVED_WORDS
 
 __all__ = [
     "RESERVED_WORDS",
@@ -34,15 +35,6 @@ __all__ = [
     "is_bare_name",
 ]
 
-RESERVED_WORDS = frozenset(
-    [
-     "select", "from", "where", "window", "group", "by", "order", "having", "limit", "sample", "as",
-     "and", "or", "not", "in", "is", "distinct", "asc", "desc", "join", "seconds", "on", "anomaly",
-     "mad", "count", "sum", "min", "max", "average", "list", "p1", "p5", "p10", "p25", "p50", "p75",
-     "p90", "p95", "p99", "p995", "percentile", "tick", "true", "false", "null",
-    ]
-)  # fmt: skip
-"""Words a bare property name may not be spelled as, in any case (MQL.md §8.1)."""
 
 
 def format_number(v: int | float) -> str:

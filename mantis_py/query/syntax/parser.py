@@ -40,26 +40,14 @@ from mantis_py.query.syntax.lexer import (
     percentage_sample,
     tokenize,
 )
+from mantis_py.query.syntax.vocabulary import FUNCTIONS, KEYWORDS
+from mantis_py.query.syntax.vocabulary import LITERAL_WORDS as _LITERAL_WORDS
 
 __all__ = ["CLAUSE_ORDER", "FUNCTIONS", "KEYWORDS", "MAX_IN_ITEMS", "MAX_QUERY_BYTES", "parse"]
 
 MAX_QUERY_BYTES = 16_384
 MAX_IN_ITEMS = 1000
 
-FUNCTIONS = ("count", "sum", "min", "max", "average", "list", "p1", "p5", "p10", "p25", "p50",
-             "p75", "p90", "p95", "p99", "p995", "percentile", "tick")  # fmt: skip
-"""Function names in the order of the function table (ties in suggestions go to the first)."""
-
-KEYWORDS: dict[str, str] = {
-    "select": "SELECT", "from": "FROM", "where": "WHERE", "window": "WINDOW",
-    "group": "GROUP_BY", "order": "ORDER_BY", "having": "HAVING", "limit": "LIMIT",
-    "sample": "SAMPLE", "as": "AS", "and": "AND", "or": "OR", "not": "NOT", "in": "IN",
-    "is": "IS", "distinct": "DISTINCT", "asc": "ASC", "desc": "DESC", "join": "JOIN",
-    "seconds": "SECONDS", "on": "ON", "anomaly": "ANOMALY", "mad": "MAD",
-}  # fmt: skip
-"""Keyword spellings (lower case) -> grammar terminal."""
-
-_LITERAL_WORDS = {"true": "TRUE", "false": "FALSE", "null": "NULL"}
 
 CLAUSE_ORDER: dict[str, int] = {
     "SELECT": 0, "FROM": 1, "JOIN": 1, "WHERE": 2, "WINDOW": 2, "GROUP BY": 3, "ANOMALY": 4,
