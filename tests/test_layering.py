@@ -90,7 +90,7 @@ def test_gateway_never_imports_the_agent(path: Path) -> None:
 @pytest.mark.parametrize(
     ("library", "allowed"),
     [
-        ("lark", {"query/syntax/parser.py"}),
+        ("lark", {"query/syntax/lalr.py"}),
         ("re2", {"query/semantics/regex.py"}),
         ("hdrh", {"query/state/percentiles.py"}),
         ("orjson", {"wire/codec.py", "commands/replay.py"}),
@@ -228,3 +228,18 @@ def test_query_phases_import_only_earlier_phases() -> None:
 def test_phase_packages_re_export_nothing(phase: str) -> None:
     """A phase's ``__init__`` only documents it: importing one module never loads its siblings."""
     assert not _imports(PACKAGE / "query" / phase / "__init__.py")
+
+
+def test_lark_is_pinned_to_the_minor_version_the_adapter_is_tested_with() -> None:
+    """``query/syntax/lalr.py`` uses lark internals (``Shift``, ``ParserState``): a new minor
+    version of lark must be a deliberate change of the pin, after the parser tests pass on it."""
+    import re
+    from importlib.metadata import version
+
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    pin = re.search(r'"lark>=(\d+)\.(\d+),<(\d+)\.(\d+)"', pyproject)
+    assert pin, "lark must be pinned as lark>=X.Y,<X.Y+1 in pyproject.toml"
+    low, high = (int(pin[1]), int(pin[2])), (int(pin[3]), int(pin[4]))
+    assert high == (low[0], low[1] + 1), "the pin spans exactly one minor version"
+    installed = tuple(int(x) for x in version("lark").split(".")[:2])
+    assert low <= installed < high
