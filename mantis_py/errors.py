@@ -10,7 +10,6 @@ MantisError
 │   ├── LocalProtocolError     we tried to send something illegal (our bug)
 │   └── RemoteProtocolError    the peer sent something illegal; ``close_code`` is the hint
 ├── AuthenticationError        the gateway refused the credentials
-├── InvalidState(AssertionError)    a core was used wrongly for its current state
 └── ConfigurationError(ValueError)  bad settings at construction time (agent, gateway, alerts)
 ```
 
@@ -26,7 +25,6 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
-    "InvalidState",
     "LocalProtocolError",
     "MantisError",
     "ProtocolError",
@@ -136,10 +134,6 @@ class AuthenticationError(MantisError):
     def __init__(self, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.status = status
-
-
-class InvalidState(MantisError, AssertionError):
-    """A core was called in a way its current state does not allow (a bug in the caller)."""
 
 
 class ConfigurationError(MantisError, ValueError):

@@ -297,9 +297,8 @@ class AgentCore:
         self._engine = engine
         self.mask = Mask(tuple(config.mask), config.mask_ignore_case)
         self.streams: dict[str, _Stream] = {}
-        # The host path reads these two dicts (docs/agent.md §Cost): streams nobody subscribed
-        # to map to their skip counter; subscribed streams map to their ingress deque.
-        self.gate: dict[str, itertools.count[int]] = {}
+        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §Cost): subscribed
+        # streams map to their ingress deque here.
         self.queues: dict[str, deque[tuple[float, Any]]] = {}
         # ``route`` is what the host path reads first: every known stream maps to its skip
         # counter while nobody subscribed to it (``for _ in route[s]: return`` counts and
@@ -385,7 +384,6 @@ class AgentCore:
             name = OVERFLOW_STREAM
         st = self.streams.setdefault(name, _Stream(name, self.config))
         if not st.subs and name != OVERFLOW_STREAM:
-            self.gate.setdefault(name, st.skipped)
             self.route.setdefault(name, st.skipped)
         return st
 
@@ -543,9 +541,7 @@ class AgentCore:
         if subs:
             self.queues[st.name] = st.ingress.items
             self.route[st.name] = SUBSCRIBED
-            self.gate.pop(st.name, None)
         elif st.name != OVERFLOW_STREAM:
-            self.gate[st.name] = st.skipped
             self.route[st.name] = st.skipped
             self.queues.pop(st.name, None)
 
@@ -555,14 +551,9 @@ class AgentCore:
             if st.subs:
                 if name not in self.queues:
                     self.queues[name] = st.ingress.items
-                if name in self.gate:
-                    self.gate.pop(name, None)
                 if self.route.get(name) is not SUBSCRIBED:
                     self.route[name] = SUBSCRIBED
-            elif name != OVERFLOW_STREAM and (
-                name not in self.gate or self.route.get(name) is not st.skipped
-            ):
-                self.gate[name] = st.skipped
+            elif name != OVERFLOW_STREAM and self.route.get(name) is not st.skipped:
                 self.route[name] = st.skipped
                 self.queues.pop(name, None)
 

@@ -30,7 +30,6 @@ File layout (every table and key optional)::
     submissions_per_s = 5.0
     submissions_burst = 10
     meta_interval_s = 1.0
-    raw_flush_s = 0.1
     app_gone_s = 30.0             # no agent of a query's apps for this long: complete "app gone"
     client_sndbuf = 131072        # kernel send buffer per client socket: loss shows up in our
                                   # queue (and in meta) instead of hiding in the kernel
@@ -77,7 +76,6 @@ class Limits:
     submissions_per_s: float = 5.0
     submissions_burst: int = 10
     meta_interval_s: float = 1.0
-    raw_flush_s: float = 0.1
     raw_batch_rows: int = 1000
     handshake_timeout_s: float = 10.0
     client_sndbuf: int = 128 * 1024

@@ -145,12 +145,9 @@ class GatewayCore:
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
-        try:
-            from ..query.state.caps import Caps
+        from ..query.state.caps import Caps
 
-            return Caps.from_json(dict(raw))
-        except ImportError:  # pragma: no cover - the engine package is always present in CI
-            return dict(raw)
+        return Caps.from_json(dict(raw))
 
     # ------------------------------------------------------------------ swap-and-return outputs
 

@@ -85,6 +85,8 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
     while True:
         if session.evict is not None:
             code, reason = session.evict
+            if reason == "too slow":  # counted here, for every transport (WS and SSE alike)
+                server.metrics.inc("clients_evicted_total", reason="too_slow")
             # Tell the client why (best effort, under the same deadline), then close.
             client = core.clients.get(cid)
             if client is not None:
@@ -131,10 +133,7 @@ async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Pri
                 except ConnectionClosed:
                     result = None
                 if result is not None:
-                    code, reason = result
-                    if reason == "too slow":
-                        server.metrics.inc("clients_evicted_total", reason="too_slow")
-                    await _close(ws, code, reason, deadline)
+                    await _close(ws, *result, deadline)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(sender)

@@ -51,6 +51,7 @@ from websockets.trio.server import ServerConnection
 from ..errors import AuthenticationError, ConfigurationError, QueryError
 from ..wire import codec
 from ..wire.messages import SUBPROTOCOL
+from . import dashboard as _dashboard
 from . import handlers
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
@@ -59,18 +60,12 @@ from .http import HttpRequest, Responder, read_request, upgrade
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
-try:  # provided by the dashboard issue (#5); optional until it lands
-    from . import dashboard as _dashboard
-except ImportError:  # pragma: no cover
-    _dashboard = None  # type: ignore[assignment]
-
 __all__ = ["GatewayServer", "serve_gateway"]
 
 log = logging.getLogger("mantis_py.gateway")
 audit_log = logging.getLogger("mantis_py.audit")
 
 INTERNAL = Principal("internal", ("*",), masked=False, roles=("client",))
-_PLACEHOLDER = b"<!doctype html><title>mantis-py</title><p>mantis-py gateway</p>\n"
 TICK_S = 0.05
 
 
@@ -295,13 +290,13 @@ class GatewayServer:
         await responder.respond(status, body, "application/json")
 
     async def _index(self, responder: Responder, request: HttpRequest) -> None:
-        body = _dashboard.page() if _dashboard is not None else _PLACEHOLDER
+        body = _dashboard.page()
         await responder.respond(200, body, "text/html; charset=utf-8")
 
     async def _static(self, responder: Responder, request: HttpRequest) -> None:
         found = None
         name = request.path[len("/static/"):]
-        if _dashboard is not None and ".." not in name.split("/"):
+        if ".." not in name.split("/"):
             found = _dashboard.asset(name)
         if found is None:
             await responder.respond(404, b"not found\n")
