@@ -56,7 +56,7 @@ def test_evaluation_never_raises_over_every_json_type() -> None:
         text = f"select a from s where {random_condition(rng)}"
         cq = prepare(text).compiled
         for e in events:
-            cq.where(e, {}, None)  # must not raise
+            assert cq.where(e, {}, None) in (True, False)  # a boolean, never an exception
 
 
 def test_source_holds_no_user_text() -> None:
