@@ -65,7 +65,8 @@ def test_cancel_of_unknown_id_is_harmless() -> None:
 def test_connection_level_error_is_always_legal() -> None:
     gw = ClientLink("gateway")
     assert gw.send(Error(id=None, error={"message": "rate limited"}))  # the encoded frame
-    assert gw.queries == {} and not gw.closed  # it ends no query and not the link
+    assert gw.queries == {}  # it ends no query
+    assert not gw.closed  # and not the link
 
 
 def test_wrong_direction_is_refused() -> None:
