@@ -25,7 +25,7 @@ Accounting, exact per stream (checked by tests; see docs/agent.md §Statistics):
 ``cpu_budget``, ``disconnected``, ``expired``, ``agent_error``). Nothing the engine or the host's
 data does raises out of the core: failures are counted and reported upstream (``sub_error``).
 
-Masking happens before anything looks at the event (SYSTEM.md §6): the event is serialized once,
+Masking happens before anything looks at the event (docs/operations.md): the event is serialized once,
 and a masked key anywhere in it sends the event through :func:`~.convert.convert`, which returns
 a masked copy; queries, projection and the wire only ever see that copy. A subscription whose
 ``caps`` carry ``"unmasked": true`` (the gateway sends those for tokens that may see masked
@@ -758,7 +758,7 @@ class AgentCore:
 
     def _split_event(self, st: _Stream, t: float, ev: Any, data: bytes | None, now: float) -> None:
         """One event holding a masked key (or not plain JSON) while masked and unmasked
-        subscriptions may both run on its stream (SYSTEM.md §6, docs/agent.md §Masking).
+        subscriptions may both run on its stream (docs/operations.md, docs/agent.md §Masking).
 
         Masked subscriptions match, fold and project the masked copy; unmasked ones the original
         converted to JSON types. When both kinds keep it, the two projections are serialized and

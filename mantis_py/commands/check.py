@@ -1,4 +1,4 @@
-"""`mantis-py check QUERY [--mode live|replay]`: check a query without running it (MQL.md §7.2).
+"""`mantis-py check QUERY [--mode live|replay]`: check a query without running it (docs/mql.md#commands).
 
 Accepted: the plan (§7.2) on stdout as JSON indented by 2, exit 0. Rejected: the error object
 (§5.2) on stderr as one line of compact JSON, exit 2. Never a traceback.

@@ -10,8 +10,8 @@ produced:
   subscribers) / ``close_client``; every frame for a client goes into that client's bounded
   :class:`~mantis_py.gateway.limits.OutboundQueue` and the client id into ``clients_to_wake()``;
   the shell's sender task drains the queue with :meth:`next_frame`.
-- time: ``poll(now)`` emits due windows (grace, MQL.md §3.8.4), meta frames (at least once a second
-  while something was dropped, SYSTEM.md §3.3), agent pings, and names the clients to evict
+- time: ``poll(now)`` emits due windows (grace, docs/mql.md#windows), meta frames (at least once a second
+  while something was dropped, docs/protocol.md), agent pings, and names the clients to evict
   (``clients_to_close()``).
 
 A *run* (``merge.py``) is one merger of one canonical query, shared by every client that submitted
@@ -68,7 +68,7 @@ Prepare = Callable[..., Any]
 
 
 def error_object(message: str, code: str, kind: str = "limit", hint: str | None = None) -> dict[str, Any]:
-    """A gateway-made error object with the members of MQL.md §5.2 (position: the whole query)."""
+    """A gateway-made error object with the members of docs/mql.md#errors (position: the whole query)."""
     return {
         "kind": kind,
         "code": code,
@@ -623,7 +623,7 @@ class GatewayCore:
                               Rows(qid, None, chunk), now)
                 continue
             if window is not None and window[0] < att.start:
-                continue  # this client joined after the window began (MQL.md §3.8.4)
+                continue  # this client joined after the window began (docs/mql.md#windows)
             self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
                       Rows(qid, window, rows), now)
             self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)

@@ -1,12 +1,12 @@
 """The gateway server: ``serve_gateway(config)``, its endpoints, and the internal subscription hook.
 
-Endpoints (SYSTEM.md §3.2), all on one port (see ``http.py`` for why one h11 listener serves both
+Endpoints (docs/operations.md), all on one port (see ``http.py`` for why one h11 listener serves both
 plain HTTP and websockets):
 
 ===========================  ===============================================================
 ``GET /``, ``/static/...``   the dashboard (``dashboard.page()`` / ``dashboard.asset()``)
 ``WS /v1/agent``             agents (subprotocol ``mantis.v1``; token role ``agent``)
-``WS /v1/query``             clients, SYSTEM.md §3.3
+``WS /v1/query``             clients, docs/protocol.md
 ``GET /v1/sse?q=<MQL>``      the same messages as server-sent events
 ``GET /v1/apps``             inventory (apps the token may read)
 ``POST /v1/check``           ``{"query": "..."}`` or raw text -> ``{"canonical", "plan"}`` or

@@ -1,4 +1,4 @@
-"""Running a query live: ``prepare`` and the agent/gateway halves (MQL.md §3.8.4, §4).
+"""Running a query live: ``prepare`` and the agent/gateway halves (docs/mql.md#windows).
 
 Theory of operation:
 - :func:`prepare` parses, analyses and compiles a query once (cached) into a
@@ -119,7 +119,7 @@ def finish_aggregate(
     anomaly: AnomalyRunner | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """ANOMALY, HAVING, ORDER BY and LIMIT over a table's rows -> (output rows, evaluation
-    errors). ANOMALY (MQL.md §3.19) steps its estimates over every row, before HAVING."""
+    errors). ANOMALY (docs/mql.md#join-and-anomaly) steps its estimates over every row, before HAVING."""
     pairs: list[Any] = table.rows()
     flags: dict[int, bool] | None = None
     if anomaly is not None:
@@ -227,7 +227,7 @@ class PreparedQuery:
         return int(w.size) if isinstance(w, ast.CountWindow) else None
 
     def plan(self) -> dict[str, Any]:
-        """The JSON object ``mantis-py check`` prints (MQL.md §7.2)."""
+        """The JSON object ``mantis-py check`` prints (docs/mql.md#commands)."""
         return self.analysis.plan()
 
     def agg_plan(self, caps: Caps = DEFAULT_CAPS) -> AggPlan:
@@ -279,7 +279,7 @@ def prepare(text: str, mode: str = "replay", apps: Collection[str] | None = None
     """Parse, analyse and compile ``text`` (cached).
 
     Raises:
-        QueryError: the query is rejected (syntax, semantic or limit error, MQL.md §5).
+        QueryError: the query is rejected (syntax, semantic or limit error, docs/mql.md#errors).
     """
     key = (text, mode, None if apps is None else frozenset(apps))
     hit = _PREPARED.get(key)

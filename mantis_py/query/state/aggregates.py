@@ -1,4 +1,4 @@
-"""Aggregates with mergeable partial states (MQL.md §3.7.3–§3.7.8, §4.3).
+"""Aggregates with mergeable partial states (docs/mql.md#aggregate-queries).
 
 Theory of operation:
 - :class:`Aggregate` is a record of plain functions: ``create() -> state``,
