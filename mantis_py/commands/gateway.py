@@ -7,6 +7,7 @@ SIGTERM stop the gateway cleanly (exit 0). See docs/operations.md.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -49,16 +50,31 @@ def run(args: argparse.Namespace) -> int:
             print(f"mantis-py gateway on {scheme}://{config.host}:{server.port}/", flush=True)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
+                    # Clients get 1001 "going away" (and reconnect), not a torn connection.
+                    await server.go_away(1.0)
                     nursery.cancel_scope.cancel()
                     break
 
     try:
         trio.run(main)
-    except OSError as exc:
-        print(f"mantis-py gateway: cannot listen on {config.host}:{config.port}: {exc.strerror}",
-              file=sys.stderr)
-        return 1
-    except ConfigurationError as exc:
-        print(f"mantis-py gateway: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # trio wraps errors of nursery tasks in exception groups
+        first = _first_error(exc)
+        if isinstance(first, OSError):
+            why = first.strerror or str(first)
+            if first.errno == errno.EADDRINUSE:
+                why = "the port is already in use (another gateway or demo running?)"
+            print(f"mantis-py gateway: cannot listen on {config.host}:{config.port}: {why}",
+                  file=sys.stderr)
+            return 1
+        if isinstance(first, ConfigurationError):
+            print(f"mantis-py gateway: {first}", file=sys.stderr)
+            return 2
+        raise
     return 0
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (the exception itself when it is not a group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
