@@ -190,7 +190,7 @@ class Backoff:
     def next(self) -> float:
         self.attempt += 1
         base = min(self.cap, self.first * 2 ** (self.attempt - 1))
-        return base * self.rng.uniform(0.5, 1.0)
+        return float(base * self.rng.uniform(0.5, 1.0))
 
     def reset(self) -> None:
         self.attempt = 0

@@ -74,15 +74,15 @@ def _run(session: Session, headers: dict[str, str] | None, idle_s: float | None,
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             retry = session.lost(str(exc) or type(exc).__name__)
         else:
-            try:
-                reason = yield from _serve(session, ws, idle_s)
-            finally:
-                if not session.done:
-                    try:
-                        ws.send(json.dumps(session.cancel()))
-                    except Exception:
-                        pass
-                ws.close()
+            with ws:
+                try:
+                    reason = yield from _serve(session, ws, idle_s)
+                finally:
+                    if not session.done:
+                        try:
+                            ws.send(json.dumps(session.cancel()))
+                        except Exception:
+                            pass
             if reason is None:
                 return
             retry = session.lost(reason)

@@ -68,8 +68,11 @@ async def open_query(
         async with send:
             try:
                 await _run(session, headers, open_timeout, send)
-            except (ClientError, ValueError) as exc:
-                results.error = exc
+            except BaseException as exc:
+                leaf = _leaf(exc)
+                if not isinstance(leaf, ClientError | ValueError):
+                    raise
+                results.error = leaf
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(runner)
@@ -82,36 +85,49 @@ async def open_query(
 async def _run(session: Session, headers: dict[str, str] | None, open_timeout: float,
                send: trio.MemorySendChannel[Frame]) -> None:
     while True:
-        url = session.url()
-        reason: str | None
         try:
-            with trio.fail_after(open_timeout):
-                ws = await connect(  # type: ignore[misc]
-                    url, additional_headers=headers,
-                    subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                    max_size=2**24)
-        except InvalidStatus as exc:
-            retry = session.http_refused(exc.response.status_code, exc.response.reason_phrase)
-        except InvalidURI as exc:
-            raise ValueError(f"bad gateway URL: {exc}") from None
-        except (OSError, InvalidHandshake, trio.TooSlowError, TimeoutError) as exc:
-            retry = session.lost(str(exc) or type(exc).__name__)
+            reason = await _attempt(session, headers, open_timeout, send)
+        except BaseException as exc:  # websockets.trio may wrap errors in exception groups
+            leaf = _leaf(exc)
+            if isinstance(leaf, InvalidStatus):
+                retry = session.http_refused(leaf.response.status_code, leaf.response.reason_phrase)
+            elif isinstance(leaf, InvalidURI):
+                raise ValueError(f"bad gateway URL: {leaf}") from None
+            elif isinstance(leaf, OSError | InvalidHandshake | TimeoutError | trio.TooSlowError
+                            | ConnectionClosed | trio.BrokenResourceError):
+                retry = session.lost(str(leaf) or type(leaf).__name__)
+            else:
+                raise
         else:
-            try:
-                reason = await _serve(session, ws, send)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    if not session.done:
-                        try:
-                            await ws.send(json.dumps(session.cancel()))
-                        except Exception:
-                            pass
-                    await ws.aclose()
             if reason is None:
                 return
             retry = session.lost(reason)
         await send.send(retry)
         await trio.sleep(retry.next_try_s)
+
+
+async def _attempt(session: Session, headers: dict[str, str] | None, open_timeout: float,
+                   send: trio.MemorySendChannel[Frame]) -> str | None:
+    """One connection: None when the query is over, else why the link ended."""
+    async with connect(session.url(), additional_headers=headers, open_timeout=open_timeout,
+                       subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                       max_size=2**24) as ws:
+        try:
+            return await _serve(session, ws, send)
+        finally:
+            if not session.done:
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    try:
+                        await ws.send(json.dumps(session.cancel()))
+                    except Exception:
+                        pass
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside ``exc`` (``exc`` itself when it is not a group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _serve(session: Session, ws: Any, send: trio.MemorySendChannel[Frame]) -> str | None:
