@@ -145,6 +145,7 @@ async def serve_client(server: GatewayServer, ws: ServerConnection, principal: P
         server.sessions.pop(cid, None)
         core.close_client(cid, time.time())
         server.after()
+        session.done.set()
 
 
 async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) -> None:

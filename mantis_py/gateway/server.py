@@ -137,16 +137,18 @@ class GatewayServer:
             self.core.poll(time.time())
             self.after()
 
-    async def go_away(self, timeout: float = 1.0) -> None:
+    async def go_away(self, grace: float = 1.0) -> None:
         """Close every websocket client with 1001 "going away" (its queries are not completed,
-        so clients reconnect and resubmit) and wait up to ``timeout`` for them to go."""
+        so clients reconnect and resubmit) and wait up to ``grace`` seconds for them to go."""
+        leaving = []
         for cid, session in list(self.sessions.items()):
             client = self.core.clients.get(cid)
             if client is not None and client.kind == "ws":
                 session.evict_with(handlers.GOING_AWAY, "gateway shutting down")
-        with trio.move_on_after(timeout):
-            while any(c.kind == "ws" for c in self.core.clients.values()):
-                await trio.sleep(0.02)
+                leaving.append(session)
+        with trio.move_on_after(grace):
+            for session in leaving:
+                await session.done.wait()
 
     # ------------------------------------------------------------------ internal subscriptions
 

@@ -266,3 +266,22 @@ def test_session_refusals_are_typed() -> None:
     with pytest.raises(Unauthorized):
         s.http_refused(401)
     assert isinstance(s.http_refused(503), Reconnecting)
+
+
+def test_a_gateway_shutting_down_closes_clients_with_1001(gateway: GatewayProcess) -> None:
+    import json
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(gateway.url + "/v1/query", open_timeout=5) as ws:
+        ws.send(json.dumps({"type": "query", "id": "q", "query": COUNT}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "accepted"
+        gateway.stop()
+        received = []
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                received.append(json.loads(ws.recv(timeout=10)))
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001
+    assert not [m for m in received if m["type"] == "complete"]  # the query lives on elsewhere

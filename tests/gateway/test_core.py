@@ -247,7 +247,8 @@ def test_query_waits_when_its_app_is_gone_and_never_completes() -> None:
         frames += drain(core, "c1")
     assert not [f for f in frames if f["type"] == "complete"]
     waiting = [f["waiting"] for f in frames if f["type"] == "meta"]
-    assert len(waiting) >= 100 and waiting[-1] == {"app": "play", "suggestion": None}
+    assert len(waiting) >= 100
+    assert waiting[-1] == {"app": "play", "suggestion": None}
     assert core.runs
 
 
@@ -257,7 +258,8 @@ def test_query_before_any_agent_is_accepted_and_waits_with_a_suggestion() -> Non
     client(core, "c1")
     query(core, "c1", "q", "select * from plai")
     frames = drain(core, "c1")
-    assert frames[0]["type"] == "accepted" and frames[0]["agents"] == 0
+    assert frames[0]["type"] == "accepted"
+    assert frames[0]["agents"] == 0
     assert frames[1]["type"] == "meta"
     assert frames[1]["waiting"] == {"app": "plai", "suggestion": "play"}
     core.poll(1002.0)
