@@ -26,8 +26,7 @@ from mantis_py.client import (
     query,
 )
 from mantis_py.client.core import Backoff, Session
-
-from .helpers import GatewayProcess, Publisher
+from mantis_py.testing.processes import GatewayProcess, Publisher
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -279,9 +278,13 @@ def test_a_gateway_shutting_down_closes_clients_with_1001(gateway: GatewayProces
         assert json.loads(ws.recv(timeout=5))["type"] == "accepted"
         gateway.stop()
         received = []
-        with pytest.raises(ConnectionClosed) as info:
+
+        def read_all() -> None:
             while True:
                 received.append(json.loads(ws.recv(timeout=10)))
+
+        with pytest.raises(ConnectionClosed) as info:
+            read_all()
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1001
     assert not [m for m in received if m["type"] == "complete"]  # the query lives on elsewhere

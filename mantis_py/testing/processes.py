@@ -1,4 +1,4 @@
-"""Real parts for the consumer tests: a `mantis-py gateway` subprocess that can be stopped and
+"""Real parts for consumer tests: a `mantis-py gateway` subprocess that can be stopped and
 started again on the same port, and a real agent publishing in a thread."""
 
 from __future__ import annotations
