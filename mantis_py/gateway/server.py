@@ -366,8 +366,9 @@ class GatewayServer:
                                         "application/json")
                 return
         try:
-            prepared = self.core.prepare(text, mode=mode, apps=set(self.core.registry.apps_seen)
-                                         if mode == "live" else None)
+            # apps=None: as for a submitted query, an application without agents yet is not an
+            # error (the query would wait for them).
+            prepared = self.core.prepare(text, mode=mode, apps=None)
         except QueryError as exc:
             await self._json(responder, 400, {"error": exc.to_dict()})
             return
