@@ -100,3 +100,12 @@ def test_foreign_libraries_stay_behind_one_module(library: str, allowed: set[str
     }
     assert users <= allowed, f"{library} imported by {sorted(users - allowed)}"
     assert users, f"{library} is not used where expected"
+
+
+@pytest.mark.parametrize("path", _modules("client"), ids=lambda p: p.name)
+def test_only_the_client_shells_do_io(path: Path) -> None:
+    names = _imports(path)
+    if path.name not in {"sync.py", "trio.py"}:
+        assert not _top(names) & IO_LIBS, f"{path.name} imports {_top(names) & IO_LIBS}"
+    assert not _touches(names, "mantis_py.gateway")
+    assert not _touches(names, "mantis_py.agents")

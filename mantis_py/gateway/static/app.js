@@ -476,10 +476,11 @@
     return nums.map((col) => [label ? (nums.length > 1 ? label + " · " + col : label) : col, col]);
   }
 
-  // Colour-blind-safe palette (Okabe & Ito), light enough for the dark background; after eight
+  // Colour-blind-safe palette (Okabe & Ito), light enough for the dark background; after seven
   // series the colours repeat with a dash pattern. A group's slot comes from a hash of its key,
   // so the same group has the same colour after a reload; collisions move to the next free slot.
-  const PALETTE = ["#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#d55e00", "#5d9bff", "#dddddd"];
+  // (their dark blue, too dark here, is left out; white stands in for their black)
+  const PALETTE = ["#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#d55e00", "#dddddd"];
   const DASHES = ["", "7 4", "2 3"];
   const SLOTS = PALETTE.length * DASHES.length;
 
@@ -584,7 +585,9 @@
       const label = fmtTime(x);
       if (labels.includes(label)) continue;
       labels.push(label);
-      out += '<text class="axis xtick" x="' + sx(x) + '" y="' + (H - 6) + '" text-anchor="middle">' + label + "</text>";
+      const px = sx(x);
+      const anchor = px > W - R - 32 ? "end" : px < L + 32 ? "start" : "middle";
+      out += '<text class="axis xtick" x="' + px + '" y="' + (H - 6) + '" text-anchor="' + anchor + '">' + label + "</text>";
     }
     for (const a of lines) {
       out += '<line class="threshold" data-alert="' + escapeHtml(a.name) + '" x1="' + L + '" x2="' + (W - R) + '" y1="' + sy(a.value) + '" y2="' + sy(a.value) + '"/>';
@@ -615,7 +618,9 @@
     $("legend").innerHTML = shown.map(([key, s]) => {
       const last = s.points[s.points.length - 1][1];
       const value = lastKeys.has(key) && last !== null ? fmtNum(last) : "—";
-      return '<span data-key="' + escapeHtml(key) + '" data-color="' + s.color + '"><i style="background:' + s.color + '"></i>' +
+      const swatch = '<svg class="swatch" width="18" height="10" aria-hidden="true"><line x1="0" y1="5" x2="18" y2="5" stroke="' +
+        s.color + '" stroke-width="3"' + (s.dash ? ' stroke-dasharray="' + s.dash + '"' : "") + "/></svg>";
+      return '<span data-key="' + escapeHtml(key) + '" data-color="' + s.color + '" data-dash="' + s.dash + '">' + swatch +
         escapeHtml(key) + " <b>" + value + "</b></span>";
     }).join("");
   }
@@ -647,6 +652,9 @@
     }
     const cov = msg.coverage;
     const el = $("st-coverage");
+    if (cov && cov.expected !== undefined && current.canonical) {
+      $("st-query").textContent = "running: " + current.canonical + " · " + cov.expected + " agent" + (cov.expected === 1 ? "" : "s");
+    }
     if (cov && cov.expected !== undefined) {
       const ratio = cov.expected ? cov.reporting / cov.expected : 0;
       el.textContent = "coverage " + cov.reporting + "/" + cov.expected;
