@@ -177,3 +177,48 @@ def test_replay_and_check_write_json_when_not_a_terminal() -> None:
     result = mantis("check", "select a form stream")
     assert result.returncode == 2
     assert json.loads(result.stderr)["column"] == 10
+
+
+def test_the_live_table_says_reconnecting_then_shows_data_again(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path)
+    gw.start()
+    pub = Publisher("play", gw.url)
+    pub.start()
+    pid, fd = pty.fork()
+    if pid == 0:  # the command on a terminal
+        os.environ["COLUMNS"], os.environ["LINES"] = "120", "40"
+        os.execv(sys.executable, [sys.executable, "-m", "mantis_py", "query", "--gateway", gw.url,
+                                  "--for", "25s", COUNT])
+    output = b""
+
+    def read_until(needle: bytes, limit: float = 30) -> bool:
+        nonlocal output
+        start = len(output)
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(fd, 65536)
+                except OSError:
+                    return False
+            if needle in output[start:]:
+                return True
+        return False
+
+    try:
+        assert read_until(b"coverage"), output[-2000:]
+        gw.stop()
+        assert read_until("reconnecting…".encode()), output[-2000:]
+        gw.start()
+        assert read_until(b"coverage 1/1"), output[-2000:]
+        assert b"Traceback" not in output
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+        pub.stop()
+        gw.stop()
