@@ -46,7 +46,7 @@ class MantisError(Exception):
 class QueryError(MantisError):
     """A rejected query: the error object of MQL.md §5.2.
 
-    Build one with :func:`mantis_py.query.diagnostics.query_error`, which fills ``line``,
+    Build one with :func:`mantis_py.query.syntax.diagnostics.query_error`, which fills ``line``,
     ``column`` and ``snippet`` from the query text and an offset.
     """
 

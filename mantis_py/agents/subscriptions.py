@@ -46,9 +46,9 @@ class Engine:
 
 def default_engine() -> Engine:
     """The real query engine (imported on first use, so the agent imports cheaply)."""
-    from ..query.caps import Caps
-    from ..query.engine import prepare
-    from ..query.projection import make_projector
+    from ..query.run.engine import prepare
+    from ..query.state.caps import Caps
+    from ..query.state.projection import make_projector
 
     def prepare_live(text: str) -> Any:
         return prepare(text, mode="live")

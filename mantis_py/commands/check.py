@@ -40,8 +40,8 @@ def error_text(error: dict[str, object], as_json: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mantis_py.errors import QueryError
-    from mantis_py.query.analyze import analyze
-    from mantis_py.query.parser import parse
+    from mantis_py.query.semantics.analyze import analyze
+    from mantis_py.query.syntax.parser import parse
 
     try:
         analysis = analyze(parse(args.query), mode=args.mode, apps=None)

@@ -49,7 +49,9 @@ def recording_query(text: str, time_field: str) -> str:
         QueryError: the text does not parse.
         ValueError: an aggregate or windowed-aggregate query (nothing to replay from).
     """
-    from ..query import ast, format_query, parse
+    from ..query.syntax import ast
+    from ..query.syntax.format import format_query
+    from ..query.syntax.parser import parse
 
     q = parse(text)
     calls = [i for i in q.items if isinstance(i.operand, ast.Call) and i.operand.name != "tick"]

@@ -79,7 +79,7 @@ def _encode_rows(rows: list[dict[str, Any]]) -> bytes:
 
 def _encode_fallback(v: Any) -> str:
     """Rows with ints beyond Python's str() digit limit (or very deep values)."""
-    from mantis_py.query.values import int_text
+    from mantis_py.query.semantics.values import int_text
 
     t = type(v)
     if t is int:
@@ -113,7 +113,7 @@ def _parse_line(raw: bytes) -> tuple[Any, str | None]:
         detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
         col = f" at column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         return None, f"not valid JSON: {detail}{col}"
-    from mantis_py.query.values import clean
+    from mantis_py.query.semantics.values import clean
 
     obj = clean(obj)
     if type(obj) is not dict:
@@ -158,9 +158,9 @@ def _time_field_segments(field: str) -> tuple[Any, ...]:
     """
     import re
 
-    from mantis_py.query import ast
-    from mantis_py.query.diagnostics import describe_token, query_error
-    from mantis_py.query.parser import parse
+    from mantis_py.query.syntax import ast
+    from mantis_py.query.syntax.diagnostics import describe_token, query_error
+    from mantis_py.query.syntax.parser import parse
 
     prefix = "select "
     try:
@@ -203,9 +203,9 @@ def _time_field_segments(field: str) -> tuple[Any, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mantis_py.query.engine import prepare
-    from mantis_py.query.replay import ReplayEngine
-    from mantis_py.query.values import resolve, string_form
+    from mantis_py.query.run.engine import prepare
+    from mantis_py.query.run.replay import ReplayEngine
+    from mantis_py.query.semantics.values import resolve, string_form
 
     err_out = sys.stderr
     try:

@@ -63,7 +63,7 @@ from typing import Any
 from typing import Literal as TLiteral
 
 from ..errors import ConfigurationError, QueryError
-from ..query import ast
+from ..query.syntax import ast
 
 __all__ = [
     "STATES",

@@ -146,7 +146,7 @@ class GatewayCore:
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
         try:
-            from ..query.caps import Caps
+            from ..query.state.caps import Caps
 
             return Caps.from_json(dict(raw))
         except ImportError:  # pragma: no cover - the engine package is always present in CI
@@ -594,7 +594,7 @@ class GatewayCore:
             suggestion = None
             if app not in self.registry.apps_seen:
                 try:
-                    from ..query.diagnostics import suggest
+                    from ..query.syntax.diagnostics import suggest
 
                     suggestion = suggest(app, sorted(self.registry.apps_seen))
                 except ImportError:  # pragma: no cover - the engine is always present

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from websockets.exceptions import ConnectionClosed
@@ -26,17 +26,35 @@ from websockets.trio.server import ServerConnection
 
 from ..errors import RemoteProtocolError
 from .auth import Principal
+from .config import GatewayConfig
+from .core import GatewayCore
+from .metrics import Metrics
 from .sse import PING, RETRY, event_frame
 
 if TYPE_CHECKING:
     from .http import Responder
-    from .server import GatewayServer
 
 __all__ = ["ClientSession", "serve_agent", "serve_client", "serve_sse"]
 
 log = logging.getLogger("mantis_py.gateway")
 GOING_AWAY = 1001  # the gateway is shutting down: clients reconnect and resubmit
 _ids = itertools.count(1)
+
+
+class GatewayHost(Protocol):
+    """What the handlers use of the gateway server (``server.GatewayServer`` is the one
+    implementation). A protocol, so that this module need not import ``server.py``, which
+    imports this one."""
+
+    config: GatewayConfig
+    metrics: Metrics
+    core: GatewayCore
+    sessions: dict[str, ClientSession]
+    agent_channels: dict[str, trio.MemorySendChannel[bytes]]
+
+    def after(self) -> None: ...
+
+    def single_query(self, client_id: str) -> bool: ...
 
 
 class ClientSession:
@@ -57,7 +75,7 @@ class ClientSession:
         self.wake.set()
 
 
-async def _pump(server: GatewayServer, session: ClientSession, send: Any,
+async def _pump(server: GatewayHost, session: ClientSession, send: Any,
                 deadline: float) -> tuple[int, str] | None:
     """Drain one client's queue through ``send(data, msg)`` until evicted or cancelled.
 
@@ -94,7 +112,7 @@ async def _pump(server: GatewayServer, session: ClientSession, send: Any,
             return None
 
 
-async def serve_client(server: GatewayServer, ws: ServerConnection, principal: Principal) -> None:
+async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Principal) -> None:
     """``WS /v1/query``: the public client protocol (SYSTEM.md §3.3)."""
     cid = f"c{next(_ids)}"
     core = server.core
@@ -158,7 +176,7 @@ async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) 
         await trio.aclose_forcefully(ws.stream)
 
 
-async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Principal) -> None:
+async def serve_agent(server: GatewayHost, ws: ServerConnection, principal: Principal) -> None:
     """``WS /v1/agent``: the mantis.v1 agent link (docs/protocol.md)."""
     aid = f"a{next(_ids)}"
     core = server.core
@@ -201,7 +219,7 @@ async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Pr
         server.after()
 
 
-async def serve_sse(server: GatewayServer, responder: Responder, principal: Principal,
+async def serve_sse(server: GatewayHost, responder: Responder, principal: Principal,
                     text: str) -> None:
     """``GET /v1/sse?q=<MQL>``: the same messages as server-sent events, until the query ends."""
     cid = f"s{next(_ids)}"

@@ -1,4 +1,4 @@
-"""Tests for mantis_py.query.parser: text -> AST, syntax and read-time limit errors (MQL.md §2, §5)."""
+"""Tests for mantis_py.query.syntax.parser: text -> AST, syntax and read-time limit errors (MQL.md §2, §5)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mantis_py.errors import QueryError, QueryLimitError, QuerySyntaxError, error_class_for
-from mantis_py.query import ast, parser
-from mantis_py.query.format import format_query
-from mantis_py.query.parser import parse
+from mantis_py.query.syntax import ast, parser
+from mantis_py.query.syntax.format import format_query
+from mantis_py.query.syntax.parser import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mantis_py.query.regex import compile_regex, regex_matches
+from mantis_py.query.semantics.regex import compile_regex, regex_matches
 
 
 @pytest.mark.parametrize(

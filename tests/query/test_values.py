@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query.ast import STAR
-from mantis_py.query.values import (
+from mantis_py.query.semantics.values import (
     canonical_text,
     clean,
     contains,
@@ -31,6 +30,7 @@ from mantis_py.query.values import (
     sort_key,
     string_form,
 )
+from mantis_py.query.syntax.ast import STAR
 
 NAN = float("nan")
 INF = float("inf")

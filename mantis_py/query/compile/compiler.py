@@ -25,21 +25,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast
-from .analysis import Analysis
-from .regex import compile_regex
+from ..semantics.analysis import Analysis
+from ..semantics.names import literal_text
+from ..semantics.regex import compile_regex
+from ..semantics.values import group_key, int_text, prefix_items
+from ..syntax import ast
+from ..syntax.vocabulary import META_FIELDS
 from .runtime import ENV
-from .values import group_key, int_text, prefix_items
 
 __all__ = [
     "META_FIELDS",
     "CompiledQuery",
     "ProjectionEntry",
     "compile_query",
-    "literal_name",
 ]
-
-META_FIELDS = frozenset({"_app", "_instance", "_zone", "_stream"})
 
 EventFn = Callable[[Any, Any, Any], Any]
 RowFn = Callable[[Any, Any], Any]
@@ -53,21 +52,6 @@ _GENERAL = {
     ">=": "greater_eq",
     "==+": "contains",
 }
-
-
-def literal_name(value: ast.LiteralValue) -> str:
-    """The output key / column name of a literal: its canonical text without quotes (§3.6)."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if type(value) is int:
-        return int_text(value)
-    if type(value) is float:
-        return repr(value)
-    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +397,7 @@ def _compile(a: Analysis) -> CompiledQuery:
                 elif isinstance(op, ast.Property):
                     plain_entries.append(("P", _output_path(op.segments), f"item{i}", ""))
                 elif isinstance(op, ast.Literal):
-                    plain_entries.append(("A", (literal_name(op.value),), f"item{i}", ""))
+                    plain_entries.append(("A", (literal_text(op.value),), f"item{i}", ""))
                 else:  # tick()
                     plain_entries.append(("A", ("tick",), f"item{i}", ""))
             simple = all(k != "X" and len(p) == 1 for k, p, _, _ in plain_entries)
@@ -539,8 +523,8 @@ def compile_fold(
     case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
     ``add``. ``aggs``/``cols``: the aggregate objects and column indexes of the stateful columns.
     """
-    from . import aggregates
-    from .aggregates import SumState, make_first
+    from ..state import aggregates
+    from ..state.aggregates import SumState, make_first
 
     first = make_first()
     first_inline = first.create() is None and first.add(None, 1, (1,)) == ((1,), 1)

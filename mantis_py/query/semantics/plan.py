@@ -1,6 +1,6 @@
 """The plan of a checked query: the JSON object ``mantis-py check`` prints (MQL.md §4.1, §7.2).
 
-The plan is derived from an :class:`~mantis_py.query.analysis.Analysis` only; members come in the
+The plan is derived from an :class:`~mantis_py.query.semantics.analysis.Analysis` only; members come in the
 order of the §7.2 table. In ``events`` mode the agent has no window, group keys or partial states
 (``null``, ``[]``, ``[]``); the gateway part always describes what the gateway does.
 
@@ -11,14 +11,51 @@ adds ``gateway.anomaly``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from . import ast
-from .analysis import Analysis
-from .format import format_condition, format_operand, format_sample
-from .join import DEFAULT_JOIN_CAPACITY
+from ..syntax import ast
+from ..syntax.format import format_condition, format_operand, format_sample
 
-__all__ = ["plan_json", "window_json"]
+__all__ = ["DEFAULT_JOIN_CAPACITY", "Analysed", "plan_json", "window_json"]
+
+DEFAULT_JOIN_CAPACITY = 10000
+"""Rows a JOIN holds per side (the oldest are evicted first); the plan shows it as
+``held_per_side`` and ``run/join.py`` uses it as the default capacity."""
+
+
+class _Column(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def operand(self) -> ast.Operand: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def hidden(self) -> bool: ...
+
+
+class Analysed(Protocol):
+    """What the plan reads of an :class:`~mantis_py.query.semantics.analysis.Analysis`. A
+    protocol rather than an import, so that ``Analysis.plan()`` can call :func:`plan_json`
+    without an import cycle between the two modules."""
+
+    @property
+    def query(self) -> ast.Query: ...
+    @property
+    def canonical(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def columns(self) -> Sequence[_Column]: ...
+    @property
+    def fields(self) -> Sequence[str]: ...
+    @property
+    def ships(self) -> str: ...
+    @property
+    def completes(self) -> bool: ...
 
 
 def window_json(w: ast.Window | None) -> dict[str, Any] | None:
@@ -33,7 +70,7 @@ def window_json(w: ast.Window | None) -> dict[str, Any] | None:
     return {"type": "sliding", "length": w.length, "every": w.every}
 
 
-def _partials(a: Analysis) -> list[str]:
+def _partials(a: Analysed) -> list[str]:
     """Partial states in select-list order, then hidden HAVING aggregates; literals need none.
     Two columns computing the same state share it (listed once)."""
     states: list[str] = []
@@ -56,7 +93,7 @@ def _sample_text(sample: ast.Sample | None) -> str | None:
     return text if text.upper().startswith("SAMPLE") else f"SAMPLE {text}"
 
 
-def plan_json(a: Analysis) -> dict[str, Any]:
+def plan_json(a: Analysed) -> dict[str, Any]:
     """The plan of MQL.md §7.2 as a JSON-able dict, members in the documented order.
 
     For ``select count(*) from x window 10`` the agent part holds ``"ships": "partials"`` and

@@ -16,7 +16,7 @@ from typing import Any
 
 import re2
 
-from mantis_py.query.values import string_form
+from mantis_py.query.semantics.values import string_form
 
 __all__ = ["Regex", "compile_regex", "regex_matches"]
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ast
-from .compiler import META_FIELDS, literal_name
-from .regex import compile_regex, regex_matches
-from .values import (
+from ..semantics.names import literal_text
+from ..semantics.regex import compile_regex, regex_matches
+from ..semantics.values import (
     contains,
     equals,
     greater,
@@ -24,6 +23,8 @@ from .values import (
     resolve,
     resolve_star,
 )
+from ..syntax import ast
+from ..syntax.vocabulary import META_FIELDS
 
 __all__ = ["Context", "eval_condition", "eval_operand", "project_plain"]
 
@@ -147,7 +148,7 @@ def project_plain(q: ast.Query, ctx: Context) -> dict[str, Any]:
             path = tuple(s if isinstance(s, str) else str(s) for s in op.segments)
             entries.append((path, v, True))
         elif isinstance(op, ast.Literal):
-            entries.append(((literal_name(op.value),), v, False))
+            entries.append(((literal_text(op.value),), v, False))
         else:
             entries.append((("tick",), v, False))
     # 1. drop nulls

@@ -35,8 +35,9 @@ from math import fsum
 from operator import itemgetter
 from typing import Any
 
-from mantis_py.query.caps import DEFAULT_CAPS, Caps
-from mantis_py.query.percentiles import (
+from mantis_py.query.semantics.values import group_key
+from mantis_py.query.state.caps import DEFAULT_CAPS, Caps
+from mantis_py.query.state.percentiles import (
     PercentileState,
     pct_decode,
     pct_encode,
@@ -44,7 +45,7 @@ from mantis_py.query.percentiles import (
     pct_record,
     pct_result,
 )
-from mantis_py.query.values import group_key
+from mantis_py.query.syntax.vocabulary import PERCENTILE_SHORTHANDS as PERCENTILE_FUNCTIONS
 
 __all__ = [
     "FUNCTIONS",
@@ -433,19 +434,6 @@ def _insort(items: list[tuple[Any, Any]], item: tuple[Any, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- percentiles
-
-PERCENTILE_FUNCTIONS: dict[str, Fraction] = {
-    "p1": Fraction(1),
-    "p5": Fraction(5),
-    "p10": Fraction(10),
-    "p25": Fraction(25),
-    "p50": Fraction(50),
-    "p75": Fraction(75),
-    "p90": Fraction(90),
-    "p95": Fraction(95),
-    "p99": Fraction(99),
-    "p995": Fraction("99.5"),
-}
 
 
 def _make_percentile_q(name: str, q: Fraction, caps: Caps) -> Aggregate:

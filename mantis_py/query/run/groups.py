@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ast
-from .aggregates import decode_value, encode_value, make_aggregate, make_first
-from .analysis import Analysis
-from .caps import Caps
-from .values import group_key
+from ..semantics.analysis import Analysis
+from ..semantics.values import group_key
+from ..state.aggregates import decode_value, encode_value, make_aggregate, make_first
+from ..state.caps import Caps
+from ..syntax import ast
 
 __all__ = ["OTHER", "AggPlan", "GroupTable", "hash_key"]
 
@@ -87,7 +87,7 @@ class AggPlan:
             cols.append(j)
             getters.append(args[j])
         visible = tuple((j, c.name) for j, c in enumerate(a.columns) if not c.hidden)
-        from .compiler import compile_fold
+        from ..compile.compiler import compile_fold
 
         fold, fold_run, source = compile_fold(a, tuple(aggs), tuple(cols))
         return cls(

@@ -17,8 +17,8 @@ import math
 from fractions import Fraction
 from typing import Any
 
-from .regex import regex_matches
-from .values import (
+from ..semantics.regex import regex_matches
+from ..semantics.values import (
     contains,
     equals,
     greater,

@@ -47,8 +47,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from . import ast
-from .values import group_key, resolve
+from ..semantics.plan import DEFAULT_JOIN_CAPACITY
+from ..semantics.values import group_key, resolve
+from ..syntax import ast
 
 __all__ = [
     "DEFAULT_JOIN_CAPACITY",
@@ -62,9 +63,6 @@ __all__ = [
     "brute_force_join",
     "overlay",
 ]
-
-DEFAULT_JOIN_CAPACITY = 10000
-"""Events held per side by default (the same order of size as GROUP_CAP and VALUE_CAP, §5.5)."""
 
 Side = Literal["A", "B"]
 

@@ -21,7 +21,7 @@ from collections.abc import Hashable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from mantis_py.query.ast import Star
+from mantis_py.query.syntax.ast import Star
 
 __all__ = [
     "canonical_text",

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 from mantis_py.errors import QueryError, error_class_for
+from mantis_py.query.syntax.vocabulary import SYNONYMS
 
 __all__ = [
     "SNIPPET_WIDTH",
@@ -35,15 +36,6 @@ SNIPPET_WIDTH = 100
 """Longest source line shown whole in a snippet (code points)."""
 
 ELLIPSIS = "…"
-
-SYNONYMS: dict[str, str] = {
-    "avg": "average",
-    "mean": "average",
-    "median": "p50",
-    "p999": "percentile(x, 99.9)",
-    "count_distinct": "count(DISTINCT x)",
-}
-"""Fixed suggestions for common function names MQL does not have (MQL.md §5.3)."""
 
 _C0_NAMES = (
     "NULL", "START OF HEADING", "START OF TEXT", "END OF TEXT", "END OF TRANSMISSION", "ENQUIRY",

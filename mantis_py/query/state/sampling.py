@@ -12,8 +12,8 @@ import hashlib
 import random
 from collections.abc import Sequence
 
-from mantis_py.query.ast import Sample
-from mantis_py.query.values import string_form
+from mantis_py.query.semantics.values import string_form
+from mantis_py.query.syntax.ast import Sample
 
 __all__ = ["random_keep", "sticky_bucket", "sticky_data", "sticky_keep"]
 

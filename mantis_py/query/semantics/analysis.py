@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Literal as TLiteral
 
-from .ast import Condition, Operand, OrderKey, Query
+from ..syntax.ast import Condition, Operand, OrderKey, Query
+from .plan import plan_json
 
 __all__ = ["Analysis", "Column"]
 
@@ -64,6 +65,4 @@ class Analysis:
 
     def plan(self) -> dict[str, Any]:
         """The JSON object that ``mantis-py check`` prints (MQL.md §7.2)."""
-        from .plan import plan_json
-
         return plan_json(self)

@@ -13,53 +13,34 @@ Theory of operation:
   error: E113/E114/E118/E120/E122/E124/E125 where they apply, otherwise E101 (end of query) or
   E102 with the ``expected`` list built from what the parser accepts there.
 
-This is the only module that imports lark, and lark's exceptions never leave it.
+lark itself is behind ``lalr.py`` (the only module that imports it); its exceptions never leave
+this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from copy import copy
-from importlib import resources
 from typing import Any
 
-from lark import Lark, Token
-from lark.exceptions import LarkError, UnexpectedInput
-from lark.lexer import Lexer
-from lark.parsers.lalr_analysis import Shift
-from lark.parsers.lalr_parser_state import ParseConf, ParserState
-
 from mantis_py.errors import QueryError
-from mantis_py.query import ast
-from mantis_py.query.diagnostics import describe_token, line_column, query_error, suggest
-from mantis_py.query.lexer import (
+from mantis_py.query.syntax import ast, lalr
+from mantis_py.query.syntax.diagnostics import describe_token, line_column, query_error, suggest
+from mantis_py.query.syntax.lexer import (
     WHITESPACE,
     RawToken,
     classify_number,
     percentage_sample,
     tokenize,
 )
+from mantis_py.query.syntax.vocabulary import FUNCTIONS, KEYWORDS
+from mantis_py.query.syntax.vocabulary import LITERAL_WORDS as _LITERAL_WORDS
 
 __all__ = ["CLAUSE_ORDER", "FUNCTIONS", "KEYWORDS", "MAX_IN_ITEMS", "MAX_QUERY_BYTES", "parse"]
 
 MAX_QUERY_BYTES = 16_384
 MAX_IN_ITEMS = 1000
 
-FUNCTIONS = ("count", "sum", "min", "max", "average", "list", "p1", "p5", "p10", "p25", "p50",
-             "p75", "p90", "p95", "p99", "p995", "percentile", "tick")  # fmt: skip
-"""Function names in the order of the function table (ties in suggestions go to the first)."""
-
-KEYWORDS: dict[str, str] = {
-    "select": "SELECT", "from": "FROM", "where": "WHERE", "window": "WINDOW",
-    "group": "GROUP_BY", "order": "ORDER_BY", "having": "HAVING", "limit": "LIMIT",
-    "sample": "SAMPLE", "as": "AS", "and": "AND", "or": "OR", "not": "NOT", "in": "IN",
-    "is": "IS", "distinct": "DISTINCT", "asc": "ASC", "desc": "DESC", "join": "JOIN",
-    "seconds": "SECONDS", "on": "ON", "anomaly": "ANOMALY", "mad": "MAD",
-}  # fmt: skip
-"""Keyword spellings (lower case) -> grammar terminal."""
-
-_LITERAL_WORDS = {"true": "TRUE", "false": "FALSE", "null": "NULL"}
 
 CLAUSE_ORDER: dict[str, int] = {
     "SELECT": 0, "FROM": 1, "JOIN": 1, "WHERE": 2, "WINDOW": 2, "GROUP BY": 3, "ANOMALY": 4,
@@ -148,51 +129,18 @@ def _join_expected(items: list[str]) -> str:
     return ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
-# ------------------------------------------------------------------ lark plumbing
-
-
-class _Tok(Token):
-    """A lark token that also carries the decoded value (``payload``) of the raw token."""
-
-    payload: Any
-    start_pos: int  # always set by _new_tok
-    end_pos: int
-
-
-_NO_LEXER: Any = None  # tokens are fed by hand; ParserState never touches its lexer
-
-
-def _new_tok(ttype: str, text: str, start: int, end: int, payload: Any) -> _Tok:
-    """A token without lark's keyword-argument constructor (it dominates the parse time)."""
-    tok = str.__new__(_Tok, text)
-    tok.type = ttype
-    tok.value = text
-    tok.start_pos = start
-    tok.end_pos = end
-    tok.line = tok.column = tok.end_line = tok.end_column = None
-    tok.payload = payload
-    return tok
-
-
-class _NoLexer(Lexer):
-    """Tokens are fed by hand; lark never lexes."""
-
-    def __init__(self, lexer_conf: Any) -> None:
-        pass
-
-    def lex(self, lexer_state: Any, parser_state: Any) -> Any:  # pragma: no cover
-        raise NotImplementedError
+# ------------------------------------------------------------------ spans
 
 
 def _b(x: Any) -> int:
-    if isinstance(x, _Tok):
+    if isinstance(x, lalr.Tok):
         return x.start_pos
     start: int = x.span.start
     return start
 
 
 def _e(x: Any) -> int:
-    if isinstance(x, _Tok):
+    if isinstance(x, lalr.Tok):
         return x.end_pos
     end: int = x.span.end
     return end
@@ -457,83 +405,21 @@ class _Builder:
         return ("distinct", ast.STAR)
 
 
-def _callback(rule: Any, builder: _Builder) -> Any:
-    """The reduction callback for one grammar rule, doing what lark's tree builder would do
-    (drop ``_X`` terminals, splice ``_rule`` children, inline ``?rule`` with one child) with
-    less overhead per reduction."""
-    f = getattr(builder, rule.alias or rule.origin.name, None)
-    spec = [
-        (i, not sym.is_term and sym.name.startswith("_"))
-        for i, sym in enumerate(rule.expansion)
-        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out)
-    ]
-    expand1 = bool(rule.options.expand1) and not rule.alias
-    if f is None and not (expand1 or rule.origin.name.startswith("_")):  # pragma: no cover
-        raise AssertionError(f"no builder for rule {rule.origin.name}")
-    if f is not None and len(spec) == len(rule.expansion) and not any(e for _, e in spec):
-        if expand1:
-            return lambda c: c[0] if len(c) == 1 else f(c)
-        return f
-
-    def callback(c: list[Any]) -> Any:
-        out: list[Any] = []
-        for i, splice in spec:
-            if splice:
-                out.extend(c[i])
-            else:
-                out.append(c[i])
-        if expand1 and len(out) == 1:
-            return out[0]
-        return out if f is None else f(out)
-
-    return callback
-
-
 _TABLES_LOCK = threading.Lock()
-_TABLES: tuple[ParseConf[Any], dict[int, tuple[int, str, Any]]] | None = None
+_TABLES: lalr.Tables | None = None
 
 
-def _tables() -> tuple[ParseConf[Any], dict[int, tuple[int, str, Any]]]:
-    """The LALR tables with our callbacks, and id(rule) -> (expansion length, nonterminal name,
-    callback). Built once, under a lock: threads parsing for the first time at the same moment
-    must share one set of rule objects.
-
-    The rule table is keyed by identity: hashing a lark Rule hashes its whole expansion."""
+def _tables() -> lalr.Tables:
+    """The LALR tables (see ``lalr.py``), built once, under a lock: threads parsing for the
+    first time at the same moment must share one set of rule objects."""
     global _TABLES
     tables = _TABLES
     if tables is not None:
         return tables
     with _TABLES_LOCK:
         if _TABLES is None:
-            grammar = resources.files("mantis_py.query").joinpath("grammar.lark").read_text("utf-8")
-            lark = Lark(grammar, parser="lalr", lexer=_NoLexer, strict=True)
-            ip = lark.parse_interactive("")
-            conf: ParseConf[Any] = copy(ip.parser_state.parse_conf)
-            builder = _Builder()
-            callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
-            conf.callbacks = callbacks
-            rules = {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
-            _TABLES = (conf, rules)
+            _TABLES = lalr.load("mantis_py.query.syntax", "grammar.lark", _Builder())
         return _TABLES
-
-
-def _accepts(ps: ParserState[Any]) -> set[str]:
-    """The terminals that really advance the parser from ``ps`` (exact, unlike LALR lookaheads)."""
-    conf = copy(ps.parse_conf)
-    conf.callbacks = {}
-    out: set[str] = set()
-    for t in conf.states[ps.position]:
-        if not t.isupper():
-            continue
-        st: ParserState[Any] = ParserState(
-            conf, _NO_LEXER, list(ps.state_stack), list(ps.value_stack)
-        )
-        try:
-            st.feed_token(Token(t, ""), t == "$END")
-        except (UnexpectedInput, AssertionError, LarkError):
-            continue
-        out.add(t)
-    return out
 
 
 # ------------------------------------------------------------------ the parse
@@ -557,7 +443,7 @@ def parse(text: str) -> ast.Query:
         return _Parse(text).run()
     except QueryError:
         raise
-    except LarkError as exc:  # pragma: no cover - a grammar/driver bug, never user input
+    except lalr.DriverError as exc:  # pragma: no cover - a grammar/driver bug, never user input
         raise query_error("E102", f"the query cannot be read ({type(exc).__name__})", text, 0,
                           0) from exc  # fmt: skip
 
@@ -567,7 +453,7 @@ class _Parse:
         self.text = text
         self.toks: list[RawToken] = tokenize(text)
         self.end = len(text.rstrip(WHITESPACE))
-        self.hist: list[_Tok] = []
+        self.hist: list[lalr.Tok] = []
         self.parens: list[list[Any]] = []  # [start, kind ("in"/"call"/"cond"), commas]
         self.clauses: dict[str, int] = {}  # clause name -> start offset of its first keyword
         self.clause_seq: list[str] = []
@@ -583,13 +469,13 @@ class _Parse:
             raise first.error
         if not (first.kind == "WORD" and first.text.lower() == "select"):
             raise self.e103(first)
-        conf, rules = _tables()
-        states = conf.states
-        state_stack: list[Any] = [conf.start_state]
+        tables = _tables()
+        states, rules, shift = tables.states, tables.rules, lalr.SHIFT
+        state_stack: list[Any] = [tables.start_state]
         value_stack: list[Any] = []
 
-        def state() -> ParserState[Any]:
-            return ParserState(conf, _NO_LEXER, state_stack, value_stack)
+        def state() -> lalr.Snapshot:
+            return lalr.Snapshot(tables, state_stack, value_stack)
 
         i = 0
         while i < n:
@@ -602,7 +488,7 @@ class _Parse:
             if ttype not in choices:
                 raise self.fail(i, ttype, state(), used)
             end = toks[i + used - 1].end if used > 1 else raw.end
-            tok = _new_tok(ttype, self.text[raw.start : end], raw.start, end, payload)
+            tok = lalr.new_token(ttype, self.text[raw.start : end], raw.start, end, payload)
             if self.parens:
                 self.check_in_list(tok)
             # lark's LALR step (ParserState.feed_token), inlined: reduce, then shift `tok`
@@ -610,7 +496,7 @@ class _Parse:
                 action = states[state_stack[-1]].get(ttype)
                 if action is None:
                     raise self.fail(i, ttype, state(), used)
-                if action[0] is Shift:
+                if action[0] is shift:
                     state_stack.append(action[1])
                     value_stack.append(tok)
                     break
@@ -627,10 +513,10 @@ class _Parse:
             self.hist.append(tok)
             i += used
         # the end of the query: reduce until the start rule is complete
-        end_state = conf.end_state
+        end_state = tables.end_state
         while True:
             action = states[state_stack[-1]].get("$END")
-            if action is None or action[0] is Shift:
+            if action is None or action[0] is shift:
                 raise self.fail(n, "$END", state(), 0)
             size, origin, callback = rules[id(action[1])]
             if size:
@@ -745,7 +631,7 @@ class _Parse:
             last == "_COMMA" and not self.parens and self.clause_seq[-1:] == ["SELECT"]
         )
 
-    def check_in_list(self, tok: _Tok) -> None:
+    def check_in_list(self, tok: lalr.Tok) -> None:
         """E303: ``tok`` would start the 1,001st item of an IN list."""
         parens = self.parens
         if (
@@ -755,7 +641,7 @@ class _Parse:
             raise query_error("E303", "the IN list has more than 1,000 items", self.text,
                               tok.start_pos, tok.end_pos - tok.start_pos)  # fmt: skip
 
-    def track(self, ttype: str, tok: _Tok) -> None:
+    def track(self, ttype: str, tok: lalr.Tok) -> None:
         """Bookkeeping after ``tok`` was accepted: open parentheses, IN items, clauses seen."""
         parens = self.parens
         if ttype == "LPAR":
@@ -811,21 +697,16 @@ class _Parse:
                         raw.end - raw.start,
                         hint=f"count(DISTINCT {a}), list(DISTINCT {a}) or GROUP BY {a}")  # fmt: skip
 
-    def pending_operand(self, ps: ParserState[Any]) -> Any:
+    def pending_operand(self, ps: lalr.Snapshot) -> Any:
         """The operand just completed at ``ps`` (what a comparison operator would now follow)."""
-        probe = _new_tok("CMP_OP", "==", self.end, self.end, "==")
-        st: ParserState[Any] = ParserState(
-            ps.parse_conf, _NO_LEXER, list(ps.state_stack), list(ps.value_stack)
-        )
-        try:
-            st.feed_token(probe)
-        except (UnexpectedInput, AssertionError, LarkError):
+        stack = lalr.probe(ps, lalr.new_token("CMP_OP", "==", self.end, self.end, "=="))
+        if stack is None:
             return None
-        node = st.value_stack[-2] if len(st.value_stack) >= 2 else None
+        node = stack[-2] if len(stack) >= 2 else None
         return node if isinstance(node, ast.Property | ast.PrefixSelector | ast.Literal |
                                   ast.Negation | ast.Call) else None  # fmt: skip
 
-    def fail(self, i: int, ttype: str, ps: ParserState[Any], used: int) -> QueryError:
+    def fail(self, i: int, ttype: str, ps: lalr.Snapshot, used: int) -> QueryError:
         """The one error to report when the token at ``i`` (``len(toks)``: the end) fails."""
         toks = self.toks
         at_end = i >= len(toks)
@@ -835,7 +716,7 @@ class _Parse:
         else:
             stop = toks[min(i + max(used, 1), len(toks)) - 1].end
             start, length, found = raw.start, stop - raw.start, self.text[raw.start : stop]
-        accepted = _accepts(ps)
+        accepted = lalr.accepts(ps)
         hist = self.hist
         last = hist[-1] if hist else None
         prev = hist[-2] if len(hist) >= 2 else None

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from . import ast
-from .values import group_key, is_number
+from ..semantics.values import group_key, is_number
+from ..syntax import ast
 
 __all__ = [
     "ANOMALOUS",

@@ -25,16 +25,16 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast
-from .analysis import Analysis
+from ..compile.compiler import CompiledQuery, compile_query
+from ..compile.runtime import tick_ms
+from ..semantics.analysis import Analysis
+from ..state.caps import DEFAULT_CAPS, Caps
+from ..state.sampling import random_keep, sticky_keep
+from ..state.windows import first_live_window, window_bounds, window_indices, window_indices_ms
+from ..syntax import ast
 from .anomaly import ANOMALOUS, AnomalyRunner
-from .caps import DEFAULT_CAPS, Caps
-from .compiler import CompiledQuery, compile_query
 from .groups import AggPlan, GroupTable
 from .join import JoinSpec, LiveJoin
-from .runtime import tick_ms
-from .sampling import random_keep, sticky_keep
-from .windows import first_live_window, window_bounds, window_indices, window_indices_ms
 
 __all__ = [
     "Complete",
@@ -254,18 +254,6 @@ class PreparedQuery:
                     pass
             return out
 
-    def replay_events(
-        self, events: list[dict[str, Any]], time_field: str | None, sink: Any, *, seed: int = 0,
-        caps: Caps = DEFAULT_CAPS,
-    ) -> None:
-        """Run the single-node engine over in-memory events (time from a top-level field, or 0);
-        ``sink(rows)`` receives each batch of output rows."""
-        from .replay import ReplayEngine
-
-        eng = ReplayEngine(self, on_rows=lambda scope, rows: sink(rows), seed=seed, caps=caps)
-        eng.feed_batch(events, time_key=time_field)
-        eng.finish()
-
     def source(
         self,
         *,
@@ -297,8 +285,8 @@ def prepare(text: str, mode: str = "replay", apps: Collection[str] | None = None
     hit = _PREPARED.get(key)
     if hit is not None:
         return hit
-    from .analyze import analyze
-    from .parser import parse
+    from ..semantics.analyze import analyze
+    from ..syntax.parser import parse
 
     a = analyze(parse(text), mode=mode, apps=apps)  # type: ignore[arg-type]
     cq = compile_query(a)

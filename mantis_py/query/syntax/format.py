@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mantis_py.query import ast
-from mantis_py.query.lexer import classify_number, is_word_text
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.lexer import classify_number, is_word_text
+from mantis_py.query.syntax.spelling import bracketed_path, format_string
+from mantis_py.query.syntax.vocabulary import RESERVED_WORDS
 
 __all__ = [
     "RESERVED_WORDS",
@@ -33,15 +35,6 @@ __all__ = [
     "is_bare_name",
 ]
 
-RESERVED_WORDS = frozenset(
-    [
-     "select", "from", "where", "window", "group", "by", "order", "having", "limit", "sample", "as",
-     "and", "or", "not", "in", "is", "distinct", "asc", "desc", "join", "seconds", "on", "anomaly",
-     "mad", "count", "sum", "min", "max", "average", "list", "p1", "p5", "p10", "p25", "p50", "p75",
-     "p90", "p95", "p99", "p995", "percentile", "tick", "true", "false", "null",
-    ]
-)  # fmt: skip
-"""Words a bare property name may not be spelled as, in any case (MQL.md §8.1)."""
 
 
 def format_number(v: int | float) -> str:
@@ -50,11 +43,6 @@ def format_number(v: int | float) -> str:
     if isinstance(v, bool):
         raise TypeError("a boolean is not a number")
     return repr(v) if isinstance(v, float) else str(v)
-
-
-def format_string(s: str) -> str:
-    """``'…'``, or ``"…"`` when the content contains ``'``."""
-    return f'"{s}"' if "'" in s else f"'{s}'"
 
 
 def _json_string(s: str) -> str:
@@ -77,15 +65,7 @@ def format_property(segments: Sequence[ast.Segment]) -> str:
     """``country``, ``nf.app``; otherwise ``e['a'][0][*]`` (``e['from']``, ``e['1.5']`` ...)."""
     if len(segments) == 1 and isinstance(segments[0], str) and is_bare_name(segments[0]):
         return segments[0]
-    parts = ["e"]
-    for s in segments:
-        if isinstance(s, ast.Star):
-            parts.append("[*]")
-        elif isinstance(s, str):
-            parts.append(f"[{format_string(s)}]")
-        else:
-            parts.append(f"[{s}]")
-    return "".join(parts)
+    return bracketed_path(segments)
 
 
 def format_operand(op: ast.Operand | ast.Star) -> str:

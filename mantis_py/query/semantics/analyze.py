@@ -1,8 +1,8 @@
 """The MQL analyzer: static rules, live-mode rules, output names, name resolution and fields.
 
 Theory of operation (MQL.md §3, §4.2, §5.1):
-- :func:`analyze` takes a parsed :class:`~mantis_py.query.ast.Query` and either returns an
-  :class:`~mantis_py.query.analysis.Analysis` or raises exactly one ``QueryError``.
+- :func:`analyze` takes a parsed :class:`~mantis_py.query.syntax.ast.Query` and either returns an
+  :class:`~mantis_py.query.semantics.analysis.Analysis` or raises exactly one ``QueryError``.
 - Phase 3, static rules (E2xx except E220–E222, plus E306 and the sample problem the parser stored
   for E212/E213): every rule is checked and each violation is *collected* with its position; the
   one at the earliest text position is raised (ties: the first one found). Checking never stops at
@@ -11,7 +11,7 @@ Theory of operation (MQL.md §3, §4.2, §5.1):
 - Phase 4, live-mode rules (E220–E222), only in live mode, again earliest position first.
 - While checking, the analyzer builds what the compiler needs: the columns of an aggregate query
   (§3.7.2), hidden HAVING aggregates (§3.10), HAVING and ORDER BY names resolved into
-  :class:`~mantis_py.query.ast.OutputRef`, and the fields of §4.2.
+  :class:`~mantis_py.query.syntax.ast.OutputRef`, and the fields of §4.2.
 - Each construct is checked in the context of its clause by one small function; which operand may
   stand where is decided in :meth:`_Checker._select_operand`, :meth:`_Checker._side`,
   :meth:`_Checker._group_key`, :meth:`_Checker._order_key` and :meth:`_Checker._aggregate_arg`.
@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from typing import Literal as TLiteral
 from typing import cast
 
-from ..errors import QueryError
-from . import ast
+from ...errors import QueryError
+from ..syntax import ast
+from ..syntax.diagnostics import query_error, suggest
+from ..syntax.format import format_condition, format_operand, format_property, format_query
+from ..syntax.vocabulary import AGGREGATES, META_FIELDS, PERCENTILE_SHORTHANDS
 from .analysis import Analysis, Column
-from .diagnostics import query_error, suggest
-from .format import format_condition, format_operand, format_property, format_query
 from .names import default_name, dotted, item_name, literal_text, plain_conflicts
 from .regex import compile_regex
 
@@ -41,33 +42,10 @@ __all__ = [
     "AGGREGATES",
     "META_FIELDS",
     "PERCENTILE_SHORTHANDS",
-    "RESERVED_FEATURES",
-    "SCALARS",
     "analyze",
     "is_aggregate_call",
     "is_aggregate_query",
 ]
-
-AGGREGATES: tuple[str, ...] = (
-    "count", "sum", "min", "max", "average", "list",
-    "p1", "p5", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "p995", "percentile",
-)  # fmt: skip
-"""Aggregate function names (lower case), in the order of the function table (MQL.md §2.3)."""
-
-PERCENTILE_SHORTHANDS: dict[str, float] = {
-    "p1": 1, "p5": 5, "p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "p95": 95,
-    "p99": 99, "p995": 99.5,
-}  # fmt: skip
-"""The one-argument percentile functions and the percentile each one computes."""
-
-SCALARS: tuple[str, ...] = ("tick",)
-
-META_FIELDS: tuple[str, ...] = ("_app", "_instance", "_zone", "_stream")
-"""Live-mode meta fields (MQL.md §3.16)."""
-
-RESERVED_FEATURES: frozenset[str] = frozenset()
-"""Clauses that parse but are rejected with E217 (MQL.md §3.19). Issue #6 implemented JOIN and
-ANOMALY; the check stays for the next reserved feature."""
 
 WINDOW_MAX_SECONDS = 600
 SLIDING_MAX_OVERLAP = 60
@@ -176,7 +154,6 @@ class _Checker:
 
     def run(self) -> None:
         self._sources()
-        self._reserved()
         self._join_and_anomaly()
         if self.kind == "aggregate":
             self._select_aggregate()
@@ -234,15 +211,6 @@ class _Checker:
                     self.found.add("E217", an.span,
                                    "ANOMALY MAD alpha and beta must be numbers above 0")
                     break
-
-    def _reserved(self) -> None:
-        q = self.q
-        if "JOIN" in RESERVED_FEATURES and q.joins:
-            span = q.clause_spans.get("JOIN", q.joins[0].span)
-            self.found.add("E217", span, "JOIN is reserved and not supported yet")
-        if "ANOMALY" in RESERVED_FEATURES and q.anomaly is not None:
-            span = q.clause_spans.get("ANOMALY", q.anomaly.span)
-            self.found.add("E217", span, "ANOMALY is reserved and not supported yet")
 
     # -- SELECT -----------------------------------------------------------------------------
 
@@ -963,7 +931,7 @@ def analyze(
     """Check a parsed query and describe it for the compiler (MQL.md §3, §4, §5).
 
     Args:
-        q: the query from :func:`mantis_py.query.parser.parse`.
+        q: the query from :func:`mantis_py.query.syntax.parser.parse`.
         mode: ``"replay"`` or ``"live"``; live mode adds E220–E222 and meta fields.
         apps: live mode only: the applications the gateway knows. ``None`` skips the lookup
             (``mantis-py check --mode live``).

@@ -20,17 +20,17 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
+from ..compile.runtime import tick_ms
+from ..semantics.values import string_form
+from ..state.caps import DEFAULT_CAPS, Caps
+from ..state.sampling import random_keep, sticky_keep
+from ..state.windows import first_replay_window, window_bounds, window_indices
 from .anomaly import AnomalyRunner
-from .caps import DEFAULT_CAPS, Caps
 from .engine import PreparedQuery, finish_aggregate, finish_plain, make_notice
 from .groups import GroupTable
 from .join import JoinSpec, ReplayJoin
-from .runtime import tick_ms
-from .sampling import random_keep, sticky_keep
-from .values import string_form
-from .windows import first_replay_window, window_bounds, window_indices
 
-__all__ = ["ReplayEngine", "replay_rows"]
+__all__ = ["ReplayEngine", "replay_events", "replay_rows"]
 
 _INF = float("inf")
 
@@ -485,3 +485,14 @@ def replay_rows(
             break
     eng.finish()
     return out
+
+
+def replay_events(
+    p: PreparedQuery, events: list[dict[str, Any]], time_field: str | None, sink: Any, *,
+    seed: int = 0, caps: Caps = DEFAULT_CAPS,
+) -> None:
+    """Run ``p`` single-node over in-memory events (time from a top-level field, or 0);
+    ``sink(rows)`` receives each batch of output rows."""
+    eng = ReplayEngine(p, on_rows=lambda scope, rows: sink(rows), seed=seed, caps=caps)
+    eng.feed_batch(events, time_key=time_field)
+    eng.finish()

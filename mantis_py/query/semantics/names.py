@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from . import ast
-from .format import format_number, format_operand
+from ..syntax import ast
+from ..syntax.format import format_number, format_operand
 
 __all__ = [
     "PlainConflict",

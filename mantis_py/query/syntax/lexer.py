@@ -25,8 +25,8 @@ from decimal import Context
 from typing import Any
 
 from mantis_py.errors import QueryError
-from mantis_py.query import ast
-from mantis_py.query.diagnostics import describe_char, describe_token, query_error, suggest
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.diagnostics import describe_char, describe_token, query_error, suggest
 
 __all__ = [
     "FORBIDDEN",
@@ -444,7 +444,7 @@ class _Tokenizer:
     def e117_suggestion(self, word: str, end: int) -> str | None:
         if self.text.startswith("[^", end):  # a prefix selector exists only as e[^'…'] itself
             return None
-        from mantis_py.query.format import format_property  # format imports this module
+        from mantis_py.query.syntax.spelling import bracketed_path as format_property  # >1 segment
 
         k = len(self.out)
         try:
