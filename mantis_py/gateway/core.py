@@ -57,7 +57,7 @@ from ..wire.messages import (
 from .auth import Principal, audit_record
 from .config import GatewayConfig
 from .limits import OutboundItem, OutboundQueue, TokenBucket
-from .merge import Attachment, Run, output_kind
+from .merge import Attachment, Run, member_key, output_kind
 from .metrics import Metrics
 from .registry import AgentInfo, Registry
 from .registry import Subscribe as SubscribeOut
@@ -225,10 +225,19 @@ class GatewayCore:
             sub.agent_id, Subscribe(sub.sub, sub.query, sub.stream, sub.start, dict(sub.caps))
         )
 
+    def _member(self, agent_id: str, stream: str) -> str:
+        """The merger member of one agent connection's part of ``stream`` (app + instance +
+        stream: the same member whichever connection or gateway carries it)."""
+        info = self.registry.agents.get(agent_id)
+        if info is None:
+            return f"{agent_id}/{stream}"
+        return member_key(info.app, info.instance, stream)
+
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
+        key = self._member(agent_id, stream)
         for run_id in self.registry.runs_of(sid):
-            self.runs[run_id].add_agent(f"{agent_id}/{stream}", now)
+            self.runs[run_id].add_agent(key, agent_id, now)
 
     def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
         info = state.info
@@ -261,7 +270,7 @@ class GatewayCore:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
-        key = f"{state.agent_id}/{msg.stream}"
+        key = member_key(info.app, instance, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
@@ -295,16 +304,21 @@ class GatewayCore:
         if sub is None:
             self.metrics.inc("dropped_total", reason="unknown_subscription")
             return
-        key = f"{state.agent_id}/{sub.stream}"
+        info = state.info
+        assert info is not None
+        key = member_key(info.app, info.instance, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
                 try:
-                    run.merger.receive_part(key, msg.part, now)
+                    ready = run.merger.receive_part(key, msg.part, now)
                 except Exception as exc:
                     self._fail_run(run, exc, now)
                     continue
-                self._poll_run(run, now)
+                # O(1) per part: the window goes out now when this was its last expected part,
+                # otherwise on the tick (``poll``) once its grace is over.
+                if ready:
+                    self._poll_run(run, now)
 
     def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
         info = state.info
@@ -340,9 +354,10 @@ class GatewayCore:
         sub = self.registry.subs.get(msg.sub)
         if sub is None:
             return
+        key = self._member(state.agent_id, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs[run_id]
-            run.remove_agent(f"{state.agent_id}/{sub.stream}", now)
+            run.remove_agent(key, state.agent_id, now)
             for att in run.attachments.values():
                 att.dropped["agent_refused"] += 1
                 att.force_meta = True
@@ -365,10 +380,12 @@ class GatewayCore:
         self._agent_out.pop(agent_id, None)
         if state is None or state.info is None:
             return
+        info = state.info
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
+            key = member_key(info.app, info.instance, sub.stream)
             for run_id in sub.runs:
-                self.runs[run_id].remove_agent(f"{agent_id}/{sub.stream}", now)
+                self.runs[run_id].remove_agent(key, agent_id, now)
 
     # ------------------------------------------------------------------ clients
 
@@ -486,7 +503,7 @@ class GatewayCore:
             sub = self.registry.subs[sid]
             for agent_id in sorted(sub.agents):
                 if agent_id not in sub.refused:
-                    run.add_agent(f"{agent_id}/{sub.stream}", now)
+                    run.add_agent(self._member(agent_id, sub.stream), agent_id, now)
         for msg in out:
             self._send_subscribe(msg)
         return run
@@ -652,7 +669,7 @@ class GatewayCore:
     def _check_app_gone(self, run: Run, now: float) -> None:
         """Complete a query whose applications have had no agent for ``app_gone_s`` (agents
         drop their queries after 30 s without the gateway, so waiting longer is pointless)."""
-        if any(self.registry.agents_of(app) for app, _ in run.sources):
+        if any(self.registry.has_agents(app) for app, _ in run.sources):
             run.empty_since = None
         elif run.empty_since is None:
             run.empty_since = now
