@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,6 +172,8 @@ class Sims:
 
     def __init__(self, port: int, n: int, per_proc: int, events: int) -> None:
         self.procs: list[subprocess.Popen[str]] = []
+        # SIM_STDERR=<file>: the simulators' errors and a progress line every 2 s go there
+        self.err = open(os.environ.get("SIM_STDERR", os.devnull), "a")  # noqa: SIM115
         self.open = [0] * 0
         first = 0
         seed = 1
@@ -181,12 +182,12 @@ class Sims:
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-c", SIM_SCRIPT, str(port), str(first), str(count),
                  str(events), str(seed), *(["debug"] if os.environ.get("SIM_STDERR") else [])],
-                stdout=subprocess.PIPE, stderr=open(os.environ.get("SIM_STDERR", os.devnull), "a"), text=True, cwd=ROOT))
+                stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT))
             first += count
             seed += 1
         self.open = [0] * len(self.procs)
 
-    async def wait_open(self, n: int, timeout: float) -> bool:
+    async def wait_open(self, n: int, timeout: float) -> bool:  # noqa: ASYNC109
         """Until ``n`` agents got their welcome (read from the simulators' stdout)."""
         async def follow(i: int, proc: subprocess.Popen[str]) -> None:
             assert proc.stdout is not None
@@ -201,7 +202,7 @@ class Sims:
             for i, p in enumerate(self.procs):
                 nursery.start_soon(follow, i, p)
             with trio.move_on_after(timeout):
-                while sum(self.open) < n:
+                while sum(self.open) < n:  # noqa: ASYNC110 (fed by reader threads)
                     await trio.sleep(0.1)
             nursery.cancel_scope.cancel()
         return sum(self.open) >= n
@@ -213,6 +214,7 @@ class Sims:
             p.wait()
             if p.stdout is not None:
                 p.stdout.close()
+        self.err.close()
 
 
 async def run_query(port: int, seconds: float) -> list[tuple[float, dict[str, Any], dict[str, Any]]]:

@@ -26,7 +26,7 @@ Every query decision (accepted, refused, error, rate limited) produces one audit
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -105,6 +105,7 @@ class AgentState:
     principal: Principal
     info: AgentInfo | None = None
     last_ping: float = 0.0
+    last_heard: float = 0.0  # any frame from the agent (pongs answer every ping)
 
 
 def _default_prepare() -> Prepare:
@@ -137,6 +138,10 @@ class GatewayCore:
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
         self._close: list[tuple[str, int, str]] = []
+        self._close_agents: list[str] = []
+        # agent pings, due time order (one period for all): the tick pops the due ones instead
+        # of looking at every agent
+        self._pings: deque[tuple[float, str]] = deque()
         self._audit: list[dict[str, Any]] = []
         self._started = now
         self._caps = self._build_caps(config.caps)
@@ -169,6 +174,11 @@ class GatewayCore:
         out, self._close = self._close, []
         return out
 
+    def agents_to_close(self) -> list[str]:
+        """Agent connections to drop: silent for three ping periods (a dead peer)."""
+        out, self._close_agents = self._close_agents, []
+        return out
+
     def audit_to_log(self) -> list[dict[str, Any]]:
         """Audit records of query decisions made since the last call."""
         out, self._audit = self._audit, []
@@ -178,7 +188,9 @@ class GatewayCore:
 
     def open_agent(self, agent_id: str, principal: Principal, now: float) -> None:
         """An agent websocket was accepted (after auth); its hello is expected next."""
-        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now)
+        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now,
+                                           last_heard=now)
+        self._pings.append((now + self.config.heartbeat_s, agent_id))
         self.metrics.inc("connections_total", kind="agent")
 
     def _send_agent(self, agent_id: str, msg: Any) -> None:
@@ -194,6 +206,7 @@ class GatewayCore:
             RemoteProtocolError: malformed or out-of-order frame; close with ``close_code``.
         """
         state = self.agents[agent_id]
+        state.last_heard = now
         self.metrics.inc("frames_in_total", kind="agent")
         self.metrics.inc("bytes_in_total", len(data), kind="agent")
         msg = state.link.receive_data(data)
@@ -698,11 +711,25 @@ class GatewayCore:
                     att.force_meta = False
             if client.queue.too_slow(now):
                 self._close.append((client.client_id, 4008, "too slow"))
+        self._ping_agents(now)
+
+    def _ping_agents(self, now: float) -> None:
+        """Ping the agents whose period is over (renews their leases; they answer ``pong``),
+        and name those silent for three periods in ``agents_to_close()``. O(due agents)."""
         heartbeat = self.config.heartbeat_s
-        for agent in self.agents.values():
-            if agent.link.is_open and now - agent.last_ping >= heartbeat:
+        pings = self._pings
+        while pings and pings[0][0] <= now:
+            _, agent_id = pings.popleft()
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                continue  # closed since
+            if now - agent.last_heard > 3 * heartbeat:
+                self._close_agents.append(agent_id)
+                continue
+            if agent.link.is_open:
                 agent.last_ping = now
-                self._send_agent(agent.agent_id, Ping(f"{now:.3f}"))
+                self._send_agent(agent_id, Ping(f"{now:.3f}"))
+            pings.append((now + heartbeat, agent_id))
 
     # ------------------------------------------------------------------ views
 

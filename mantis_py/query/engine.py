@@ -823,12 +823,12 @@ class Merger:
             n, m = self._window
             while not self._done:
                 k = self._next_k
-                start, end = window_bounds(k, n, m)
+                _, end = window_bounds(k, n, m)
                 if now < end:
                     break
-                if now < end + self.grace:
-                    if self.prepared.ships != "partials" or not self._head_complete():
-                        break
+                if now < end + self.grace and (
+                        self.prepared.ships != "partials" or not self._head_complete()):
+                    break
                 self._emit_window(k, now)
                 self._next_k = k + 1
         self._flush_pending()
