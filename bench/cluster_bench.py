@@ -47,84 +47,30 @@ QUERY = ("select country, count(*) as n, p99(latency_ms) as p99 from bench windo
 COUNTRIES = ("BR", "US", "DE", "JP", "FR", "IN")
 
 SIM_SCRIPT = r"""
-import random, sys, time
+import sys, time
 import trio
-from websockets.trio.client import connect
-from websockets.typing import Subprotocol
-from mantis_py.agents.core import AgentConfig, AgentCore
-from mantis_py.wire.messages import SUBPROTOCOL
+from mantis_py.testing.swarm import Swarm
 
 port, first, count, events, seed = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
                                     int(sys.argv[4]), int(sys.argv[5]))
-COUNTRIES = ("BR", "US", "DE", "JP", "FR", "IN")
-URL = f"ws://127.0.0.1:{port}/v1/agent"
-QUERY = ("select country, count(*) as n, p99(latency_ms) as p99 from bench window 1 "
-         "group by country")
-CORES = []
-DEBUG = len(sys.argv) > 6
-
-
-async def agent(i, rng, ready):
-    core = AgentCore(AgentConfig(app="bench", instance=f"sim-{i}", cpu_budget=1.0),
-                     random.Random(seed * 100003 + i))
-    CORES.append(core)
-    opened = False
-    while True:
-        try:
-            async with connect(URL, subprotocols=[Subprotocol(SUBPROTOCOL)], compression=None,
-                               open_timeout=60, ping_interval=None, max_size=1 << 20) as ws:
-                core.connected(time.time())
-
-                async def reader():
-                    async for data in ws:
-                        core.receive_data(data, time.time())
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(reader)
-                    n = 0
-                    while True:
-                        now = time.time()
-                        if core.is_open and not opened:
-                            opened = True
-                            ready[0] += 1
-                        if core.subs and events:
-                            for _ in range(events):
-                                core.offer({"country": COUNTRIES[(i + n) % 6],
-                                            "latency_ms": (i * 7 + n * 37) % 500}, "default", now)
-                                n += 1
-                        core.poll(now)
-                        for f in core.data_to_send(now, force=True):
-                            await ws.send(f.data, text=True)
-                        # once a second, just after the second starts (+ jitter): the part of
-                        # the window that just ended goes out, the new events land in the next
-                        await trio.sleep(1.0 - (time.time() % 1.0) + rng.uniform(0.01, 0.15))
-        except Exception as exc:
-            core.disconnected(time.time())
-            await trio.sleep(rng.uniform(0.25, 0.5))
+DEBUG = len(sys.argv) > 7
 
 
 async def main():
-    rng = random.Random(seed)
-    ready = [0]
-    # compile the bench query once before connecting (the engine caches it): the first compile
-    # of a process takes a while, and all agents of the process would wait for it
-    from mantis_py.query import prepare
-    prepare(prepare(QUERY, mode="live").canonical, mode="live")
+    swarm = Swarm(f"ws://127.0.0.1:{port}", count, first=first, events=events, seed=seed,
+                  warm=[sys.argv[6]])
     async with trio.open_nursery() as nursery:
-        for i in range(first, first + count):
-            nursery.start_soon(agent, i, rng, ready)
-            if i % 50 == 49:
-                await trio.sleep(0.05)
+        nursery.start_soon(swarm.run)
         reported = -1
         while True:
-            if ready[0] != reported:
-                reported = ready[0]
-                print(f"open {reported}", flush=True)
+            n = swarm.open_now()
+            if n != reported:
+                reported = n
+                print(f"open {n}", flush=True)
             await trio.sleep(0.2)
             if DEBUG and int(time.time() * 5) % 10 == 0:
-                print(time.time(), ready, sum(len(c.subs) for c in CORES),
-                      sum(s.parts_sent for c in CORES for s in c.subs.values()),
-                      sum(1 for c in CORES if c.is_open), file=sys.stderr, flush=True)
+                print(time.time(), n, sum(len(c.subs) for c in swarm.cores), swarm.errors,
+                      file=sys.stderr, flush=True)
 
 trio.run(main)
 """
@@ -181,7 +127,8 @@ class Sims:
             count = min(per_proc, n - first)
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-c", SIM_SCRIPT, str(port), str(first), str(count),
-                 str(events), str(seed), *(["debug"] if os.environ.get("SIM_STDERR") else [])],
+                 str(events), str(seed), QUERY,
+                 *(["debug"] if os.environ.get("SIM_STDERR") else [])],
                 stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT))
             first += count
             seed += 1
