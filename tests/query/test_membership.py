@@ -36,9 +36,12 @@ def test_work_per_part_does_not_grow_with_members(members: int) -> None:
         for i in range(members):
             ready.append(m.receive_part(f"m{i}", {**part, "k": window}, window + 1.2))
         out = m.poll(window + 1.2)  # the caller polls when receive_part said so
-        assert isinstance(out[0], Rows) and out[0].window == (window, window + 1)
+        assert isinstance(out[0], Rows)
+        assert out[0].window == (window, window + 1)
     # the last part of each window completed it, no other part did
-    assert sum(ready) == 3 and ready[members - 1] and ready[-1]
+    assert sum(ready) == 3
+    assert ready[members - 1]
+    assert ready[-1]
     parts = 3 * members
     # each member record is touched a bounded number of times overall (promotion once), not
     # once per part: the old merger walked every member for every part (members² per window)
@@ -137,7 +140,7 @@ def test_window_goes_out_when_the_last_expected_part_arrives_or_on_the_tick() ->
     assert m.receive_part("b", part_for(2, 100), 101.1) is False
     assert m.poll(101.2) == []
     m.remove_member("c", 101.5)  # c leaves: nobody left to wait for, but it stays expected
-    assert [o for o in m.poll(101.5) if isinstance(o, Rows)][0].window == (100, 101)
+    assert next(o for o in m.poll(101.5) if isinstance(o, Rows)).window == (100, 101)
     assert m.statistics()["coverage"] == {"reporting": 2, "expected": 3}
     # window 101: the joiner is waited for now; without its part the window waits for the grace
     assert m.receive_part("a", part_for(1, 101), 102.1) is False
