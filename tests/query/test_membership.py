@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mantis_py.query import prepare
-from mantis_py.query.engine import Notice, Rows
+from mantis_py.query.run.engine import Notice, Rows
 
 Q = "select k, count(*) as n from s window 1 group by k"
 
