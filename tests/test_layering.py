@@ -243,3 +243,12 @@ def test_lark_is_pinned_to_the_minor_version_the_adapter_is_tested_with() -> Non
     assert high == (low[0], low[1] + 1), "the pin spans exactly one minor version"
     installed = tuple(int(x) for x in version("lark").split(".")[:2])
     assert low <= installed < high
+
+
+@pytest.mark.parametrize("path", _modules("client"), ids=lambda p: p.name)
+def test_only_the_client_shells_do_io(path: Path) -> None:
+    names = _imports(path)
+    if path.name not in {"sync.py", "trio.py"}:
+        assert not _top(names) & IO_LIBS, f"{path.name} imports {_top(names) & IO_LIBS}"
+    assert not _touches(names, "mantis_py.gateway")
+    assert not _touches(names, "mantis_py.agents")

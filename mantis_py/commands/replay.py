@@ -5,7 +5,8 @@ with the standard library for integers beyond 64 bits and non-finite numbers), r
 on stderr, and writes rows to stdout as ``json.dumps(row, separators=(",", ":"),
 ensure_ascii=False)`` would. Un-windowed queries stream in constant memory. Exit codes: 0 done
 (even with skipped lines), 1 the input cannot be read, 2 the query or ``--time-field`` is rejected
-or the usage is wrong.
+or the usage is wrong. A rejected query is shown with a caret under the offending text when stderr
+is a terminal, as one line of JSON otherwise (or with ``--json``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help="a JSONL file, or - for stdin")
     parser.add_argument("--time-field", metavar="FIELD", default=None, help="property holding the event time (seconds)")
     parser.add_argument("--seed", type=int, default=0, help="seed for RANDOM sampling (default 0)")
+    parser.add_argument("--json", action="store_true",
+                        help="a rejected query as one line of JSON even on a terminal")
 
 
 def _reject_constant(name: str) -> Any:
@@ -209,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
         p = prepare(args.query, mode="replay")
         segs = _time_field_segments(args.time_field) if args.time_field is not None else None
     except QueryError as err:
-        err_out.write(json.dumps(err.to_dict(), separators=(",", ":"), ensure_ascii=False) + "\n")
+        from .check import error_text  # the caret display on a terminal, JSON otherwise
+
+        err_out.write(error_text(err.to_dict(), bool(getattr(args, "json", False))) + "\n")
         return 2
 
     path = args.input

@@ -210,6 +210,11 @@ class AlertRunner:
                 cov = msg.get("coverage") or {}
                 coverage = (_int_or_none(cov.get("reporting")), _int_or_none(cov.get("expected")))
                 flush()
+                waiting = msg.get("waiting")
+                if isinstance(waiting, dict):  # no agent of the app yet: insufficient data
+                    core.receive_waiting(str(waiting.get("app")), waiting.get("suggestion"),
+                                         time.time())
+                    self._dispatch(core)
             elif kind == "complete":
                 flush()
                 core.receive_complete(str(msg.get("reason", "")), time.time())

@@ -504,6 +504,13 @@ class AlertCore:
         self.counters.breaches = 0
         self._observe("insufficient", now, f"query refused: {message}", None)
 
+    def receive_waiting(self, app: str, suggestion: str | None, now: float) -> None:
+        """The rule's query waits for the first agent of ``app``: insufficient data, not a
+        refusal (the query runs as soon as an agent connects)."""
+        self.counters.breaches = 0
+        hint = f" (did you mean {suggestion}?)" if suggestion else ""
+        self._observe("insufficient", now, f"waiting for agents of {app}{hint}", None)
+
     def poll(self, now: float) -> None:
         """Let time pass: no window for ``stale_after`` seconds means insufficient data."""
         limit = self.stale_after()

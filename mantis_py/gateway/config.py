@@ -30,7 +30,7 @@ File layout (every table and key optional)::
     submissions_per_s = 5.0
     submissions_burst = 10
     meta_interval_s = 1.0
-    app_gone_s = 30.0             # no agent of a query's apps for this long: complete "app gone"
+    app_gone_s = 30.0             # unused: live queries wait for agents (kept so old files load)
     client_sndbuf = 131072        # kernel send buffer per client socket: loss shows up in our
                                   # queue (and in meta) instead of hiding in the kernel
 
@@ -79,7 +79,7 @@ class Limits:
     raw_batch_rows: int = 1000
     handshake_timeout_s: float = 10.0
     client_sndbuf: int = 128 * 1024
-    app_gone_s: float = 30.0
+    app_gone_s: float = 30.0  # unused: live queries wait for their agents, never time out
     request_head_max: int = 16 * 1024
 
     def __post_init__(self) -> None:

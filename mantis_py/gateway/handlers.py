@@ -9,7 +9,8 @@ other client waits for it.
 Close codes (docs/protocol.md): 1003 binary frame, 1009 frame too big (websockets itself),
 1007 / 4000 bad data or protocol error (the codec's ``close_code``), 1008 rights lost (an agent
 announcing an app its token may not publish), 4008 too slow (queue full too long, or a send past
-its deadline).
+its deadline), 1001 the gateway is shutting down (queries are not completed: clients reconnect and
+resubmit them).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientSession", "serve_agent", "serve_client", "serve_sse"]
 
 log = logging.getLogger("mantis_py.gateway")
+GOING_AWAY = 1001  # the gateway is shutting down: clients reconnect and resubmit
 _ids = itertools.count(1)
 
 
@@ -89,7 +91,7 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
                 server.metrics.inc("clients_evicted_total", reason="too_slow")
             # Tell the client why (best effort, under the same deadline), then close.
             client = core.clients.get(cid)
-            if client is not None:
+            if client is not None and code != GOING_AWAY:  # 1001: the queries live on elsewhere
                 for qid in list(client.attachments):
                     core.cancel(cid, qid, time.time(), reason="evicted")
             with trio.move_on_after(min(deadline, 1.0)):
@@ -160,6 +162,7 @@ async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Pri
         server.sessions.pop(cid, None)
         core.close_client(cid, time.time())
         server.after()
+        session.done.set()
 
 
 async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) -> None:

@@ -132,6 +132,19 @@ class GatewayServer:
             self.core.poll(time.time())
             self.after()
 
+    async def go_away(self, grace: float = 1.0) -> None:
+        """Close every websocket client with 1001 "going away" (its queries are not completed,
+        so clients reconnect and resubmit) and wait up to ``grace`` seconds for them to go."""
+        leaving = []
+        for cid, session in list(self.sessions.items()):
+            client = self.core.clients.get(cid)
+            if client is not None and client.kind == "ws":
+                session.evict_with(handlers.GOING_AWAY, "gateway shutting down")
+                leaving.append(session)
+        with trio.move_on_after(grace):
+            for session in leaving:
+                await session.done.wait()
+
     # ------------------------------------------------------------------ internal subscriptions
 
     @asynccontextmanager
@@ -348,8 +361,9 @@ class GatewayServer:
                                         "application/json")
                 return
         try:
-            prepared = self.core.prepare(text, mode=mode, apps=set(self.core.registry.apps_seen)
-                                         if mode == "live" else None)
+            # apps=None: as for a submitted query, an application without agents yet is not an
+            # error (the query would wait for them).
+            prepared = self.core.prepare(text, mode=mode, apps=None)
         except QueryError as exc:
             await self._json(responder, 400, {"error": exc.to_dict()})
             return
