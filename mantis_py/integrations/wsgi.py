@@ -18,9 +18,10 @@ Theory of operation:
   ahead), so streamed responses stream. The event is published when the server closes the
   iterable, i.e. once the response was sent; ``latency_ms`` covers all of it.
 - ``bytes_in`` is the request's ``Content-Length`` (the body is never read).
-- The route: werkzeug keeps the request object at ``environ["werkzeug.request"]``; Flask sets
-  its ``url_rule`` when routing, whose ``rule`` is the template (``/titles/<int:title_id>``).
-  Otherwise the path.
+- The route: for a Flask app (its bound ``wsgi_app`` wrapped) the request is matched against
+  the app's URL map once more after it ran (only while a query listens), giving the rule's
+  template (``/titles/<int:title_id>``); for other werkzeug apps the request object left at
+  ``environ["werkzeug.request"]`` gives its ``url_rule``. Otherwise the path.
 - An exception from the app (or from iterating its response) is recorded and re-raised
   unchanged. Flask catches a view's exception itself and answers 500; when ``app.wsgi_app`` is
   wrapped, the middleware connects to Flask's ``got_request_exception`` signal for that app so
@@ -53,8 +54,18 @@ EXCEPTION_KEY = "mantis_py.exception"
 """Where the Flask signal hook leaves the exception's type name in the environ."""
 
 
-def route_template(environ: Environ) -> str | None:
-    """The framework's route template for a finished request, or None when it exposes none."""
+def route_template(environ: Environ, url_map: Any = None) -> str | None:
+    """The framework's route template for a finished request, or None when it exposes none.
+
+    ``url_map`` is a Flask app's (werkzeug) URL map: Flask drops its request object from the
+    environ when the request ends, so the rule is matched again, only while a query listens.
+    """
+    if url_map is not None:
+        try:
+            rule, _ = url_map.bind_to_environ(environ).match(return_rule=True)
+            return str(environ.get("SCRIPT_NAME", "")) + str(rule.rule)
+        except Exception:  # 404, 405, redirect: no rule
+            return None
     request = environ.get("werkzeug.request")
     rule = getattr(request, "url_rule", None) if request is not None else None
     template = getattr(rule, "rule", None)
@@ -63,11 +74,16 @@ def route_template(environ: Environ) -> str | None:
     return None
 
 
-def _hook_flask(app: Any) -> None:
+def _flask_app(app: Any) -> Any:
+    """The Flask application whose bound ``wsgi_app`` is ``app``, or None."""
+    owner = getattr(app, "__self__", None)
+    if owner is None or not hasattr(owner, "url_map"):
+        return None
+    return owner if any(c.__module__.split(".")[0] == "flask" for c in type(owner).__mro__) else None
+
+
+def _hook_flask(owner: Any) -> None:
     """Record exceptions Flask handles itself (``got_request_exception``) into the environ."""
-    owner = getattr(app, "__self__", None)  # app.wsgi_app is a bound method of the Flask app
-    if owner is None or type(owner).__module__.split(".")[0] != "flask":
-        return
     try:
         from flask import got_request_exception, request
     except Exception:  # not Flask after all
@@ -118,8 +134,12 @@ class MantisWSGIMiddleware:
         self._header_masker = Masker(mask, "headers", ALWAYS_MASKED_HEADERS, fold=True)
         self._query_masker = Masker(mask, "query")
         self._counters = Counters()
+        self._url_map: Any = None
         try:
-            _hook_flask(app)
+            flask_app = _flask_app(app)
+            if flask_app is not None:
+                self._url_map = flask_app.url_map
+                _hook_flask(flask_app)
         except Exception:
             pass
 
@@ -170,7 +190,7 @@ class MantisWSGIMiddleware:
             protocol = str(environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
             event: dict[str, Any] = {
                 "method": environ.get("REQUEST_METHOD", "GET"),
-                "route": route_template(environ) or path,
+                "route": route_template(environ, self._url_map) or path,
                 "path": path,
                 "status": status,
                 "latency_ms": round(latency_ms, 3),
