@@ -144,7 +144,8 @@ class LiveQuery:
     def __enter__(self) -> LiveQuery:
         self._thread.start()
         wait_for(lambda: self.accepted is not None or bool(self.problems), what="accepted")
-        assert self.accepted is not None and self.accepted["type"] == "accepted", self.problems
+        assert self.accepted is not None, self.problems
+        assert self.accepted["type"] == "accepted", self.problems
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -151,7 +151,8 @@ def test_requests_stream_holds_exactly_the_requests_made(server_log: Caught) -> 
     assert by_path["/items/8"]["bytes_in"] == 123
     assert by_path["/hello/bo"]["bytes_out"] == len(b"hello bo")
     ws_row = by_path["/ws/lobby"]
-    assert ws_row["bytes_in"] == 2 and ws_row["bytes_out"] == len("lobby:hi")
+    assert ws_row["bytes_in"] == 2
+    assert ws_row["bytes_out"] == len("lobby:hi")
     assert all(r["client"] == "127.0.0.1" and r["http_version"] in ("1.1", "1.0") for r in rows)
     assert all(r["latency_ms"] >= 0 for r in rows)
     assert {r["user_agent"] for r in rows if r["method"] != "WEBSOCKET"} == {"itest/1"}
@@ -161,7 +162,8 @@ def test_requests_stream_holds_exactly_the_requests_made(server_log: Caught) -> 
         for r in wrows:
             got[(r["method"], r["route"], r["status"])] += r["n"]
     assert got == want
-    assert stats.built == len(made) and stats.failed == 0
+    assert stats.built == len(made)
+    assert stats.failed == 0
     # the exception still reached the server, unchanged
     errors = [r for r in server_log.records if r.exc_info and r.exc_info[0] is ZeroDivisionError]
     assert len(errors) == 1
