@@ -95,7 +95,8 @@ class _AsgiHost:
 def _serve_wsgi(app: Any) -> tuple[int, Callable[[], None]]:
     from waitress.server import create_server
 
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=8)
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=8,
+                                asyncore_use_poll=True)  # select() fails past fd 1023
     thread = threading.Thread(target=server.run, name="demo-waitress", daemon=True)
     thread.start()
 
@@ -338,6 +339,18 @@ class WebServices:
         self._host.close()
 
 
+def _raise_open_files(want: int) -> None:
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            limit = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def start_web_services(instances: tuple[tuple[str, str, float], ...], gateway: str,
                        scenario: Scenario, started: float,
                        zones: tuple[str, ...]) -> WebServices | None:
@@ -351,6 +364,7 @@ def start_web_services(instances: tuple[tuple[str, str, float], ...], gateway: s
         return None
     from ..agents import Agent
 
+    _raise_open_files(4096)  # hundreds of requests stay open during the outage, two fds each
     host = _AsgiHost()
     services: list[WebService] = []
     try:

@@ -103,7 +103,8 @@ def serve_wsgi(app: Any) -> Iterator[int]:
     """``app`` under a real waitress server (threads); yields the port."""
     from waitress.server import create_server
 
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=4)
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=4,
+                                asyncore_use_poll=True)
     thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
     thread.start()
     try:
