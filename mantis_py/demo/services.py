@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import random
 import socket
@@ -33,8 +34,8 @@ from .traffic import SERVICES, TITLES, Scenario
 __all__ = ["TrafficGenerator", "WebService", "WebServices", "start_web_services"]
 
 TICK = 0.1
-EDGE_SHARE = 0.25
-"""The edge model asks for ~200 chunks/s per instance; the demo sends a quarter of them."""
+EDGE_SHARE = 0.1
+"""The edge model asks for ~200 chunks/s per instance; the demo sends a tenth of them."""
 MAX_IN_FLIGHT = 600
 """Requests the generator keeps open at once (the outage holds plays for seconds)."""
 USER_AGENTS = {"tv": "PlaybackTV/6.2 (smart-tv)", "phone": "PlaybackMobile/15.1 (phone)",
@@ -364,6 +365,7 @@ def start_web_services(instances: tuple[tuple[str, str, float], ...], gateway: s
         return None
     from ..agents import Agent
 
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" chatter
     _raise_open_files(4096)  # hundreds of requests stay open during the outage, two fds each
     host = _AsgiHost()
     services: list[WebService] = []
