@@ -18,14 +18,14 @@ Theory of operation:
   ahead), so streamed responses stream. The event is published when the server closes the
   iterable, i.e. once the response was sent; ``latency_ms`` covers all of it.
 - ``bytes_in`` is the request's ``Content-Length`` (the body is never read).
-- The route: for a Flask app (its bound ``wsgi_app`` wrapped) the request is matched against
-  the app's URL map once more after it ran (only while a query listens), giving the rule's
-  template (``/titles/<int:title_id>``); for other werkzeug apps the request object left at
-  ``environ["werkzeug.request"]`` gives its ``url_rule``. Otherwise the path.
+- The route: when a Flask app's bound ``wsgi_app`` is wrapped, the middleware registers one
+  ``teardown_request`` function on that app; while a query listens it leaves the matched rule's
+  template (``/titles/<int:title_id>``) in the environ, and the type name of an exception Flask
+  handled itself (a view that raised answers 500 without the exception leaving Flask). For
+  other werkzeug apps the request object at ``environ["werkzeug.request"]`` gives its
+  ``url_rule``. Otherwise the path.
 - An exception from the app (or from iterating its response) is recorded and re-raised
-  unchanged. Flask catches a view's exception itself and answers 500; when ``app.wsgi_app`` is
-  wrapped, the middleware connects to Flask's ``got_request_exception`` signal for that app so
-  the exception's type name is still recorded.
+  unchanged.
 """
 
 from __future__ import annotations
@@ -51,24 +51,18 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _clock = time.perf_counter
 EXCEPTION_KEY = "mantis_py.exception"
-"""Where the Flask signal hook leaves the exception's type name in the environ."""
+"""Where the Flask hook leaves the type name of an exception Flask handled itself."""
+ROUTE_KEY = "mantis_py.route"
+"""Where the Flask hook leaves the matched rule's template."""
 
 
-def route_template(environ: Environ, url_map: Any = None) -> str | None:
-    """The framework's route template for a finished request, or None when it exposes none.
-
-    ``url_map`` is a Flask app's (werkzeug) URL map: Flask drops its request object from the
-    environ when the request ends, so the rule is matched again, only while a query listens.
-    """
-    if url_map is not None:
-        try:
-            rule, _ = url_map.bind_to_environ(environ).match(return_rule=True)
-            return str(environ.get("SCRIPT_NAME", "")) + str(rule.rule)
-        except Exception:  # 404, 405, redirect: no rule
-            return None
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None) if request is not None else None
-    template = getattr(rule, "rule", None)
+def route_template(environ: Environ) -> str | None:
+    """The framework's route template for a finished request, or None when it exposes none."""
+    template = environ.get(ROUTE_KEY)
+    if template is None:
+        request = environ.get("werkzeug.request")
+        rule = getattr(request, "url_rule", None) if request is not None else None
+        template = getattr(rule, "rule", None)
     if isinstance(template, str):
         return str(environ.get("SCRIPT_NAME", "")) + template
     return None
@@ -77,25 +71,30 @@ def route_template(environ: Environ, url_map: Any = None) -> str | None:
 def _flask_app(app: Any) -> Any:
     """The Flask application whose bound ``wsgi_app`` is ``app``, or None."""
     owner = getattr(app, "__self__", None)
-    if owner is None or not hasattr(owner, "url_map"):
+    if owner is None or not hasattr(owner, "teardown_request"):
         return None
     return owner if any(c.__module__.split(".")[0] == "flask" for c in type(owner).__mro__) else None
 
 
-def _hook_flask(owner: Any) -> None:
-    """Record exceptions Flask handles itself (``got_request_exception``) into the environ."""
-    try:
-        from flask import got_request_exception, request
-    except Exception:  # not Flask after all
-        return
+def _hook_flask(owner: Any, listening: Callable[[], bool]) -> None:
+    """Note the matched rule and any exception Flask handled itself, in the environ, from a
+    ``teardown_request`` function (the last moment Flask's request object is alive)."""
+    from flask import request
 
-    def note(sender: Any, exception: BaseException, **_: Any) -> None:
+    def note(exc: BaseException | None) -> None:
         try:
-            request.environ[EXCEPTION_KEY] = type(exception).__name__
+            if not listening():
+                return
+            environ = request.environ
+            rule = request.url_rule
+            if rule is not None:
+                environ[ROUTE_KEY] = rule.rule
+            if exc is not None:
+                environ[EXCEPTION_KEY] = type(exc).__name__
         except Exception:
             pass
 
-    got_request_exception.connect(note, owner, weak=False)
+    owner.teardown_request(note)
 
 
 class _Exchange:
@@ -134,12 +133,10 @@ class MantisWSGIMiddleware:
         self._header_masker = Masker(mask, "headers", ALWAYS_MASKED_HEADERS, fold=True)
         self._query_masker = Masker(mask, "query")
         self._counters = Counters()
-        self._url_map: Any = None
         try:
             flask_app = _flask_app(app)
             if flask_app is not None:
-                self._url_map = flask_app.url_map
-                _hook_flask(flask_app)
+                _hook_flask(flask_app, lambda: self._has(self.stream))
         except Exception:
             pass
 
@@ -190,7 +187,7 @@ class MantisWSGIMiddleware:
             protocol = str(environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
             event: dict[str, Any] = {
                 "method": environ.get("REQUEST_METHOD", "GET"),
-                "route": route_template(environ, self._url_map) or path,
+                "route": route_template(environ) or path,
                 "path": path,
                 "status": status,
                 "latency_ms": round(latency_ms, 3),
