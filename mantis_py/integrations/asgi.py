@@ -221,26 +221,26 @@ class MantisASGIMiddleware:
                 status = 500
             path = scope.get("path") or "/"
             user_agent: str | None = None
-            headers = scope.get("headers") or ()
-            captured: list[tuple[str, str]] = []
             pick = self._pick
-            for name, value in headers:
+            captured: list[tuple[str, str]] = []
+            for name, value in scope.get("headers") or ():
                 if name == b"user-agent":
                     user_agent = value.decode("latin-1")
                 if pick and name.lower() in pick:
                     captured.append((name.decode("latin-1").lower(), value.decode("latin-1")))
             client = scope.get("client")
+            route = scope.get("route")
             event: dict[str, Any] = {
                 "method": scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET",
-                "route": route_template(scope) or path,
+                "route": (route_template(scope) or path) if route is not None else path,
                 "path": path,
                 "status": status,
-                "latency_ms": round(latency_ms, 3),
+                "latency_ms": latency_ms,
                 "bytes_in": ex.bytes_in,
                 "bytes_out": ex.bytes_out,
                 "client": client[0] if client else None,
                 "user_agent": user_agent,
-                "exception": type(exc).__name__ if exc is not None else None,
+                "exception": None if exc is None else type(exc).__name__,
                 "http_version": scope.get("http_version", "1.1"),
             }
             if pick:

@@ -15,8 +15,8 @@ Theory of operation:
   record nobody asked for costs one call and builds nothing. The handler takes no lock (the
   agent's ``publish`` is safe from any thread), so it cannot take part in a deadlock.
 - It never recurses: records of the agent's own loggers (``mantis_py.*``, and the websocket
-  library's) are ignored, and a per-thread flag drops any record logged while this handler is
-  already handling one on the same thread.
+  library's) are ignored, and a per-thread guard (the set of threads inside ``handle()``) drops any
+  record logged while this handler is already handling one on the same thread.
 - It never raises into the logging call: a failure of ours is counted
   (:meth:`MantisLogHandler.statistics`) and swallowed, never routed to ``handleError``.
 """
@@ -24,8 +24,8 @@ Theory of operation:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
+from threading import get_ident as _get_ident
 from typing import Any
 
 from ._common import AgentLike, Counters, IntegrationStatistics, plain_extra
@@ -36,6 +36,7 @@ _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__
 ) | {"message", "asctime", "taskName"}
 """LogRecord attributes that are not ``extra`` fields."""
+_PLAIN_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 
 IGNORED_LOGGERS = ("mantis_py", "websockets")
 """Loggers whose records are never captured (the agent's own, and its transport's)."""
@@ -60,7 +61,7 @@ class MantisLogHandler(logging.Handler):
         self._publish = agent.publish
         self._ignore = tuple(ignore)
         self._ignore_dotted = tuple(p + "." for p in self._ignore)
-        self._local = threading.local()
+        self._busy: set[int] = set()  # threads inside handle() right now (re-entry guard)
         self._counters = Counters()
 
     def statistics(self) -> IntegrationStatistics:
@@ -71,10 +72,11 @@ class MantisLogHandler(logging.Handler):
         """Publish ``record`` if a query listens; never locks, recurses or raises."""
         if not self._has(self.stream):
             return False
-        local = self._local
-        if getattr(local, "busy", False):
-            return False  # logged from inside our own publish on this thread
-        local.busy = True
+        me = _get_ident()
+        busy = self._busy
+        if me in busy:
+            return False  # logged from inside our own handling, on this thread
+        busy.add(me)
         try:
             name = record.name
             if name in self._ignore or name.startswith(self._ignore_dotted):
@@ -87,7 +89,7 @@ class MantisLogHandler(logging.Handler):
             self._counters.failed += 1
             return False
         finally:
-            local.busy = False
+            busy.discard(me)
 
     def emit(self, record: logging.LogRecord) -> None:
         """For callers that use ``emit()`` directly: the same as :meth:`handle`."""
@@ -95,18 +97,20 @@ class MantisLogHandler(logging.Handler):
 
     def _event(self, record: logging.LogRecord) -> dict[str, Any]:
         exc = record.exc_info
+        event: dict[str, Any] = {
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "module": record.module,
+            "func": record.funcName,
+            "line": record.lineno,
+            "exc_type": exc[0].__name__ if exc and exc[0] is not None else None,
+            "thread": record.threadName,
+        }
         fields = record.__dict__
-        extra = fields.keys() - _STANDARD  # one C-level set difference; usually empty
-        event: dict[str, Any] = {k: plain_extra(fields[k]) for k in extra} if extra else {}
-        event.update(
-            level=record.levelname,
-            logger=record.name,
-            message=record.getMessage(),
-            module=record.module,
-            func=record.funcName,
-            line=record.lineno,
-            exc_type=exc[0].__name__ if exc and exc[0] is not None else None,
-            thread=record.threadName,
-        )
+        if len(fields) > _PLAIN_SIZE:  # a plain record has no more attributes than this
+            for k in fields.keys() - _STANDARD:
+                if k not in event:
+                    event[k] = plain_extra(fields[k])
         self._counters.built += 1
         return event
