@@ -80,15 +80,27 @@ def route_template(scope: Scope) -> str | None:
 
 
 class _Exchange:
-    """What one request's messages told us (counts and status only)."""
+    """What one HTTP request's messages told us (counts and status only); ``send`` is the tap."""
 
-    __slots__ = ("accepted", "bytes_in", "bytes_out", "status")
+    __slots__ = ("_send", "accepted", "bytes_in", "bytes_out", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, send: Send) -> None:
+        self._send = send
         self.status: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.accepted = False
+
+    async def send(self, message: Message) -> None:
+        try:
+            t = message["type"]
+            if t == "http.response.body":
+                self.bytes_out += len(message.get("body") or b"")
+            elif t == "http.response.start":
+                self.status = int(message["status"])
+        except Exception:
+            pass
+        await self._send(message)
 
 
 class MantisASGIMiddleware:
@@ -117,6 +129,7 @@ class MantisASGIMiddleware:
         self._header_masker = Masker(mask, "headers", ALWAYS_MASKED_HEADERS, fold=True)
         self._query_masker = Masker(mask, "query")
         self._counters = Counters()
+        self._templates: dict[Any, str | None] = {}  # route object -> template (top-level routes)
 
     def statistics(self) -> IntegrationStatistics:
         """How many events were built, and how many failures of ours were swallowed."""
@@ -127,9 +140,10 @@ class MantisASGIMiddleware:
         if (kind != "http" and kind != "websocket") or not self._has(self.stream):
             await self.app(scope, receive, send)
             return
-        ex = _Exchange()
+        ex = _Exchange(send)
+        snd: Send
         if kind == "http":
-            recv, snd = self._http_receive(receive, ex), self._http_send(send, ex)
+            recv, snd = self._http_receive(receive, ex), ex.send
         else:
             recv, snd = self._ws_receive(receive, ex), self._ws_send(send, ex)
         started = _clock()
@@ -153,23 +167,6 @@ class MantisASGIMiddleware:
             except Exception:
                 pass
             return message
-
-        return tap
-
-    @staticmethod
-    def _http_send(send: Send, ex: _Exchange) -> Send:
-        async def tap(message: Message) -> None:
-            try:
-                t = message.get("type")
-                if t == "http.response.body":
-                    body = message.get("body")
-                    if body:
-                        ex.bytes_out += len(body)
-                elif t == "http.response.start":
-                    ex.status = int(message.get("status", 0))
-            except Exception:
-                pass
-            await send(message)
 
         return tap
 
@@ -230,9 +227,22 @@ class MantisASGIMiddleware:
                     captured.append((name.decode("latin-1").lower(), value.decode("latin-1")))
             client = scope.get("client")
             route = scope.get("route")
+            if route is None:
+                template: str | None = None
+            elif scope.get("root_path") or scope.get("app_root_path"):
+                template = route_template(scope)  # mounted or behind a prefix: per request
+            else:
+                try:
+                    template = self._templates[route]
+                except KeyError:
+                    template = route_template(scope)
+                    if len(self._templates) < 10_000:
+                        self._templates[route] = template
+                except TypeError:  # unhashable route object
+                    template = route_template(scope)
             event: dict[str, Any] = {
                 "method": scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET",
-                "route": (route_template(scope) or path) if route is not None else path,
+                "route": template or path,
                 "path": path,
                 "status": status,
                 "latency_ms": latency_ms,
