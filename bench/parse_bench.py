@@ -28,9 +28,9 @@ sys.path.insert(0, ROOT)
 import orjson  # noqa: E402
 
 from mantis_py.errors import QueryError  # noqa: E402
-from mantis_py.query.analyze import analyze  # noqa: E402
-from mantis_py.query.engine import prepare  # noqa: E402
-from mantis_py.query.parser import parse  # noqa: E402
+from mantis_py.query.run.engine import prepare  # noqa: E402
+from mantis_py.query.semantics.analyze import analyze  # noqa: E402
+from mantis_py.query.syntax.parser import parse  # noqa: E402
 
 LIMIT = 16_384
 

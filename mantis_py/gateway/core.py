@@ -10,8 +10,8 @@ produced:
   subscribers) / ``close_client``; every frame for a client goes into that client's bounded
   :class:`~mantis_py.gateway.limits.OutboundQueue` and the client id into ``clients_to_wake()``;
   the shell's sender task drains the queue with :meth:`next_frame`.
-- time: ``poll(now)`` emits due windows (grace, MQL.md §3.8.4), meta frames (at least once a second
-  while something was dropped, SYSTEM.md §3.3), agent pings, and names the clients to evict
+- time: ``poll(now)`` emits due windows (grace, docs/mql.md#windows), meta frames (at least once a second
+  while something was dropped, docs/protocol.md), agent pings, and names the clients to evict
   (``clients_to_close()``).
 
 A *run* (``merge.py``) is one merger of one canonical query, shared by every client that submitted
@@ -26,7 +26,7 @@ Every query decision (accepted, refused, error, rate limited) produces one audit
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -57,7 +57,7 @@ from ..wire.messages import (
 from .auth import Principal, audit_record
 from .config import GatewayConfig
 from .limits import OutboundItem, OutboundQueue, TokenBucket
-from .merge import Attachment, Run, output_kind
+from .merge import Attachment, Run, member_key, output_kind
 from .metrics import Metrics
 from .registry import AgentInfo, Registry
 from .registry import Subscribe as SubscribeOut
@@ -68,7 +68,7 @@ Prepare = Callable[..., Any]
 
 
 def error_object(message: str, code: str, kind: str = "limit", hint: str | None = None) -> dict[str, Any]:
-    """A gateway-made error object with the members of MQL.md §5.2 (position: the whole query)."""
+    """A gateway-made error object with the members of docs/mql.md#errors (position: the whole query)."""
     return {
         "kind": kind,
         "code": code,
@@ -105,6 +105,7 @@ class AgentState:
     principal: Principal
     info: AgentInfo | None = None
     last_ping: float = 0.0
+    last_heard: float = 0.0  # any frame from the agent (pongs answer every ping)
 
 
 def _default_prepare() -> Prepare:
@@ -135,11 +136,15 @@ class GatewayCore:
         self._buckets: dict[str, TokenBucket] = {}
         self._check_buckets: dict[str, TokenBucket] = {}
         self._compile_buckets: dict[str, TokenBucket] = {}
-        self._failed: dict[tuple[str, frozenset[str], frozenset[str]], QueryError] = {}
+        self._failed: dict[tuple[str, str], QueryError] = {}
         self._ids = itertools.count(1)
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
         self._close: list[tuple[str, int, str]] = []
+        self._close_agents: list[str] = []
+        # agent pings, due time order (one period for all): the tick pops the due ones instead
+        # of looking at every agent
+        self._pings: deque[tuple[float, str]] = deque()
         self._audit: list[dict[str, Any]] = []
         self._started = now
         self._caps = self._build_caps(config.caps)
@@ -148,12 +153,9 @@ class GatewayCore:
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
-        try:
-            from ..query.caps import Caps
+        from ..query.state.caps import Caps
 
-            return Caps.from_json(dict(raw))
-        except ImportError:  # pragma: no cover - the engine package is always present in CI
-            return dict(raw)
+        return Caps.from_json(dict(raw))
 
     # ------------------------------------------------------------------ swap-and-return outputs
 
@@ -172,6 +174,11 @@ class GatewayCore:
         out, self._close = self._close, []
         return out
 
+    def agents_to_close(self) -> list[str]:
+        """Agent connections to drop: silent for three ping periods (a dead peer)."""
+        out, self._close_agents = self._close_agents, []
+        return out
+
     def audit_to_log(self) -> list[dict[str, Any]]:
         """Audit records of query decisions made since the last call."""
         out, self._audit = self._audit, []
@@ -181,7 +188,9 @@ class GatewayCore:
 
     def open_agent(self, agent_id: str, principal: Principal, now: float) -> None:
         """An agent websocket was accepted (after auth); its hello is expected next."""
-        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now)
+        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now,
+                                           last_heard=now)
+        self._pings.append((now + self.config.heartbeat_s, agent_id))
         self.metrics.inc("connections_total", kind="agent")
 
     def _send_agent(self, agent_id: str, msg: Any) -> None:
@@ -197,6 +206,7 @@ class GatewayCore:
             RemoteProtocolError: malformed or out-of-order frame; close with ``close_code``.
         """
         state = self.agents[agent_id]
+        state.last_heard = now
         self.metrics.inc("frames_in_total", kind="agent")
         self.metrics.inc("bytes_in_total", len(data), kind="agent")
         msg = state.link.receive_data(data)
@@ -228,10 +238,19 @@ class GatewayCore:
             sub.agent_id, Subscribe(sub.sub, sub.query, sub.stream, sub.start, dict(sub.caps))
         )
 
+    def _member(self, agent_id: str, stream: str) -> str:
+        """The merger member of one agent connection's part of ``stream`` (app + instance +
+        stream: the same member whichever connection or gateway carries it)."""
+        info = self.registry.agents.get(agent_id)
+        if info is None:
+            return f"{agent_id}/{stream}"
+        return member_key(info.app, info.instance, stream)
+
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
+        key = self._member(agent_id, stream)
         for run_id in self.registry.runs_of(sid):
-            self.runs[run_id].add_agent(f"{agent_id}/{stream}", now)
+            self.runs[run_id].add_agent(key, agent_id, now)
 
     def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
         info = state.info
@@ -273,7 +292,7 @@ class GatewayCore:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
         if unknown_records:
             self.metrics.inc("dropped_total", unknown_records, reason="unknown_subscription")
-        key = f"{state.agent_id}/{msg.stream}"
+        key = member_key(info.app, instance, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
@@ -312,16 +331,21 @@ class GatewayCore:
         if sub is None:
             self.metrics.inc("dropped_total", reason="unknown_subscription")
             return
-        key = f"{state.agent_id}/{sub.stream}"
+        info = state.info
+        assert info is not None
+        key = member_key(info.app, info.instance, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
                 try:
-                    run.merger.receive_part(key, msg.part, now)
+                    ready = run.merger.receive_part(key, msg.part, now)
                 except Exception as exc:
                     self._fail_run(run, exc, now)
                     continue
-                self._poll_run(run, now)
+                # O(1) per part: the window goes out now when this was its last expected part,
+                # otherwise on the tick (``poll``) once its grace is over.
+                if ready:
+                    self._poll_run(run, now)
 
     def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
         info = state.info
@@ -357,9 +381,10 @@ class GatewayCore:
         sub = self.registry.subs.get(msg.sub)
         if sub is None:
             return
+        key = self._member(state.agent_id, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs[run_id]
-            run.remove_agent(f"{state.agent_id}/{sub.stream}", now)
+            run.remove_agent(key, state.agent_id, now)
             for att in run.attachments.values():
                 att.dropped["agent_refused"] += 1
                 att.force_meta = True
@@ -382,10 +407,12 @@ class GatewayCore:
         self._agent_out.pop(agent_id, None)
         if state is None or state.info is None:
             return
+        info = state.info
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
+            key = member_key(info.app, info.instance, sub.stream)
             for run_id in sub.runs:
-                self.runs[run_id].remove_agent(f"{agent_id}/{sub.stream}", now)
+                self.runs[run_id].remove_agent(key, agent_id, now)
 
     # ------------------------------------------------------------------ clients
 
@@ -401,43 +428,18 @@ class GatewayCore:
                                                              lim.submissions_burst, now)
         return bucket.try_take(now)
 
-    def readable_apps(self, principal: Principal) -> set[str]:
-        """The apps seen that ``principal`` may read: the only names an E222 suggestion may use."""
-        seen = self.registry.apps_seen
-        if principal.read == ("*",):
-            return set(seen)
-        streams: dict[str, set[str]] = {}
-        for info in self.registry.agents.values():
-            streams.setdefault(info.app, set()).update(info.streams)
-        return {app for app in seen
-                if any(principal.may_read(app, st) for st in (*streams.get(app, ()), "default"))}
-
-    def apps_for(self, principal: Principal) -> tuple[set[str], set[str]]:
-        """(apps ``principal`` may read, every app seen): what :meth:`prepare_for` needs, taken
-        on the event loop so a worker thread never iterates the registry."""
-        return self.readable_apps(principal), set(self.registry.apps_seen)
-
-    def prepare_for(self, principal: Principal, text: str, mode: str = "live",
-                    apps: tuple[set[str], set[str]] | None = None) -> Any:
-        """``prepare`` as ``principal`` sees the gateway: an unknown application (E222) is
-        suggested only from apps it may read; a query naming an app that exists but that it may
-        not read compiles (the caller then refuses it as forbidden, as before). ``apps`` from
-        :meth:`apps_for` (safe to call from a worker thread with it)."""
-        if mode != "live":
-            return self.prepare(text, mode=mode, apps=None)
-        readable, seen = apps if apps is not None else self.apps_for(principal)
-        key = (text, frozenset(readable), frozenset(seen))
+    def prepare_for(self, principal: Principal, text: str, mode: str = "live") -> Any:
+        """``prepare`` for a client, safe to call from a worker thread: no app list (a query for
+        an app with no agent yet waits for it, and no error names an app the client may not
+        read). A failure is remembered for a moment, so the core does not compile twice what
+        the shell just compiled off the event loop."""
+        key = (text, mode)
         failed = self._failed.get(key)
-        if failed is not None:  # compiled (off the loop) a moment ago: do not pay twice
+        if failed is not None:
             raise failed
         try:
-            return self.prepare(text, mode="live", apps=readable)
+            return self.prepare(text, mode=mode, apps=None)
         except QueryError as exc:
-            if exc.code == "E222" and readable != seen:
-                try:
-                    return self.prepare(text, mode="live", apps=seen)
-                except QueryError:
-                    pass
             if len(self._failed) >= 256:
                 self._failed.clear()
             self._failed[key] = exc
@@ -466,9 +468,9 @@ class GatewayCore:
         return self._compile_bucket(user, now).available(now) >= 0.0
 
     def compile_request(self, client_id: str, data: bytes | str,
-                        now: float) -> tuple[Principal, str, tuple[set[str], set[str]]] | None:
+                        now: float) -> tuple[Principal, str] | None:
         """Shell hook, before :meth:`receive_client_data`: when ``data`` is a query this client
-        may submit now (rate limit and compile budget), (principal, text, apps) to compile off
+        may submit now (rate limit and compile budget), (principal, text) to compile off
         the event loop; ``receive_client_data`` then finds the result in the prepare cache."""
         client = self.clients.get(client_id)
         if client is None:
@@ -481,7 +483,7 @@ class GatewayCore:
             return None
         if not self.compile_allowed(client.principal.user, now):
             return None
-        return client.principal, msg.query, self.apps_for(client.principal)
+        return client.principal, msg.query
 
     def open_client(self, client_id: str, principal: Principal, now: float, kind: str = "ws",
                     queue: OutboundQueue | None = None) -> ClientState:
@@ -551,6 +553,9 @@ class GatewayCore:
             self._refuse(client, qid, text, [], err, "rate_limited", now)
             return
         try:
+            # no app list: an application with no agent yet is not an error; the query is
+            # accepted and waits for its agents (a ``waiting`` meta names it, see poll()), and
+            # no error ever names an application the client may not read.
             prepared = self.prepare_for(client.principal, text)
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
@@ -580,6 +585,12 @@ class GatewayCore:
         expected = self.registry.expected_agents(run.run_id)
         self._put(client, OutboundItem("control", qid, {}), Accepted(qid, prepared.canonical,
                                                                     expected), now)
+        waiting = self._waiting(run)
+        if waiting is not None:
+            cov = run.coverage(expected)
+            self._put(client, OutboundItem("meta", qid, {}, urgent=True),
+                      Meta(qid, {}, cov, waiting), now)
+            att.last_meta = now
 
     def _run_for(self, prepared: Any, sources: list[tuple[str, str]], variant: str,
                  now: float) -> Run:
@@ -605,7 +616,7 @@ class GatewayCore:
             sub = self.registry.subs[sid]
             for agent_id in sorted(sub.agents):
                 if agent_id not in sub.refused:
-                    run.add_agent(f"{agent_id}/{sub.stream}", now)
+                    run.add_agent(self._member(agent_id, sub.stream), agent_id, now)
         for msg in out:
             self._send_subscribe(msg)
         return run
@@ -675,7 +686,7 @@ class GatewayCore:
                 att = client.attachments.get(item.qid)
                 if att is None:
                     continue
-                msg = self._meta(client, att, item.msg.coverage)
+                msg = self._meta(client, att, item.msg.coverage, item.msg.waiting)
                 att.sent_dropped = dict(msg.dropped)
                 data = codec.encode(msg)
             elif item.kind == "control":
@@ -688,11 +699,30 @@ class GatewayCore:
             self.metrics.inc("bytes_out_total", len(data))
             return data, msg
 
-    def _meta(self, client: ClientState, att: Attachment, coverage: Mapping[str, Any]) -> Meta:
+    def _meta(self, client: ClientState, att: Attachment, coverage: Mapping[str, Any],
+              waiting: dict[str, Any] | None = None) -> Meta:
         dropped = Counter(att.dropped)
         dropped.update(client.queue.drops_for(att.qid))
         return Meta(att.qid, {k: int(v) for k, v in sorted(dropped.items()) if v},
-                    dict(coverage))
+                    dict(coverage), waiting)
+
+    def _waiting(self, run: Run) -> dict[str, Any] | None:
+        """``{"app", "suggestion"}`` for the first application of ``run`` with no connected
+        agent, or None when every application has one. The suggestion is the nearest name among
+        applications this gateway has seen (a typo shows up here), None for a known app."""
+        for app, _stream in run.sources:
+            if self.registry.has_agents(app):
+                continue
+            suggestion = None
+            if app not in self.registry.apps_seen:
+                try:
+                    from ..query.syntax.diagnostics import suggest
+
+                    suggestion = suggest(app, sorted(self.registry.apps_seen))
+                except ImportError:  # pragma: no cover - the engine is always present
+                    suggestion = None
+            return {"app": app, "suggestion": suggestion}
+        return None
 
     def _total_dropped(self, client: ClientState, att: Attachment) -> dict[str, int]:
         dropped = Counter(att.dropped)
@@ -745,7 +775,7 @@ class GatewayCore:
                               Rows(qid, None, chunk), now)
                 continue
             if window is not None and window[0] < att.start:
-                continue  # this client joined after the window began (MQL.md §3.8.4)
+                continue  # this client joined after the window began (docs/mql.md#windows)
             self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
                       Rows(qid, window, rows), now)
             self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
@@ -768,43 +798,48 @@ class GatewayCore:
         run.attachments.clear()
         self._end_run(run)
 
-    def _check_app_gone(self, run: Run, now: float) -> None:
-        """Complete a query whose applications have had no agent for ``app_gone_s`` (agents
-        drop their queries after 30 s without the gateway, so waiting longer is pointless)."""
-        if any(self.registry.agents_of(app) for app, _ in run.sources):
-            run.empty_since = None
-        elif run.empty_since is None:
-            run.empty_since = now
-        elif now - run.empty_since >= self.limits.app_gone_s:
-            self._complete_run(run, "app gone", now)
-
     def poll(self, now: float) -> None:
         """Advance time: due windows, meta cadence, agent pings, slow clients."""
         for run in list(self.runs.values()):
             if run.run_id in self.runs:
                 self._poll_run(run, now)
-            if run.run_id in self.runs:
-                self._check_app_gone(run, now)
         interval = self.limits.meta_interval_s
         for client in self.clients.values():
             for att in client.attachments.values():
                 if now - att.last_meta < interval:
                     continue
                 total = self._total_dropped(client, att)
-                if total != att.sent_dropped or att.force_meta:
-                    run = self.runs[att.run_id]
+                run = self.runs[att.run_id]
+                # Live queries never complete because agents are missing: they wait, and say
+                # for which application (at least once a second) until its first agent arrives.
+                waiting = self._waiting(run)
+                if total != att.sent_dropped or att.force_meta or waiting is not None:
                     cov = run.coverage(self.registry.expected_agents(run.run_id))
                     self._put(client, OutboundItem("meta", att.qid, {}, urgent=True),
-                              Meta(att.qid, {}, cov), now)
+                              Meta(att.qid, {}, cov, waiting), now)
                     att.last_meta = now
                     att.force_meta = False
             if client.queue.too_slow(now):
                 self._close.append((client.client_id, 4008, "too slow"))
+        self._ping_agents(now)
+
+    def _ping_agents(self, now: float) -> None:
+        """Ping the agents whose period is over (renews their leases; they answer ``pong``),
+        and name those silent for three periods in ``agents_to_close()``. O(due agents)."""
         heartbeat = self.config.heartbeat_s
-        for agent in self.agents.values():
-            if agent.link.is_open and now - agent.last_ping >= heartbeat:
+        pings = self._pings
+        while pings and pings[0][0] <= now:
+            _, agent_id = pings.popleft()
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                continue  # closed since
+            if now - agent.last_heard > 3 * heartbeat:
+                self._close_agents.append(agent_id)
+                continue
+            if agent.link.is_open:
                 agent.last_ping = now
-                self._send_agent(agent.agent_id, Ping(f"{now:.3f}"))
+                self._send_agent(agent_id, Ping(f"{now:.3f}"))
+            pings.append((now + heartbeat, agent_id))
 
     # ------------------------------------------------------------------ views
 

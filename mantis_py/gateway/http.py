@@ -41,7 +41,7 @@ _SECRET = re.compile(r"(?i)(authorization:[ \t]*|bearer[ \t]+)[^\r\n]+|(token=)[
 
 class RedactSecrets(logging.Filter):
     """Replaces bearer tokens and ``token=`` values in log records: websockets logs handshake
-    headers and request lines at DEBUG level, and tokens must never reach a log (SYSTEM.md §6).
+    headers and request lines at DEBUG level, and tokens must never reach a log (docs/operations.md).
 
     Besides the patterns above, every token text the gateway has been presented recently
     (:meth:`remember`, at most 1,024) is replaced wherever it appears, whatever it contains."""

@@ -1,12 +1,12 @@
 """The gateway server: ``serve_gateway(config)``, its endpoints, and the internal subscription hook.
 
-Endpoints (SYSTEM.md §3.2), all on one port (see ``http.py`` for why one h11 listener serves both
+Endpoints (docs/operations.md), all on one port (see ``http.py`` for why one h11 listener serves both
 plain HTTP and websockets):
 
 ===========================  ===============================================================
 ``GET /``, ``/static/...``   the dashboard (``dashboard.page()`` / ``dashboard.asset()``)
 ``WS /v1/agent``             agents (subprotocol ``mantis.v1``; token role ``agent``)
-``WS /v1/query``             clients, SYSTEM.md §3.3
+``WS /v1/query``             clients, docs/protocol.md
 ``GET /v1/sse?q=<MQL>``      the same messages as server-sent events
 ``GET /v1/apps``             inventory (apps the token may read)
 ``POST /v1/check``           ``{"query": "..."}`` or raw text -> ``{"canonical", "plan"}`` or
@@ -51,6 +51,7 @@ from websockets.trio.server import ServerConnection
 from ..errors import AuthenticationError, ConfigurationError, QueryError
 from ..wire import codec
 from ..wire.messages import SUBPROTOCOL
+from . import dashboard as _dashboard
 from . import handlers
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
@@ -59,18 +60,12 @@ from .http import HttpRequest, RedactSecrets, Responder, read_request, upgrade
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
-try:  # provided by the dashboard issue (#5); optional until it lands
-    from . import dashboard as _dashboard
-except ImportError:  # pragma: no cover
-    _dashboard = None  # type: ignore[assignment]
-
 __all__ = ["GatewayServer", "serve_gateway"]
 
 log = logging.getLogger("mantis_py.gateway")
 audit_log = logging.getLogger("mantis_py.audit")
 
 INTERNAL = Principal("internal", ("*",), masked=False, roles=("client",))
-_PLACEHOLDER = b"<!doctype html><title>mantis-py</title><p>mantis-py gateway</p>\n"
 TICK_S = 0.05
 
 
@@ -119,6 +114,11 @@ class GatewayServer:
             session = self.sessions.get(cid)
             if session is not None:
                 session.notify()
+        for aid in core.agents_to_close():  # silent for three ping periods: drop the link
+            channel = self.agent_channels.get(aid)
+            if channel is not None:
+                log.warning("agent %s is silent; closing its link", aid)
+                channel.close()
         for cid, code, reason in core.clients_to_close():
             session = self.sessions.get(cid)
             if session is not None:
@@ -141,6 +141,19 @@ class GatewayServer:
             await trio.sleep(TICK_S)
             self.core.poll(time.time())
             self.after()
+
+    async def go_away(self, grace: float = 1.0) -> None:
+        """Close every websocket client with 1001 "going away" (its queries are not completed,
+        so clients reconnect and resubmit) and wait up to ``grace`` seconds for them to go."""
+        leaving = []
+        for cid, session in list(self.sessions.items()):
+            client = self.core.clients.get(cid)
+            if client is not None and client.kind == "ws":
+                session.evict_with(handlers.GOING_AWAY, "gateway shutting down")
+                leaving.append(session)
+        with trio.move_on_after(grace):
+            for session in leaving:
+                await session.done.wait()
 
     # ------------------------------------------------------------------ internal subscriptions
 
@@ -175,20 +188,17 @@ class GatewayServer:
             self.core.close_client(cid, time.time())
             self.after()
 
-    async def compile_off_loop(self, principal: Principal, text: str, mode: str = "live",
-                               apps: tuple[set[str], set[str]] | None = None) -> Any:
+    async def compile_off_loop(self, principal: Principal, text: str, mode: str = "live") -> Any:
         """``core.prepare_for`` in a worker thread, one compile at a time; the thread's CPU time
         is charged to the user's compile budget. With the GIL a thread does not make Python
         faster, but the event loop gets the interpreter back every switch interval (5 ms)
         instead of after the whole compile, and the complexity budget (E308) bounds each one."""
-        if apps is None and mode == "live":
-            apps = self.core.apps_for(principal)
         spent: list[float] = []
 
         def work() -> Any:
             t0 = time.thread_time()
             try:
-                return self.core.prepare_for(principal, text, mode, apps)
+                return self.core.prepare_for(principal, text, mode)
             finally:
                 spent.append(time.thread_time() - t0)
 
@@ -288,7 +298,8 @@ class GatewayServer:
 
             await upgrade(stream, request.raw, run, subprotocols=[SUBPROTOCOL],
                           max_size=limits.agent_frame_max,
-                          open_timeout=limits.handshake_timeout_s, max_queue=64)
+                          open_timeout=limits.handshake_timeout_s, max_queue=64,
+                          ping_interval=None, ping_timeout=None)  # liveness: mantis pings
         else:
             async def run(ws: ServerConnection) -> None:
                 await handlers.serve_client(self, ws, principal)
@@ -324,13 +335,13 @@ class GatewayServer:
         await responder.respond(status, body, "application/json")
 
     async def _index(self, responder: Responder, request: HttpRequest) -> None:
-        body = _dashboard.page() if _dashboard is not None else _PLACEHOLDER
+        body = _dashboard.page()
         await responder.respond(200, body, "text/html; charset=utf-8")
 
     async def _static(self, responder: Responder, request: HttpRequest) -> None:
         found = None
         name = request.path[len("/static/"):]
-        if _dashboard is not None and ".." not in name.split("/"):
+        if ".." not in name.split("/"):
             found = _dashboard.asset(name)
         if found is None:
             await responder.respond(404, b"not found\n")
@@ -396,6 +407,8 @@ class GatewayServer:
                                         "application/json")
                 return
         try:
+            # no app list, as for a submitted query: an application without agents yet is not an
+            # error (the query would wait for them); compiled off the event loop
             prepared = await self.compile_off_loop(principal, text, mode)
         except QueryError as exc:
             await self._json(responder, 400, {"error": exc.to_dict()})

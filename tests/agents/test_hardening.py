@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mantis_py.agents.core import AgentConfig, AgentCore
-from mantis_py.query.engine import Notice, Rows, prepare
+from mantis_py.query.run.engine import Notice, Rows, prepare
 from mantis_py.testing import LinkPair
 from mantis_py.wire import Partial
 

@@ -59,19 +59,18 @@ async def test_check_needs_a_token_and_is_rate_limited_when_tokens_exist() -> No
             assert statuses.count(429) >= 2
 
 
-async def test_e222_suggests_only_apps_the_caller_may_read() -> None:
-    """Before: `select * from secreta` suggested 'secret-app', an app the token may not read."""
+async def test_check_never_names_an_app_the_caller_may_not_read() -> None:
+    """Before: `select * from secret-ap` got E222 suggesting 'secret-app', an app the token may
+    not read. Now no error or suggestion is built from the list of connected apps."""
     with trio.fail_after(20):
         async with open_gateway(_config()) as gw, \
                 open_agent(gw.port, app="secret-app", token="tok-agents-1234"), \
                 open_agent(gw.port, app="play", instance="i-2", token="tok-agents-1234"):
-            status, body = await _check(gw.port, "select * from secret-ap", TOKEN)
-            assert status == 400
-            assert body["error"]["code"] == "E222"
-            assert "secret-app" not in json.dumps(body)
-            # a readable app is still suggested
-            status, body = await _check(gw.port, "select * from plya", TOKEN)
-            assert body["error"].get("suggestion") == "play"
+            for text in ("select * from secret-ap", "select * from secret-app x",
+                         "select * from plya where"):
+                status, body = await _check(gw.port, text, TOKEN)
+                assert status in (200, 400)
+                assert "secret-app" not in json.dumps(body).replace(text, "")
             # naming the unreadable app itself is refused as before, over the websocket
             async with open_client(gw.port, token=TOKEN) as ws:
                 await ws.send(json.dumps({"type": "query", "id": "q",

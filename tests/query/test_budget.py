@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from mantis_py.errors import QueryLimitError
-from mantis_py.query.lexer import MAX_REGEXES, MAX_TOKENS
-from mantis_py.query.parser import MAX_GROUP_KEYS, MAX_SELECT_ITEMS, parse
+from mantis_py.query.syntax.lexer import MAX_REGEXES, MAX_TOKENS
+from mantis_py.query.syntax.parser import MAX_GROUP_KEYS, MAX_SELECT_ITEMS, parse
 
 
 def _err(text: str) -> QueryLimitError:

@@ -23,7 +23,7 @@ import pytest
 
 import mantis_py
 from mantis_py.errors import QueryError
-from mantis_py.query.lexer import number_shape
+from mantis_py.query.syntax.lexer import number_shape
 
 try:  # Python 3.11: the private parser module of `re`
     from re import _constants as sre_c  # type: ignore[attr-defined]
@@ -169,8 +169,8 @@ def _cost(fn: Any, arg: Any) -> float:
 def test_the_walk_finds_the_patterns_that_matter() -> None:
     found = all_patterns()
     names = " ".join(found)
-    for expected in ("mantis_py.query.lexer._WORD", "mantis_py.gateway.http._SECRET",
-                     "mantis_py.query.analyze._SOURCE_PART", "commands/query.py"):
+    for expected in ("mantis_py.query.syntax.lexer._WORD", "mantis_py.gateway.http._SECRET",
+                     "mantis_py.query.semantics.analyze._SOURCE_PART", "commands/query.py"):
         assert expected in names, f"{expected} not among {sorted(found)}"
     assert len(found) >= 10
 
@@ -246,8 +246,8 @@ def _calls(fn: Any, arg: str) -> int:
 
 
 def _parse_and_analyze(text: str) -> None:
-    from mantis_py.query.analyze import analyze
-    from mantis_py.query.parser import parse
+    from mantis_py.query.semantics.analyze import analyze
+    from mantis_py.query.syntax.parser import parse
 
     analyze(parse(text), mode="live")
 
