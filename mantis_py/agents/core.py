@@ -96,8 +96,8 @@ class AgentCore:
         self._link = Link(config.max_control_frames)
         self._stats = StatsSchedule(config.stats_interval_s, config.stats_max_interval_s)
         self.streams: dict[str, Stream] = {}
-        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §Cost): subscribed
-        # streams map to their ingress deque here.
+        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §What it costs):
+        # subscribed streams map to their ingress deque here.
         self.queues: dict[str, deque[tuple[float, Any]]] = {}
         # ``route`` is what the host path reads first: every known stream maps to its skip
         # counter while nobody subscribed to it (``for _ in route[s]: return`` counts and
