@@ -14,9 +14,9 @@ import importlib
 import pkgutil
 import random
 import re
-import types
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
