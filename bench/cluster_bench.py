@@ -58,7 +58,7 @@ DEBUG = len(sys.argv) > 7
 
 async def main():
     swarm = Swarm(f"ws://127.0.0.1:{port}", count, first=first, events=events, seed=seed,
-                  warm=[sys.argv[6]])
+                  warm=[sys.argv[6]], light=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(swarm.run)
         reported = -1
