@@ -164,13 +164,33 @@ class Sims:
         self.err.close()
 
 
-async def run_query(port: int, seconds: float) -> list[tuple[float, dict[str, Any], dict[str, Any]]]:
-    """Submit the query; collect ``(receive time, rows message, next meta)`` for ``seconds``."""
+async def run_query(port: int, n: int, seconds: float, gw: Gateway,
+                    warmup: float = 90.0) -> tuple[list[tuple[float, dict[str, Any], dict[str, Any]]],
+                                                   float, bool]:
+    """Submit the query, wait (at most ``warmup`` s) for the first window where all ``n`` agents
+    reported (every agent has compiled its subscription), then collect
+    ``(receive time, rows, meta)`` for ``seconds``. Returns them, the gateway CPU (cores) over
+    the measured period, and whether the warm-up ended with full coverage."""
     out: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
     async with connect(f"ws://127.0.0.1:{port}/v1/query", subprotocols=[SUBPROTOCOL],
-                       max_size=1 << 24, ping_interval=None, open_timeout=60) as ws:
+                       max_size=1 << 24, ping_interval=None, open_timeout=120) as ws:
         await ws.send(codec.encode(Query("q", QUERY)), text=True)
         pending: tuple[float, dict[str, Any]] | None = None
+        warm = False
+        c0 = t0 = 0.0
+        with trio.move_on_after(warmup):
+            async for data in ws:
+                msg = json.loads(data)
+                if msg["type"] == "meta" and pending is not None:
+                    cov = msg["coverage"]
+                    if cov.get("reporting") == cov.get("expected") == n:
+                        warm = True
+                        break
+                    pending = None
+                elif msg["type"] == "rows" and msg.get("window"):
+                    pending = (time.time(), msg)
+        c0, t0 = gw.cpu(), time.monotonic()
+        pending = None
         with trio.move_on_after(seconds):
             async for data in ws:
                 msg = json.loads(data)
@@ -181,7 +201,8 @@ async def run_query(port: int, seconds: float) -> list[tuple[float, dict[str, An
                     pending = None
                 elif msg["type"] in ("error", "complete"):
                     raise RuntimeError(f"query ended: {msg}")
-    return out
+        cpu = (gw.cpu() - c0) / (time.monotonic() - t0)
+    return out, cpu, warm
 
 
 def pct(values: list[float], q: float) -> float:
@@ -223,20 +244,17 @@ async def bench_scale(tmp: Path, n: int, seconds: float, per_proc: int, events: 
         try:
             ok = await sims.wait_open(n, timeout=180)
             await trio.sleep(2.0)
-            c0, t0 = gw.cpu(), time.monotonic()
-            got = await run_query(gw.port, seconds + grace + 1)
-            cpu = (gw.cpu() - c0) / (time.monotonic() - t0)
+            windows, cpu, warm = await run_query(gw.port, n, seconds, gw)
         finally:
             sims.close()
     finally:
         gw.close()
-    windows = got[2:] if len(got) > 3 else got  # the first windows start while agents subscribe
     full = sum(1 for _, _, m in windows
                if m["coverage"].get("reporting") == m["coverage"].get("expected") == n)
     exact = sum(1 for _, r, _ in windows if sum(row["n"] for row in r["rows"]) == n * events)
     delays = [t - r["window"][1] for t, r, _ in windows]
     return {
-        "agents": n, "connected": ok, "windows": len(windows),
+        "agents": n, "connected": ok, "warm": warm, "windows": len(windows),
         "full_coverage": full, "full_coverage_ratio": round(full / len(windows), 3) if windows else 0,
         "target_full_coverage_ratio": 0.95,
         "exact_counts": exact,
