@@ -4,10 +4,15 @@
                                             [--seconds 12] [--json]
 
 Every simulated agent is a real :class:`~mantis_py.agents.core.AgentCore` (the embedded agent's
-pure core: the same hello, stats, pongs, subscriptions, window partials and cadences as
-``Agent``) driven over its own ``websockets.trio`` connection; one simulator process runs up to
-``--per-proc`` agents as trio tasks, several processes run side by side. The gateway is a real
-``mantis-py gateway`` subprocess; its CPU is read from ``/proc/<pid>/stat``.
+pure core: the same hello, stats, pongs and subscriptions as ``Agent``) over its own
+``websockets.trio`` connection, from :mod:`mantis_py.testing.swarm` in light mode: once a second
+each agent sends the ``partial`` of the window that just ended, one real part per window folded
+by the engine's ``SourceRunner`` from ``--events`` events and shared by all agents of a process
+(the gateway merges exactly what real agents would send; the simulator skips the per-agent
+folding). One simulator process runs up to ``--per-proc`` agents as trio tasks. The gateway is a
+real ``mantis-py gateway`` subprocess; its CPU is read from ``/proc/<pid>/stat``. Each scale step
+waits (up to 90 s) for a first window where every agent reported, then measures ``--seconds``.
+``SIM_STDERR=<file>`` keeps the simulators' errors and a progress line every 2 s.
 
 Sections (``--only``):
 
