@@ -16,6 +16,9 @@ waits (up to 90 s) for a first window where every agent reported, then measures 
 
 Sections (``--only``):
 
+- ``merge``: the gateway's merger alone, in this process (no sockets): N members, one part each
+  per window, polled after every part. CPU us per part at each N and its ratio to the smallest N
+  (target: flat, i.e. O(1) per part).
 - ``idle``: N connected agents (``--idle``, default 1,000), no query. Gateway CPU per agent-second,
   net of an empty gateway measured in the same run. Target: <= 50 us.
 - ``scale``: for each N in ``--scales``: the query
@@ -272,9 +275,49 @@ async def bench_scale(tmp: Path, n: int, seconds: float, per_proc: int, events: 
     }
 
 
+def bench_merge(scales: list[int], windows: int = 3) -> list[dict[str, Any]]:
+    """The gateway's merge alone (pure, in this process): N members, one part each per window,
+    the merger polled after every part as the gateway did before issue 13 (and still may). CPU
+    per part must not grow with N."""
+    from mantis_py.query import prepare
+
+    p = prepare(QUERY, mode="live")
+    src = p.source(app="bench", instance="x")
+    src.start(100.0)
+    for n in range(12):
+        src.offer({"country": COUNTRIES[n % 6], "latency_ms": (n * 37) % 500}, 100.5)
+    part = src.poll(101.0)[0]
+    out = []
+    for n in scales:
+        m = p.merger(start=100.0, grace=5.0)
+        add = getattr(m, "add_member", None) or m.add_agent
+        for i in range(n):
+            add(f"m{i}", 99.0)
+        c0 = time.process_time()
+        emitted = 0
+        for w in range(windows):
+            k = 100 + w
+            for i in range(n):
+                m.receive_part(f"m{i}", {**part, "k": k, "window": [k, k + 1]}, k + 1.2)
+                emitted += sum(1 for o in m.poll(k + 1.2) if type(o).__name__ == "Rows")
+        cpu = time.process_time() - c0
+        out.append({"agents": n, "windows": emitted, "us_per_part": round(cpu / (n * windows) * 1e6, 1),
+                    "cpu_s_per_window": round(cpu / windows, 4)})
+        out[-1]["ratio_to_smallest"] = round(out[-1]["us_per_part"] / out[0]["us_per_part"], 2)
+    return out
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    only = set(args.only.split(",")) if args.only else {"idle", "scale"}
+    only = set(args.only.split(",")) if args.only else {"merge", "idle", "scale"}
     out: dict[str, Any] = {"query": QUERY}
+    if "merge" in only:
+        out["merge"] = bench_merge([int(x) for x in args.merge_scales.split(",")])
+        if not args.json:
+            for r in out["merge"]:
+                print(f"merge {r['agents']} agents: {r['us_per_part']} us CPU per part "
+                      f"(x{r['ratio_to_smallest']} of {out['merge'][0]['agents']} agents; target: "
+                      f"flat), {r['cpu_s_per_window']} s per window, {r['windows']} windows",
+                      flush=True)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "idle" in only:
@@ -307,7 +350,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="", help="comma-separated sections: idle, scale")
+    ap.add_argument("--only", default="", help="comma-separated sections: merge, idle, scale")
+    ap.add_argument("--merge-scales", default="1000,2000,5000",
+                    help="member counts for the merge section")
     ap.add_argument("--idle", type=int, default=1000, help="idle agents (default 1000)")
     ap.add_argument("--scales", default="1000,2000,5000", help="agent counts for the scale section")
     ap.add_argument("--seconds", type=float, default=12.0, help="measured seconds per step")
