@@ -130,6 +130,15 @@
         headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
         body: JSON.stringify({ query: text, mode: "live" }),
       });
+      if (resp.status === 401 || resp.status === 403) {
+        // the token, not the query, is the problem: say so, and keep the query box clean
+        if (seq === checkSeq) {
+          showError(null);
+          check.className = "check bad";
+          check.textContent = resp.status === 401 ? "401: the gateway does not know this token" : "403: this token may not run queries";
+        }
+        return;
+      }
       body = await resp.json().catch(() => null);
     } catch (e) {
       if (seq === checkSeq) { check.className = "check"; check.textContent = "check unavailable"; }
