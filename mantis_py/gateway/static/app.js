@@ -166,7 +166,7 @@
   // ------------------------------------------------------------------ results state
   //
   // One query at a time ("current"). The socket may die (gateway restart, network): the page
-  // then reconnects by itself with jittered exponential backoff (first retry within 0.5 s, at
+  // then reconnects by itself with jittered exponential backoff (first retry within 0.25 s, at
   // most 10 s apart), resubmits the query under a new id and keeps the chart; a window it already
   // drew is never drawn twice. A refused handshake is probed with GET /v1/apps, so a wrong token
   // reads "401" and a missing right "403" instead of a generic failure.
@@ -258,7 +258,8 @@
       }
     }
     attempt++;
-    const delay = Math.min(10, 0.5 * Math.pow(2, attempt - 1)) * (0.5 + Math.random() * 0.5);
+    // the client library's schedule (mantis_py/client/core.py Backoff): within 0.25 s, x1.5, at most 10 s
+    const delay = Math.min(10, 0.25 * Math.pow(1.5, attempt - 1)) * (0.5 + Math.random() * 0.5);
     setConn("reconnecting", "reconnecting…");
     $("st-query").textContent = "reconnecting… (attempt " + attempt + ", " + why + "; next try in " + delay.toFixed(1) + " s)";
     clearTimeout(retryTimer);
