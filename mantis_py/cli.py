@@ -1,6 +1,6 @@
 """`mantis-py`: the command line. Dispatches to ``mantis_py.commands.<name>``.
 
-Errors a person can cause print one clear line and exit non-zero, never a traceback (SYSTEM.md §3.4).
+Errors a person can cause print one clear line and exit non-zero, never a traceback (README.md).
 """
 
 from __future__ import annotations

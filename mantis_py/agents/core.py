@@ -25,7 +25,7 @@ Accounting, exact per stream (checked by tests; see docs/agent.md §Statistics):
 ``cpu_budget``, ``disconnected``, ``expired``, ``agent_error``). Nothing the engine or the host's
 data does raises out of the core: failures are counted and reported upstream (``sub_error``).
 
-Masking happens before anything looks at the event (SYSTEM.md §6): the event is serialized once,
+Masking happens before anything looks at the event (docs/operations.md): the event is serialized once,
 and a masked key anywhere in it sends the event through :func:`~.convert.convert`, which returns
 a masked copy; queries, projection and the wire only ever see that copy. A subscription whose
 ``caps`` carry ``"unmasked": true`` (the gateway sends those for tokens that may see masked
@@ -107,6 +107,7 @@ class AgentConfig:
     batch_interval_s: float = 0.05
     batch_max_bytes: int = 64 * 1024
     stats_interval_s: float = 1.0
+    stats_max_interval_s: float = 60.0
     expire_after_s: float = 30.0
     resubscribe_grace_s: float = 10.0
     cpu_budget: float = 0.05
@@ -131,7 +132,7 @@ class AgentConfig:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
         for name in (
             "batch_interval_s", "stats_interval_s", "expire_after_s", "resubscribe_grace_s",
-            "error_report_interval_s",
+            "error_report_interval_s", "stats_max_interval_s",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
@@ -297,9 +298,8 @@ class AgentCore:
         self._engine = engine
         self.mask = Mask(tuple(config.mask), config.mask_ignore_case)
         self.streams: dict[str, _Stream] = {}
-        # The host path reads these two dicts (docs/agent.md §Cost): streams nobody subscribed
-        # to map to their skip counter; subscribed streams map to their ingress deque.
-        self.gate: dict[str, itertools.count[int]] = {}
+        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §Cost): subscribed
+        # streams map to their ingress deque here.
         self.queues: dict[str, deque[tuple[float, Any]]] = {}
         # ``route`` is what the host path reads first: every known stream maps to its skip
         # counter while nobody subscribed to it (``for _ in route[s]: return`` counts and
@@ -312,7 +312,11 @@ class AgentCore:
         self.link_gen = 0
         self.connects = 0
         self.last_heard = 0.0
+        self.link_heard = 0.0  # last frame on the current link (or its start): link liveness
+        self.heartbeat_s: float | None = None  # the gateway's ping period (from welcome)
         self.next_stats = 0.0
+        self._stats_sent: Any = None  # the loss counters of the last stats sent on this link
+        self._stats_due = 0.0
         self.now = 0.0
         self.sample_rate = 1.0
         self._cpu_mark: tuple[float, float] | None = None
@@ -385,7 +389,6 @@ class AgentCore:
             name = OVERFLOW_STREAM
         st = self.streams.setdefault(name, _Stream(name, self.config))
         if not st.subs and name != OVERFLOW_STREAM:
-            self.gate.setdefault(name, st.skipped)
             self.route.setdefault(name, st.skipped)
         return st
 
@@ -400,6 +403,8 @@ class AgentCore:
         self.now = now
         self.link = AgentLink()
         self.link_gen += 1
+        self.link_heard = now
+        self.heartbeat_s = None
         self.connects += 1
         self._out = []
         cfg = self.config
@@ -432,6 +437,7 @@ class AgentCore:
         self.link.receive(msg)
         self.now = now
         self.last_heard = now
+        self.link_heard = now
         _HANDLERS[type(msg)](self, msg, now)
 
     def disconnected(self, now: float, unsent: Iterable[Frame] = ()) -> None:
@@ -469,6 +475,17 @@ class AgentCore:
             if sub.link_gen != self.link_gen:
                 sub.confirm_by = now + self.config.resubscribe_grace_s
         self.next_stats = now
+        self.heartbeat_s = float(msg.heartbeat_s) if msg.heartbeat_s > 0 else None
+        self._stats_sent = None  # the first stats of a link always goes out
+
+    def link_silent(self, now: float) -> bool:
+        """True when the current link has been silent for three ping periods (the gateway
+        announced the period in ``welcome``; 10 s until then): the runner drops the link and
+        reconnects, to the next gateway of its list. The websocket's own keepalive pings are
+        off for agent links (docs/protocol.md §Liveness), so this is how a half-open link ends."""
+        if self.link is None:
+            return False
+        return now - self.link_heard > 3.0 * (self.heartbeat_s or 10.0)
 
     def _on_ping(self, msg: Ping, now: float) -> None:
         self._send(Pong(nonce=msg.nonce))
@@ -543,9 +560,7 @@ class AgentCore:
         if subs:
             self.queues[st.name] = st.ingress.items
             self.route[st.name] = SUBSCRIBED
-            self.gate.pop(st.name, None)
         elif st.name != OVERFLOW_STREAM:
-            self.gate[st.name] = st.skipped
             self.route[st.name] = st.skipped
             self.queues.pop(st.name, None)
 
@@ -555,14 +570,9 @@ class AgentCore:
             if st.subs:
                 if name not in self.queues:
                     self.queues[name] = st.ingress.items
-                if name in self.gate:
-                    self.gate.pop(name, None)
                 if self.route.get(name) is not SUBSCRIBED:
                     self.route[name] = SUBSCRIBED
-            elif name != OVERFLOW_STREAM and (
-                name not in self.gate or self.route.get(name) is not st.skipped
-            ):
-                self.gate[name] = st.skipped
+            elif name != OVERFLOW_STREAM and self.route.get(name) is not st.skipped:
                 self.route[name] = st.skipped
                 self.queues.pop(name, None)
 
@@ -597,8 +607,15 @@ class AgentCore:
                 self._poll_partials(sub, now)
             self._report_errors(sub, now)
         if self.is_open and now >= self.next_stats:
+            # Checked every stats_interval_s, sent only when a loss counter moved (what the
+            # gateway reads: drops, errors, sampling), and at least every stats_max_interval_s:
+            # an idle agent costs the gateway no stats frames (docs/agent.md §Statistics).
             self.next_stats = now + self.config.stats_interval_s
-            self._send(self._stats_message())
+            msg = self._stats_message()
+            losses = _losses(msg)
+            if (losses != self._stats_sent or now >= self._stats_due) and self._send(msg):
+                self._stats_sent = losses
+                self._stats_due = now + self.config.stats_max_interval_s
         return more
 
     def _process_batch(self, st: _Stream, batch: list[tuple[float, Any]], now: float) -> None:
@@ -767,7 +784,7 @@ class AgentCore:
 
     def _split_event(self, st: _Stream, t: float, ev: Any, data: bytes | None, now: float) -> None:
         """One event holding a masked key (or not plain JSON) while masked and unmasked
-        subscriptions may both run on its stream (SYSTEM.md §6, docs/agent.md §Masking).
+        subscriptions may both run on its stream (docs/operations.md, docs/agent.md §Masking).
 
         Masked subscriptions match, fold and project the masked copy; unmasked ones the original
         converted to JSON types. When both kinds keep it, the two projections are serialized and
@@ -1010,6 +1027,15 @@ class AgentCore:
             streams={k: v.to_json() for k, v in s.streams.items()},
             subs={k: v.to_json() for k, v in s.subs.items()},
         )
+
+
+def _losses(msg: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The members of a stats message the gateway acts on (losses, errors, sampling); flow
+    counters (offered, sent, matched, ...) change with every event and are left out."""
+    streams = {name: (c.get("dropped"), c.get("lost")) for name, c in msg.streams.items()}
+    subs = {sid: (c.get("dropped"), c.get("errors"), c.get("parts_dropped"),
+                  c.get("sample_rate")) for sid, c in msg.subs.items()}
+    return streams, subs
 
 
 _HANDLERS: dict[type[Any], Callable[[AgentCore, Any, float], None]] = {

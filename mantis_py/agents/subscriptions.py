@@ -69,7 +69,7 @@ class Subscription:
     prefixes: tuple[str, ...]
     star: bool
     link_gen: int
-    unmasked: bool = False  # caps.unmasked: runs on the unmasked event (SYSTEM.md §6)
+    unmasked: bool = False  # caps.unmasked: runs on the unmasked event (docs/operations.md)
     confirm_by: float | None = None  # after a reconnect: dropped unless re-subscribed by then
     matched: int = 0  # events mode: events kept by SAMPLE + WHERE
     folded: int = 0  # partials mode: events offered to the window partials

@@ -1,4 +1,4 @@
-"""`mantis-py check QUERY [--mode live|replay]`: check a query without running it (MQL.md §7.2).
+"""`mantis-py check QUERY [--mode live|replay]`: check a query without running it (docs/mql.md#commands).
 
 Accepted: the plan (§7.2) on stdout as JSON indented by 2, exit 0. Rejected: exit 2 with the
 error on stderr: on a terminal, the message with a caret under the offending text (as

@@ -1,4 +1,4 @@
-"""`mantis-py gateway [--host H] [--port P] [--config gateway.toml]`: run a gateway (SYSTEM.md §3.2).
+"""`mantis-py gateway [--host H] [--port P] [--config gateway.toml]`: run a gateway (docs/operations.md).
 
 Bad flags or a bad config file print one line and exit 2; a port in use exits 1; Ctrl-C and
 SIGTERM stop the gateway cleanly (exit 0). See docs/operations.md.

@@ -1,4 +1,4 @@
-"""`mantis-py query "<MQL>"`: live results from a gateway in the terminal (SYSTEM.md §3.4).
+"""`mantis-py query "<MQL>"`: live results from a gateway in the terminal (README.md).
 
 On a terminal it shows a live table that is redrawn for each window (aggregate queries), or a
 scrolling list of rows (raw queries), with the window, coverage and drop counts in a footer.
@@ -73,7 +73,7 @@ def gateway_url(text: str) -> str:
 
 
 def format_error(error: dict[str, Any]) -> str:
-    """The MQL.md §5.2 error object as the lines a person reads: message, snippet with caret,
+    """The error object (docs/mql.md#errors) as the lines a person reads: message, snippet with caret,
     suggestion and hint."""
     code = error.get("code")
     head = f"{code} " if code else ""

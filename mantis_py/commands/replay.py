@@ -1,4 +1,4 @@
-"""`mantis-py replay QUERY --input FILE|- [--time-field F] [--seed N]` (MQL.md §7.1).
+"""`mantis-py replay QUERY --input FILE|- [--time-field F] [--seed N]` (docs/mql.md#commands).
 
 A thin shell around ``query.replay.ReplayEngine``: it reads lines, parses strict JSON (orjson,
 with the standard library for integers beyond 64 bits and non-finite numbers), reports bad lines

@@ -10,8 +10,8 @@ produced:
   subscribers) / ``close_client``; every frame for a client goes into that client's bounded
   :class:`~mantis_py.gateway.limits.OutboundQueue` and the client id into ``clients_to_wake()``;
   the shell's sender task drains the queue with :meth:`next_frame`.
-- time: ``poll(now)`` emits due windows (grace, MQL.md §3.8.4), meta frames (at least once a second
-  while something was dropped, SYSTEM.md §3.3), agent pings, and names the clients to evict
+- time: ``poll(now)`` emits due windows (grace, docs/mql.md#windows), meta frames (at least once a second
+  while something was dropped, docs/protocol.md), agent pings, and names the clients to evict
   (``clients_to_close()``).
 
 A *run* (``merge.py``) is one merger of one canonical query, shared by every client that submitted
@@ -26,7 +26,7 @@ Every query decision (accepted, refused, error, rate limited) produces one audit
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -57,7 +57,7 @@ from ..wire.messages import (
 from .auth import Principal, audit_record
 from .config import GatewayConfig
 from .limits import OutboundItem, OutboundQueue, TokenBucket
-from .merge import Attachment, Run, output_kind
+from .merge import Attachment, Run, member_key, output_kind
 from .metrics import Metrics
 from .registry import AgentInfo, Registry
 from .registry import Subscribe as SubscribeOut
@@ -68,7 +68,7 @@ Prepare = Callable[..., Any]
 
 
 def error_object(message: str, code: str, kind: str = "limit", hint: str | None = None) -> dict[str, Any]:
-    """A gateway-made error object with the members of MQL.md §5.2 (position: the whole query)."""
+    """A gateway-made error object with the members of docs/mql.md#errors (position: the whole query)."""
     return {
         "kind": kind,
         "code": code,
@@ -105,6 +105,7 @@ class AgentState:
     principal: Principal
     info: AgentInfo | None = None
     last_ping: float = 0.0
+    last_heard: float = 0.0  # any frame from the agent (pongs answer every ping)
 
 
 def _default_prepare() -> Prepare:
@@ -137,6 +138,10 @@ class GatewayCore:
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
         self._close: list[tuple[str, int, str]] = []
+        self._close_agents: list[str] = []
+        # agent pings, due time order (one period for all): the tick pops the due ones instead
+        # of looking at every agent
+        self._pings: deque[tuple[float, str]] = deque()
         self._audit: list[dict[str, Any]] = []
         self._started = now
         self._caps = self._build_caps(config.caps)
@@ -145,12 +150,9 @@ class GatewayCore:
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
-        try:
-            from ..query.state.caps import Caps
+        from ..query.state.caps import Caps
 
-            return Caps.from_json(dict(raw))
-        except ImportError:  # pragma: no cover - the engine package is always present in CI
-            return dict(raw)
+        return Caps.from_json(dict(raw))
 
     # ------------------------------------------------------------------ swap-and-return outputs
 
@@ -169,6 +171,11 @@ class GatewayCore:
         out, self._close = self._close, []
         return out
 
+    def agents_to_close(self) -> list[str]:
+        """Agent connections to drop: silent for three ping periods (a dead peer)."""
+        out, self._close_agents = self._close_agents, []
+        return out
+
     def audit_to_log(self) -> list[dict[str, Any]]:
         """Audit records of query decisions made since the last call."""
         out, self._audit = self._audit, []
@@ -178,7 +185,9 @@ class GatewayCore:
 
     def open_agent(self, agent_id: str, principal: Principal, now: float) -> None:
         """An agent websocket was accepted (after auth); its hello is expected next."""
-        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now)
+        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now,
+                                           last_heard=now)
+        self._pings.append((now + self.config.heartbeat_s, agent_id))
         self.metrics.inc("connections_total", kind="agent")
 
     def _send_agent(self, agent_id: str, msg: Any) -> None:
@@ -194,6 +203,7 @@ class GatewayCore:
             RemoteProtocolError: malformed or out-of-order frame; close with ``close_code``.
         """
         state = self.agents[agent_id]
+        state.last_heard = now
         self.metrics.inc("frames_in_total", kind="agent")
         self.metrics.inc("bytes_in_total", len(data), kind="agent")
         msg = state.link.receive_data(data)
@@ -225,10 +235,19 @@ class GatewayCore:
             sub.agent_id, Subscribe(sub.sub, sub.query, sub.stream, sub.start, dict(sub.caps))
         )
 
+    def _member(self, agent_id: str, stream: str) -> str:
+        """The merger member of one agent connection's part of ``stream`` (app + instance +
+        stream: the same member whichever connection or gateway carries it)."""
+        info = self.registry.agents.get(agent_id)
+        if info is None:
+            return f"{agent_id}/{stream}"
+        return member_key(info.app, info.instance, stream)
+
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
+        key = self._member(agent_id, stream)
         for run_id in self.registry.runs_of(sid):
-            self.runs[run_id].add_agent(f"{agent_id}/{stream}", now)
+            self.runs[run_id].add_agent(key, agent_id, now)
 
     def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
         info = state.info
@@ -261,7 +280,7 @@ class GatewayCore:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
-        key = f"{state.agent_id}/{msg.stream}"
+        key = member_key(info.app, instance, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
@@ -295,16 +314,21 @@ class GatewayCore:
         if sub is None:
             self.metrics.inc("dropped_total", reason="unknown_subscription")
             return
-        key = f"{state.agent_id}/{sub.stream}"
+        info = state.info
+        assert info is not None
+        key = member_key(info.app, info.instance, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
                 try:
-                    run.merger.receive_part(key, msg.part, now)
+                    ready = run.merger.receive_part(key, msg.part, now)
                 except Exception as exc:
                     self._fail_run(run, exc, now)
                     continue
-                self._poll_run(run, now)
+                # O(1) per part: the window goes out now when this was its last expected part,
+                # otherwise on the tick (``poll``) once its grace is over.
+                if ready:
+                    self._poll_run(run, now)
 
     def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
         info = state.info
@@ -340,9 +364,10 @@ class GatewayCore:
         sub = self.registry.subs.get(msg.sub)
         if sub is None:
             return
+        key = self._member(state.agent_id, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs[run_id]
-            run.remove_agent(f"{state.agent_id}/{sub.stream}", now)
+            run.remove_agent(key, state.agent_id, now)
             for att in run.attachments.values():
                 att.dropped["agent_refused"] += 1
                 att.force_meta = True
@@ -365,10 +390,12 @@ class GatewayCore:
         self._agent_out.pop(agent_id, None)
         if state is None or state.info is None:
             return
+        info = state.info
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
+            key = member_key(info.app, info.instance, sub.stream)
             for run_id in sub.runs:
-                self.runs[run_id].remove_agent(f"{agent_id}/{sub.stream}", now)
+                self.runs[run_id].remove_agent(key, agent_id, now)
 
     # ------------------------------------------------------------------ clients
 
@@ -494,7 +521,7 @@ class GatewayCore:
             sub = self.registry.subs[sid]
             for agent_id in sorted(sub.agents):
                 if agent_id not in sub.refused:
-                    run.add_agent(f"{agent_id}/{sub.stream}", now)
+                    run.add_agent(self._member(agent_id, sub.stream), agent_id, now)
         for msg in out:
             self._send_subscribe(msg)
         return run
@@ -591,7 +618,7 @@ class GatewayCore:
         if len(run.sources) == 1 and self.registry.expected_agents(run.run_id) > 0:
             return None  # the common case, without a walk over every agent
         for app, _stream in run.sources:
-            if self.registry.agents_of(app):
+            if self.registry.has_agents(app):
                 continue
             suggestion = None
             if app not in self.registry.apps_seen:
@@ -655,7 +682,7 @@ class GatewayCore:
                               Rows(qid, None, chunk), now)
                 continue
             if window is not None and window[0] < att.start:
-                continue  # this client joined after the window began (MQL.md §3.8.4)
+                continue  # this client joined after the window began (docs/mql.md#windows)
             self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
                       Rows(qid, window, rows), now)
             self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
@@ -701,11 +728,25 @@ class GatewayCore:
                     att.force_meta = False
             if client.queue.too_slow(now):
                 self._close.append((client.client_id, 4008, "too slow"))
+        self._ping_agents(now)
+
+    def _ping_agents(self, now: float) -> None:
+        """Ping the agents whose period is over (renews their leases; they answer ``pong``),
+        and name those silent for three periods in ``agents_to_close()``. O(due agents)."""
         heartbeat = self.config.heartbeat_s
-        for agent in self.agents.values():
-            if agent.link.is_open and now - agent.last_ping >= heartbeat:
+        pings = self._pings
+        while pings and pings[0][0] <= now:
+            _, agent_id = pings.popleft()
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                continue  # closed since
+            if now - agent.last_heard > 3 * heartbeat:
+                self._close_agents.append(agent_id)
+                continue
+            if agent.link.is_open:
                 agent.last_ping = now
-                self._send_agent(agent.agent_id, Ping(f"{now:.3f}"))
+                self._send_agent(agent_id, Ping(f"{now:.3f}"))
+            pings.append((now + heartbeat, agent_id))
 
     # ------------------------------------------------------------------ views
 

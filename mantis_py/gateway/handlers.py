@@ -3,7 +3,7 @@
 Each handler reads from its socket, calls the :class:`~mantis_py.gateway.core.GatewayCore`, and
 lets the server's ``after()`` distribute what the core produced (agent frames, client wake-ups,
 evictions, audit lines). Each client has one sender task that drains its outbound queue with a
-send deadline (SYSTEM.md §5): a send that does not finish in time closes that client, and no
+send deadline (docs/operations.md): a send that does not finish in time closes that client, and no
 other client waits for it.
 
 Close codes (docs/protocol.md): 1003 binary frame, 1009 frame too big (websockets itself),
@@ -87,6 +87,8 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
     while True:
         if session.evict is not None:
             code, reason = session.evict
+            if reason == "too slow":  # counted here, for every transport (WS and SSE alike)
+                server.metrics.inc("clients_evicted_total", reason="too_slow")
             # Tell the client why (best effort, under the same deadline), then close.
             client = core.clients.get(cid)
             if client is not None and code != GOING_AWAY:  # 1001: the queries live on elsewhere
@@ -113,7 +115,7 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
 
 
 async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Principal) -> None:
-    """``WS /v1/query``: the public client protocol (SYSTEM.md §3.3)."""
+    """``WS /v1/query``: the public client protocol (docs/protocol.md)."""
     cid = f"c{next(_ids)}"
     core = server.core
     session = ClientSession(cid)
@@ -133,10 +135,7 @@ async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Pri
                 except ConnectionClosed:
                     result = None
                 if result is not None:
-                    code, reason = result
-                    if reason == "too slow":
-                        server.metrics.inc("clients_evicted_total", reason="too_slow")
-                    await _close(ws, code, reason, deadline)
+                    await _close(ws, *result, deadline)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(sender)

@@ -1,12 +1,12 @@
 """The gateway server: ``serve_gateway(config)``, its endpoints, and the internal subscription hook.
 
-Endpoints (SYSTEM.md §3.2), all on one port (see ``http.py`` for why one h11 listener serves both
+Endpoints (docs/operations.md), all on one port (see ``http.py`` for why one h11 listener serves both
 plain HTTP and websockets):
 
 ===========================  ===============================================================
 ``GET /``, ``/static/...``   the dashboard (``dashboard.page()`` / ``dashboard.asset()``)
 ``WS /v1/agent``             agents (subprotocol ``mantis.v1``; token role ``agent``)
-``WS /v1/query``             clients, SYSTEM.md §3.3
+``WS /v1/query``             clients, docs/protocol.md
 ``GET /v1/sse?q=<MQL>``      the same messages as server-sent events
 ``GET /v1/apps``             inventory (apps the token may read)
 ``POST /v1/check``           ``{"query": "..."}`` or raw text -> ``{"canonical", "plan"}`` or
@@ -51,6 +51,7 @@ from websockets.trio.server import ServerConnection
 from ..errors import AuthenticationError, ConfigurationError, QueryError
 from ..wire import codec
 from ..wire.messages import SUBPROTOCOL
+from . import dashboard as _dashboard
 from . import handlers
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
@@ -59,18 +60,12 @@ from .http import HttpRequest, Responder, read_request, upgrade
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
-try:  # provided by the dashboard issue (#5); optional until it lands
-    from . import dashboard as _dashboard
-except ImportError:  # pragma: no cover
-    _dashboard = None  # type: ignore[assignment]
-
 __all__ = ["GatewayServer", "serve_gateway"]
 
 log = logging.getLogger("mantis_py.gateway")
 audit_log = logging.getLogger("mantis_py.audit")
 
 INTERNAL = Principal("internal", ("*",), masked=False, roles=("client",))
-_PLACEHOLDER = b"<!doctype html><title>mantis-py</title><p>mantis-py gateway</p>\n"
 TICK_S = 0.05
 
 
@@ -114,6 +109,11 @@ class GatewayServer:
             session = self.sessions.get(cid)
             if session is not None:
                 session.notify()
+        for aid in core.agents_to_close():  # silent for three ping periods: drop the link
+            channel = self.agent_channels.get(aid)
+            if channel is not None:
+                log.warning("agent %s is silent; closing its link", aid)
+                channel.close()
         for cid, code, reason in core.clients_to_close():
             session = self.sessions.get(cid)
             if session is not None:
@@ -272,7 +272,8 @@ class GatewayServer:
 
             await upgrade(stream, request.raw, run, subprotocols=[SUBPROTOCOL],
                           max_size=limits.agent_frame_max,
-                          open_timeout=limits.handshake_timeout_s, max_queue=64)
+                          open_timeout=limits.handshake_timeout_s, max_queue=64,
+                          ping_interval=None, ping_timeout=None)  # liveness: mantis pings
         else:
             async def run(ws: ServerConnection) -> None:
                 await handlers.serve_client(self, ws, principal)
@@ -308,13 +309,13 @@ class GatewayServer:
         await responder.respond(status, body, "application/json")
 
     async def _index(self, responder: Responder, request: HttpRequest) -> None:
-        body = _dashboard.page() if _dashboard is not None else _PLACEHOLDER
+        body = _dashboard.page()
         await responder.respond(200, body, "text/html; charset=utf-8")
 
     async def _static(self, responder: Responder, request: HttpRequest) -> None:
         found = None
         name = request.path[len("/static/"):]
-        if _dashboard is not None and ".." not in name.split("/"):
+        if ".." not in name.split("/"):
             found = _dashboard.asset(name)
         if found is None:
             await responder.respond(404, b"not found\n")

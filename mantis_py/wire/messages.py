@@ -301,7 +301,7 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """gateway -> client: query ``id`` was refused; ``error`` is the MQL.md §5.2 error object."""
+    """gateway -> client: query ``id`` was refused; ``error`` is the error object (docs/mql.md#errors)."""
 
     type: Literal["error"] = field(default="error", init=False)
     id: str

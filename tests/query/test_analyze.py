@@ -14,13 +14,13 @@ from mantis_py.errors import QueryCompileError, QueryError, QueryLimitError
 from mantis_py.query.semantics.analysis import Analysis
 from mantis_py.query.semantics.analyze import analyze
 from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.parser import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _parse(text: str) -> ast.Query:
-    parser = pytest.importorskip("mantis_py.query.syntax.parser")
-    return parser.parse(text)  # type: ignore[no-any-return]
+    return parse(text)
 
 
 def check(text: str, mode: str = "replay", apps: Any = None) -> Analysis:
@@ -47,8 +47,6 @@ SEMANTIC = _load("semantic_errors.jsonl")
 @pytest.mark.parametrize("case", SEMANTIC, ids=[f"{c['code']}:{c['query']}" for c in SEMANTIC])
 def test_semantic_error_fixture(case: dict[str, Any]) -> None:
     err = reject(case["query"], case["mode"])
-    if err.code != case["code"] and "pending" in case:
-        pytest.xfail(case["pending"])
     assert err.code == case["code"], err.to_dict()
     assert err.kind == ("limit" if case["code"].startswith("E3") else "semantic")
     assert err.expected == []

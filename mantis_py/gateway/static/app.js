@@ -1,5 +1,5 @@
 // mantis_py dashboard: plain JS, no build step, no network other than this gateway.
-// Protocol: SYSTEM.md §3.3 (WS /v1/query), POST /v1/check, GET /v1/alerts.
+// Protocol: docs/protocol.md (WS /v1/query), POST /v1/check, GET /v1/alerts.
 "use strict";
 
 (function () {
@@ -22,6 +22,10 @@
      "select cache, count(*) as requests from edge window 2 group by cache"],
     ["logins", "Logins by result",
      "select result, count(*) as logins from login window 5 group by result"],
+    ["routes", "p99 latency by route",
+     "select route, p99(latency_ms) from playback/requests window 5 group by route"],
+    ["errorlogs", "ERROR logs",
+     "select _instance, logger, message, title, status from playback/log where level == 'ERROR'"],
   ];
 
   // ------------------------------------------------------------------ helpers
@@ -64,7 +68,7 @@
   let lastError = null;
 
   function renderBackdrop() {
-    // Mirror the text; wrap the error span (code points, MQL.md §5.2) in <mark>.
+    // Mirror the text; wrap the error span (code points, docs/mql.md#errors) in <mark>.
     const text = queryBox.value;
     if (!lastError) { backdrop.innerHTML = escapeHtml(text) + "\n"; return; }
     const cps = Array.from(text);

@@ -1,6 +1,6 @@
 """A slow, obviously correct tree-walking evaluator: the test oracle for ``compiler.py``.
 
-Each function follows MQL.md §3 line by line and calls only ``values`` helpers; there are no fast
+Each function follows docs/mql.md line by line and calls only ``values`` helpers; there are no fast
 paths. ``tests/query/test_interpret.py`` checks that compiled code agrees with it on generated
 queries and events.
 """

@@ -1,4 +1,4 @@
-"""``ANOMALY MAD operand alpha beta``: a running median estimate per group (MQL.md §3.19). Pure.
+"""``ANOMALY MAD operand alpha beta``: a running median estimate per group (docs/mql.md#join-and-anomaly). Pure.
 
 The clause runs on output rows, after SELECT and before HAVING. For each row:
 

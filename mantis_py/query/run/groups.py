@@ -1,4 +1,4 @@
-"""Group tables: one window's groups with one aggregate state per column (MQL.md §3.7, §3.9, §4.3).
+"""Group tables: one window's groups with one aggregate state per column (docs/mql.md#aggregate-queries).
 
 Theory of operation:
 - An :class:`AggPlan` is built once per prepared query and caps: for every column (visible and

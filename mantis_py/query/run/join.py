@@ -1,4 +1,4 @@
-"""JOIN across two sources within a time bound (MQL.md §3.19): a pure, bounded-memory core.
+"""JOIN across two sources within a time bound (docs/mql.md#join-and-anomaly): a pure, bounded-memory core.
 
 ``from A join B N seconds on k`` pairs each event of side A with the **first** event of side B,
 in event order (§3.17), whose key is equal to its own (§3.5.2: ``1 == 1.0``, null equals null,

@@ -1,4 +1,4 @@
-"""The single-node engine: a query over events in file order (MQL.md §3.8.5, §7.1). Pure.
+"""The single-node engine: a query over events in file order (docs/mql.md#windows). Pure.
 
 Theory of operation:
 - :class:`ReplayEngine` takes valid events one at a time (``feed(event, t, line)``) and reports
@@ -249,7 +249,7 @@ class ReplayEngine:
     def _feed_join(self, e: dict[str, Any], t: Any, line: int) -> None:
         """A line of a JOIN query: the clock moves on every valid line; a line of either source
         passes SAMPLE (as on the agents), then joins; each joined row (time ``max(tA, tB)``)
-        goes through the late check, WHERE and the rest of the query (MQL.md §3.19)."""
+        goes through the late check, WHERE and the rest of the query (docs/mql.md#join-and-anomaly)."""
         w = self._window
         if w is not None and not self._advance_clock(t, w):
             return

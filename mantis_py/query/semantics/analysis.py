@@ -18,7 +18,7 @@ __all__ = ["Analysis", "Column"]
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One output column of an aggregate query (MQL.md §3.7).
+    """One output column of an aggregate query (docs/mql.md#aggregate-queries).
 
     ``role`` is ``"aggregate"`` (``operand`` is an aggregate ``Call``), ``"first"`` (a property or
     ``tick()``: the first non-null value of the batch) or ``"literal"``. Hidden columns are the
@@ -64,5 +64,5 @@ class Analysis:
     completes: bool
 
     def plan(self) -> dict[str, Any]:
-        """The JSON object that ``mantis-py check`` prints (MQL.md §7.2)."""
+        """The JSON object that ``mantis-py check`` prints (docs/mql.md#commands)."""
         return plan_json(self)

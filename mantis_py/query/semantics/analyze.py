@@ -1,6 +1,6 @@
 """The MQL analyzer: static rules, live-mode rules, output names, name resolution and fields.
 
-Theory of operation (MQL.md §3, §4.2, §5.1):
+Theory of operation (docs/mql.md):
 - :func:`analyze` takes a parsed :class:`~mantis_py.query.syntax.ast.Query` and either returns an
   :class:`~mantis_py.query.semantics.analysis.Analysis` or raises exactly one ``QueryError``.
 - Phase 3, static rules (E2xx except E220–E222, plus E306 and the sample problem the parser stored
@@ -53,7 +53,7 @@ COUNT_WINDOW_MAX = 10_000
 
 _SOURCE_PART = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
 
-# Messages and hints of MQL.md §5.4, where they are fixed text.
+# Messages and hints of docs/mql.md#errors, where they are fixed text.
 _HINT_HAVING = "filter on aggregates with HAVING"
 _HINT_ARGUMENT = "the argument is a property, or * for count"
 _HINT_ALIAS = "give one an alias with AS"
@@ -73,7 +73,7 @@ def is_aggregate_call(operand: object) -> bool:
 
 
 def is_aggregate_query(q: ast.Query) -> bool:
-    """MQL.md §3.2: the select list has an aggregate call, or there is a GROUP BY."""
+    """docs/mql.md#at-a-glance: the select list has an aggregate call, or there is a GROUP BY."""
     return bool(q.group_by) or any(is_aggregate_call(i.operand) for i in q.items)
 
 
@@ -186,7 +186,7 @@ class _Checker:
 
     def _join_and_anomaly(self) -> None:
         """JOIN (one clause, ON a property without [*]) and ANOMALY (a property or an aggregate
-        call; alpha and beta numbers above 0), MQL.md §3.19. Forms outside that are E217."""
+        call; alpha and beta numbers above 0), docs/mql.md#join-and-anomaly. Forms outside that are E217."""
         q = self.q
         for j in q.joins[1:]:
             self.found.add("E217", j.span, "only one JOIN per query is supported")
@@ -600,7 +600,7 @@ class _Checker:
         return index
 
     def _resolve_name(self, prop: ast.Property) -> ast.OutputRef | None:
-        """MQL.md §3.10: the longest leading run of string segments naming a column, else a
+        """docs/mql.md#group-by: the longest leading run of string segments naming a column, else a
         GROUP BY key; the rest of the path applies to its value. E206 when nothing matches."""
         segments = prop.segments
         lead: list[str] = []
@@ -671,7 +671,7 @@ def _describe(op: ast.Operand) -> str:
 
 
 def _string_literal(text: str) -> str:
-    """``text`` as a canonical MQL string literal (MQL.md §8.1)."""
+    """``text`` as a canonical MQL string literal (docs/mql.md#canonical-text)."""
     return f'"{text}"' if "'" in text else f"'{text}'"
 
 
@@ -745,7 +745,7 @@ def _replace_operand(c: ast.Condition, old: ast.Operand, new: ast.Operand) -> as
 def _live_violations(
     q: ast.Query, kind: str, apps: Collection[str] | None
 ) -> Iterator[_Violation]:
-    """Phase 4 (MQL.md §5.1): E220–E222, only in live mode."""
+    """Phase 4 (docs/mql.md#errors): E220–E222, only in live mode."""
     select = q.clause_spans.get("SELECT", ast.Span(0, 0))
     if not q.sources:
         yield _Violation(select.start, select.length, "E222", "a live query needs FROM <application>")
@@ -826,7 +826,8 @@ def _condition_properties(c: ast.Condition) -> Iterator[ast.Property | ast.Prefi
 def _event_properties(
     q: ast.Query, columns: tuple[Column, ...], order_by: tuple[ast.OrderKey, ...]
 ) -> Iterator[ast.Property | ast.PrefixSelector]:
-    """Everything the query reads from an event, in canonical clause order (MQL.md §4.2 step 2)."""
+    """Everything the query reads from an event, in canonical clause order (the ``fields`` of
+    docs/architecture.md)."""
     for item in q.items:
         yield from _operand_properties(item.operand)
     if q.where is not None:
@@ -858,7 +859,7 @@ def _fields(
     columns: tuple[Column, ...],
     order_by: tuple[ast.OrderKey, ...],
 ) -> _Fields:
-    """MQL.md §4.2. A path whose first segment is ``[*]`` needs every top-level member: it is
+    """The ``fields`` of docs/architecture.md. A path whose first segment is ``[*]`` needs every top-level member: it is
     shipped as the prefix selector ``e[^'']``; a path starting with an index reads nothing."""
     live = mode == "live"
     entries: list[tuple[str, ...] | str] = []  # a cut path, or a prefix (str)
@@ -928,7 +929,7 @@ def analyze(
     mode: TLiteral["replay", "live"] = "replay",
     apps: Collection[str] | None = None,
 ) -> Analysis:
-    """Check a parsed query and describe it for the compiler (MQL.md §3, §4, §5).
+    """Check a parsed query and describe it for the compiler (docs/mql.md).
 
     Args:
         q: the query from :func:`mantis_py.query.syntax.parser.parse`.
@@ -971,7 +972,7 @@ def analyze(
         field_prefixes=fields.prefixes,
         star=q.select_star,
         meta_fields=fields.meta,
-        # a JOIN runs at the gateway, so the agents ship events (MQL.md §3.19)
+        # a JOIN runs at the gateway, so the agents ship events (docs/mql.md#join-and-anomaly)
         ships="partials" if kind == "aggregate" and windowed_by_time and not q.joins else "events",
         completes=q.limit is not None and (q.window is None or (kind == "aggregate" and not q.group_by)),
     )

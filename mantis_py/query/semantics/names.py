@@ -1,4 +1,4 @@
-"""Output names and output paths of select items (MQL.md §3.6, §3.7.2).
+"""Output names and output paths of select items (docs/mql.md#plain-queries).
 
 Theory of operation:
 - An aggregate query's row is a flat object: each select item has one output *name*, its alias or
@@ -8,7 +8,7 @@ Theory of operation:
   not both unaliased properties must not produce equal or prefix-related paths, and two different
   unaliased properties must not produce the same path (``e['l'][0]`` and ``e['l']['0']``): E207.
   :func:`plain_conflicts` finds these in time linear in the total path length, so a select list of
-  thousands of items stays fast (MQL.md §5.1).
+  thousands of items stays fast (docs/mql.md#errors).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _argument_name(arg: ast.CallArg) -> str:
 
 
 def default_name(operand: ast.Operand) -> str:
-    """The output name of an unaliased item of an aggregate query (MQL.md §3.7.2).
+    """The output name of an unaliased item of an aggregate query (docs/mql.md#aggregate-queries).
 
     >>> default_name(ast.Call("count", (ast.STAR,)))
     'COUNT(*)'
@@ -94,7 +94,7 @@ def item_name(item: ast.SelectItem) -> str:
 
 
 def output_path(item: ast.SelectItem) -> tuple[str, ...] | None:
-    """The output path of a plain select item (MQL.md §3.6), or None for a prefix selector (whose
+    """The output path of a plain select item (docs/mql.md#plain-queries), or None for a prefix selector (whose
     keys depend on the event) and for operands that cannot be selected (rejected elsewhere)."""
     op = item.operand
     if item.alias is not None:
@@ -147,7 +147,7 @@ class _Bucket:
 
 def plain_conflicts(items: Sequence[ast.SelectItem]) -> Iterator[PlainConflict]:
     """Yield, in select-list order, each item whose output path clashes with an earlier item's
-    (MQL.md §3.6 "Conflicts"). Each later item is reported at most once."""
+    (docs/mql.md#plain-queries "Conflicts"). Each later item is reported at most once."""
     exact: dict[tuple[str, ...], _Bucket] = {}  # full paths of earlier items
     under: dict[tuple[str, ...], _Bucket] = {}  # every prefix of earlier items' paths
     for index, item in enumerate(items):

@@ -1,10 +1,10 @@
-"""The plan of a checked query: the JSON object ``mantis-py check`` prints (MQL.md §4.1, §7.2).
+"""The plan of a checked query: the JSON object ``mantis-py check`` prints (docs/mql.md#commands).
 
 The plan is derived from an :class:`~mantis_py.query.semantics.analysis.Analysis` only; members come in the
 order of the §7.2 table. In ``events`` mode the agent has no window, group keys or partial states
 (``null``, ``[]``, ``[]``); the gateway part always describes what the gateway does.
 
-A JOIN query (MQL.md §3.19) marks each source with its ``side``; its agents run SAMPLE only
+A JOIN query (docs/mql.md#join-and-anomaly) marks each source with its ``side``; its agents run SAMPLE only
 (``agent.where`` is null) and the gateway part gains ``join`` and ``where``. An ANOMALY clause
 adds ``gateway.anomaly``.
 """
@@ -94,7 +94,7 @@ def _sample_text(sample: ast.Sample | None) -> str | None:
 
 
 def plan_json(a: Analysed) -> dict[str, Any]:
-    """The plan of MQL.md §7.2 as a JSON-able dict, members in the documented order.
+    """The plan of docs/mql.md#commands as a JSON-able dict, members in the documented order.
 
     For ``select count(*) from x window 10`` the agent part holds ``"ships": "partials"`` and
     ``"partials": ["count(*)"]``.
@@ -105,7 +105,7 @@ def plan_json(a: Analysed) -> dict[str, Any]:
     partials = a.ships == "partials"
     joined = bool(q.joins)
     sources = [{"app": s.app, "stream": s.stream or "default"} for s in q.sources]
-    if joined:  # MQL.md §3.19: side A is FROM, side B the JOIN sources
+    if joined:  # docs/mql.md#join-and-anomaly: side A is FROM, side B the JOIN sources
         sources = [{**s, "side": "A"} for s in sources] + [
             {"app": s.app, "stream": s.stream or "default", "side": "B"} for s in q.joins[0].sources
         ]

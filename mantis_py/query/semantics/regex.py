@@ -1,4 +1,4 @@
-"""Regex matching for ``==~`` and ``!~`` (MQL.md §3.5.4). The only module that imports ``re2``.
+"""Regex matching for ``==~`` and ``!~`` (docs/mql.md#conditions). The only module that imports ``re2``.
 
 Patterns run in RE2 (linear time) with full-match semantics, dot-matches-newline and UTF-8 text,
 exactly as written. Whatever RE2 cannot compile (backreferences, lookaround, possessive

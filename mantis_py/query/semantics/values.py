@@ -1,4 +1,4 @@
-"""MQL value semantics: the pure, hot-path primitives generated code calls (MQL.md §3.1–§3.5, §3.11).
+"""MQL value semantics: the pure, hot-path primitives generated code calls (docs/mql.md#conditions).
 
 Theory of operation:
 - Values are plain JSON values: ``None``, ``bool``, ``int``, ``float``, ``str``, ``list``, ``dict``.
@@ -51,7 +51,7 @@ _isfinite = math.isfinite
 
 
 def is_number(v: Any) -> bool:
-    """True for an int or a finite float; never for a bool (MQL.md §0, §3.1)."""
+    """True for an int or a finite float; never for a bool (docs/mql.md#canonical-text)."""
     t = type(v)
     if t is int:
         return True
@@ -152,7 +152,7 @@ def _float_text(v: float) -> str:
 
 
 def string_form(v: Any) -> str | None:
-    """The string form of a value (MQL.md §3.4), or None for null."""
+    """The string form of a value (docs/mql.md#conditions), or None for null."""
     t = type(v)
     if t is str:
         return v  # type: ignore[no-any-return]

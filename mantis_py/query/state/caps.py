@@ -1,4 +1,4 @@
-"""Run-time caps (MQL.md §5.5): configuration constants the gateway sends to agents with a query.
+"""Run-time caps (docs/mql.md#limits-and-notices): configuration constants the gateway sends to agents with a query.
 
 A replay uses :data:`DEFAULT_CAPS`. Caps are never a reason to raise: exceeding one folds groups,
 truncates values or rows (with a notice), or switches percentiles to histogram mode.

@@ -1,4 +1,4 @@
-"""Percentile states (MQL.md §3.7.4, §4.3). The only module that imports ``hdrhistogram``.
+"""Percentile states (docs/mql.md#aggregate-queries). The only module that imports ``hdrhistogram``.
 
 Theory of operation:
 - A state holds the exact numbers while it has at most ``exact_max`` (``PERCENTILE_EXACT_MAX``)

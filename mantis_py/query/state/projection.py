@@ -1,4 +1,4 @@
-"""The shipped object of ``events`` mode (MQL.md §4.2): only the parts of an event queries read.
+"""The shipped object of ``events`` mode (docs/architecture.md): only the parts of an event queries read.
 
 Theory of operation:
 - A query's fields (``Analysis.field_paths``, ``field_prefixes``, ``star``) name what it reads;

@@ -1,4 +1,4 @@
-"""SAMPLE decisions (MQL.md §3.13). Pure: the RNG is passed in.
+"""SAMPLE decisions (docs/mql.md#sample). Pure: the RNG is passed in.
 
 - STICKY (§3.13.3): BLAKE2b-64 of the key values' string forms joined with U+001F, then U+001F and
   the salt; the bucket is ``h mod factor``. Every agent and a replay decide identically.

@@ -1,4 +1,4 @@
-"""Time-window assignment (MQL.md §3.8.2, §3.8.4, §3.8.5). Pure; times are passed in.
+"""Time-window assignment (docs/mql.md#windows). Pure; times are passed in.
 
 Window ``k`` (any integer) of ``window N M`` covers ``[k·M, k·M + N)`` seconds since the epoch
 (``M = N`` for a tumbling window). Every function here is exact for float times: it works on

@@ -1,10 +1,10 @@
-"""The MQL abstract syntax tree: one frozen dataclass per construct (MQL.md §2.11).
+"""The MQL abstract syntax tree: one frozen dataclass per construct (docs/mql.md#text-and-tokens).
 
 Theory of operation:
 - ``parser.py`` builds these nodes from the text; nothing outside ``parser.py`` knows lark.
 - Every node carries a ``span`` (offsets into the query text, in code points) that is ignored by
   ``==`` and ``hash``: two queries are equal when they mean the same text after the parser's
-  normalisations (MQL.md §8.2), wherever their tokens stood.
+  normalisations (docs/mql.md#canonical-text), wherever their tokens stood.
 - The parser already normalises what §8.2 lists: keyword case, operator spellings (``=`` is
   ``==``, ``<>`` is ``!=``, ``&&`` is AND ...), ``e['x']`` versus the bare name ``x`` (both are
   ``Property(("x",))``), number spellings, redundant parentheses and nested AND/OR (flattened),
@@ -120,7 +120,7 @@ class Property:
 
 @dataclass(frozen=True, slots=True)
 class PrefixSelector:
-    """``e[^'nf.']``: every top-level member whose key starts with ``prefix`` (MQL.md §3.3.4)."""
+    """``e[^'nf.']``: every top-level member whose key starts with ``prefix`` (docs/mql.md#properties)."""
 
     prefix: str
     span: Span = _span()
@@ -131,7 +131,7 @@ class Literal:
     """A string, number, ``true``/``false`` or ``null`` literal.
 
     Equality and hash include the Python type, so ``Literal(1) != Literal(1.0) != Literal(True)``.
-    ``text`` is the canonical text of a number literal (MQL.md §8.1), used for output names.
+    ``text`` is the canonical text of a number literal (docs/mql.md#canonical-text), used for output names.
     """
 
     value: LiteralValue
@@ -149,7 +149,7 @@ class Literal:
 
 @dataclass(frozen=True, slots=True)
 class Negation:
-    """Operand negation ``NOT x`` / ``!x`` (MQL.md §3.5.9): true when x is null or false."""
+    """Operand negation ``NOT x`` / ``!x`` (docs/mql.md#conditions): true when x is null or false."""
 
     operand: Operand
     span: Span = _span()
@@ -242,7 +242,7 @@ class Or:
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    """Condition-level ``NOT (c)``. A double NOT is kept (MQL.md §8.2)."""
+    """Condition-level ``NOT (c)``. A double NOT is kept (docs/mql.md#canonical-text)."""
 
     condition: Condition
     span: Span = _span()
@@ -287,7 +287,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """``JOIN sources N SECONDS ON operand`` (MQL.md §3.19)."""
+    """``JOIN sources N SECONDS ON operand`` (docs/mql.md#join-and-anomaly)."""
 
     sources: tuple[Source, ...]
     seconds: int | float
@@ -338,7 +338,7 @@ class OrderKey:
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
-    """``ANOMALY MAD operand alpha beta`` (MQL.md §3.19)."""
+    """``ANOMALY MAD operand alpha beta`` (docs/mql.md#join-and-anomaly)."""
 
     operand: Operand
     alpha: int | float
@@ -348,7 +348,7 @@ class Anomaly:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """A SAMPLE clause, normalised (MQL.md §3.13, §8.1).
+    """A SAMPLE clause, normalised (docs/mql.md#sample).
 
     ``percent`` is the canonical number text when the clause was written ``SAMPLE n%`` (then
     strategy is RANDOM, factor 10000, threshold n×100). For the object form, defaults are filled
@@ -405,7 +405,7 @@ Node = Union[Query, Operand, Condition, SelectItem, Source, Join, Window, OrderK
 
 @dataclass(frozen=True, slots=True)
 class OutputRef:
-    """A name in HAVING or ORDER BY after the analyzer resolved it (MQL.md §3.10, §3.11).
+    """A name in HAVING or ORDER BY after the analyzer resolved it (docs/mql.md#group-by).
 
     Never produced by the parser. ``kind``:
     - ``"column"``: ``Analysis.columns[index]`` (visible or hidden), then ``rest`` applied as a path;

@@ -1,4 +1,4 @@
-"""Building MQL error objects: positions, snippets, suggestions (MQL.md §5.2, §5.3).
+"""Building MQL error objects: positions, snippets, suggestions (docs/mql.md#errors).
 
 Everything here is pure. The parser and the analyzer locate a problem as a code-point offset into
 the query text plus a length, and :func:`query_error` turns that into the right
@@ -88,13 +88,13 @@ def _locate(text: str, offset: int) -> tuple[int, int, int, str]:
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:
-    """The 1-based (line, column) of a code-point offset into ``text`` (MQL.md §2.1)."""
+    """The 1-based (line, column) of a code-point offset into ``text`` (docs/mql.md#text-and-tokens)."""
     line, column, _, _ = _locate(text, offset)
     return line, column
 
 
 def snippet(text: str, offset: int, length: int) -> str:
-    """The snippet of MQL.md §5.3: the source line, a line break, then the caret line."""
+    """The snippet of docs/mql.md#errors: the source line, a line break, then the caret line."""
     _, column, _, line = _locate(text, offset)
     line = line.replace("\t", " ")
     col0 = column - 1
@@ -154,7 +154,7 @@ def query_error(
 
 
 def describe_token(s: str) -> str:
-    """``s`` shortened to at most 20 code points, ending in ``…`` when it was cut (MQL.md §5.2)."""
+    """``s`` shortened to at most 20 code points, ending in ``…`` when it was cut (docs/mql.md#errors)."""
     return s if len(s) <= 20 else s[:19] + ELLIPSIS
 
 
@@ -198,7 +198,7 @@ def osa_distance(a: str, b: str, limit: int | None = None) -> int:
 
 
 def suggest(word: str, candidates: Sequence[str]) -> str | None:
-    """The nearest candidate to ``word`` by MQL.md §5.3, or None.
+    """The nearest candidate to ``word`` by docs/mql.md#errors, or None.
 
     Case-insensitive optimal-string-alignment distance; a candidate qualifies at distance ≤ 1 for
     a word of up to 4 characters and ≤ 2 for longer words. A multi-word candidate (``GROUP BY``)

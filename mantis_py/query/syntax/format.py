@@ -1,4 +1,4 @@
-"""AST -> canonical MQL text (MQL.md §8).
+"""AST -> canonical MQL text (docs/mql.md#canonical-text).
 
 ``format_query(parse(t))`` is the canonical text of ``t``: one line (unless a regex body holds a
 line break), upper-case keywords, SQL clause order, normalised operators, parentheses only where
@@ -51,7 +51,7 @@ def _json_string(s: str) -> str:
 
 
 def is_bare_name(name: str) -> bool:
-    """True when ``name`` written bare is read back as the same property (MQL.md §8.1)."""
+    """True when ``name`` written bare is read back as the same property (docs/mql.md#canonical-text)."""
     if not is_word_text(name):
         return False
     low = name.lower()
@@ -132,7 +132,7 @@ def format_window(w: ast.Window) -> str:
 
 
 def format_sample(s: ast.Sample) -> str:
-    """The SAMPLE clause: ``SAMPLE 5%`` or the normalised object form of MQL.md §8.1."""
+    """The SAMPLE clause: ``SAMPLE 5%`` or the normalised object form of docs/mql.md#canonical-text."""
     if s.percent is not None:
         return f"SAMPLE {s.percent}%"
     members = [f'"strategy": "{s.strategy}"']
@@ -157,7 +157,7 @@ def _format_source(s: ast.Source) -> str:
 
 
 def format_query(q: ast.Query) -> str:
-    """The canonical text of a whole query (MQL.md §8.1)."""
+    """The canonical text of a whole query (docs/mql.md#canonical-text)."""
     parts = ["SELECT"]
     parts.append("*" if q.select_star else ", ".join(_format_item(i) for i in q.items))
     if q.sources:

@@ -1,4 +1,4 @@
-"""The MQL tokenizer: query text -> raw tokens (MQL.md §2.1–§2.10).
+"""The MQL tokenizer: query text -> raw tokens (docs/mql.md#text-and-tokens).
 
 Theory of operation:
 - :func:`tokenize` reads the whole text left to right into :class:`RawToken` objects. It does
@@ -61,7 +61,7 @@ FORBIDDEN = frozenset(
     [chr(c) for c in range(0x20) if chr(c) not in WHITESPACE] + ["\x7f"]
     + list(_UNICODE_SPACES) + list(_QUOTES)
 )  # fmt: skip
-"""Characters that are errors outside string and regex literals (E112, MQL.md §2.1 item 5)."""
+"""Characters that are errors outside string and regex literals (E112, docs/mql.md#text-and-tokens)."""
 
 _NON_WORD = "'\",;*()[]=!<>~"
 _EXCLUDED = "".join(sorted(set(WHITESPACE) | FORBIDDEN | set(_NON_WORD) | {"&", "|"}))
@@ -173,7 +173,7 @@ def _out_of_range(word: str, text: str, start: int) -> QueryError:
 
 
 def is_word_text(s: str) -> bool:
-    """True when ``s`` is read back as exactly one word (MQL.md §2.3), ignoring its class."""
+    """True when ``s`` is read back as exactly one word (docs/mql.md#text-and-tokens), ignoring its class."""
     if not s:
         return False
     m = _WORD.fullmatch(s)
@@ -218,7 +218,7 @@ class _Tokenizer:
 
     def forbidden(self, i: int) -> _Stop:
         c = self.text[i]
-        # the catalogue's one hint for E112 (MQL.md §5.4), backticks dropped as everywhere
+        # the catalogue's one hint for E112 (docs/mql.md#errors), backticks dropped as everywhere
         hint = "use a plain space, or ' / \"" if c in _QUOTES or c in _UNICODE_SPACES else None
         return self.err("E112", f"unexpected character {describe_char(c)}", i, 1, hint=hint)
 
@@ -546,7 +546,7 @@ _Value = tuple[Any, int, int]
 
 
 class _SampleReader:
-    """Reads ``{ 'name': value, ... }`` without recursion (MQL.md §2.9); E121 when malformed."""
+    """Reads ``{ 'name': value, ... }`` without recursion (docs/mql.md#text-and-tokens); E121 when malformed."""
 
     def __init__(self, tok: _Tokenizer, start: int) -> None:
         self.tok = tok
@@ -664,7 +664,7 @@ class _SampleReader:
 
 
 def salt_text(v: Any) -> str | None:
-    """The string form (MQL.md §3.4) of a salt value; None when the type is not allowed."""
+    """The string form (docs/mql.md#conditions) of a salt value; None when the type is not allowed."""
     if isinstance(v, bool) or v is None:
         return None
     if isinstance(v, str):
@@ -747,7 +747,7 @@ def build_sample(
 def percentage_sample(
     number_text: str, value: int | float, text: str, start: int, end: int
 ) -> ast.Sample:
-    """``SAMPLE n%`` as an :class:`ast.Sample` (MQL.md §3.13.5); E213 goes into ``problem``."""
+    """``SAMPLE n%`` as an :class:`ast.Sample` (docs/mql.md#sample); E213 goes into ``problem``."""
     span = ast.Span(start, end)
     canonical = repr(value) if isinstance(value, float) else str(value)
     ctx = Context(prec=MAX_LITERAL_BYTES + 10)

@@ -1,4 +1,5 @@
-"""MQL text -> :class:`ast.Query` (MQL.md §2), with the syntax errors of §5.4.
+"""MQL text -> :class:`ast.Query` (docs/mql.md#text-and-tokens), with the syntax errors of
+docs/mql.md#errors.
 
 Theory of operation:
 - ``lexer.tokenize`` turns the text into raw tokens (words are not classified yet).
