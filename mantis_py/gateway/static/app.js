@@ -491,8 +491,8 @@
   }
 
   // Colour-blind-safe palette (Okabe & Ito), light enough for the dark background; after seven
-  // series the colours repeat with a dash pattern. A group's slot comes from a hash of its key,
-  // so the same group has the same colour after a reload; collisions move to the next free slot.
+  // series the colours repeat with a dash pattern. A group's slot comes from a hash of its key
+  // (collisions move to the next free slot) and is remembered for reloads.
   // (their dark blue, too dark here, is left out; white stands in for their black)
   const PALETTE = ["#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#d55e00", "#dddddd"];
   const DASHES = ["", "7 4", "2 3"];
@@ -504,14 +504,31 @@
     return h >>> 0;
   }
 
+  // Slots given out are remembered in localStorage, so a reload (whichever groups happen to come
+  // first) draws every group in the colour it had.
+  const STORE = "mantis.colors";
+  let remembered = {};
+  try { remembered = JSON.parse(localStorage.getItem(STORE) || "{}") || {}; } catch (e) { remembered = {}; }
+
+  function remember(key, slot) {
+    remembered[key] = slot;
+    const keys = Object.keys(remembered);
+    if (keys.length > 500) for (const k of keys.slice(0, keys.length - 500)) delete remembered[k];
+    try { localStorage.setItem(STORE, JSON.stringify(remembered)); } catch (e) { /* private mode */ }
+  }
+
   function assignSlots(keys) {
     const used = new Set(colorOf.values());
     for (const key of keys.slice().sort()) {
       if (colorOf.has(key)) continue;
-      let slot = hashKey(key) % PALETTE.length;
-      for (let i = 0; i < SLOTS && used.has(slot); i++) slot = (slot + 1) % SLOTS;
+      let slot = remembered[key];
+      if (!Number.isInteger(slot) || slot < 0 || slot >= SLOTS || used.has(slot)) {
+        slot = hashKey(key) % PALETTE.length;
+        for (let i = 0; i < SLOTS && used.has(slot); i++) slot = (slot + 1) % SLOTS;
+      }
       colorOf.set(key, slot);
       used.add(slot);
+      remember(key, slot);
     }
   }
 
