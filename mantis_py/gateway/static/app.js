@@ -262,6 +262,7 @@
       }
     }
     attempt++;
+    current.away = true; // windows missed until the resubmitted query answers: a gap, not a line
     // the client library's schedule (mantis_py/client/core.py Backoff): within 0.25 s, x1.5, at most 10 s
     const delay = Math.min(10, 0.25 * Math.pow(1.5, attempt - 1)) * (0.5 + Math.random() * 0.5);
     setConn("reconnecting", "reconnecting…");
@@ -445,6 +446,11 @@
     if (Array.isArray(msg.window)) {
       const end = toSeconds(msg.window[1]);
       if (current.lastEnd !== null && end <= current.lastEnd) return; // seen before a reconnect
+      if (current.away && current.lastEnd !== null && toSeconds(msg.window[0]) > current.lastEnd) {
+        const gapX = (current.lastEnd + toSeconds(msg.window[0])) / 2;
+        for (const s of series.values()) s.points.push([gapX, null]);
+      }
+      current.away = false;
       current.lastEnd = end;
       current.waiting = null;
       hideEmpty();
