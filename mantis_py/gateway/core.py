@@ -710,6 +710,8 @@ class GatewayCore:
         """``{"app", "suggestion"}`` for the first application of ``run`` with no connected
         agent, or None when every application has one. The suggestion is the nearest name among
         applications this gateway has seen (a typo shows up here), None for a known app."""
+        if len(run.sources) == 1 and self.registry.expected_agents(run.run_id) > 0:
+            return None  # the common case, without a walk over every agent
         for app, _stream in run.sources:
             if self.registry.has_agents(app):
                 continue
