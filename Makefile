@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/e2e_bench.py
 	$(BIN)/python bench/cluster_bench.py
+	$(BIN)/python bench/integrations_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check mantis_py tests bench
