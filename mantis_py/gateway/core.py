@@ -142,6 +142,15 @@ class GatewayCore:
         self._caps = self._build_caps(config.caps)
         self._stats: dict[tuple[str, str], tuple[dict[str, dict[str, int]],
                                                  dict[str, dict[str, int]]]] = {}
+        # Cluster mode (gateway/cluster/node.py sets it): merger keys become app + instance, so
+        # an agent that moves between gateways is one member; None = a single gateway.
+        self.cluster: Any = None
+        self._key_prefix: dict[str, str] = {}
+
+    def _key(self, agent_id: str, stream: str) -> str:
+        """The merger key of one agent and source: ``<agent id>/<stream>`` on a single gateway,
+        ``<app>\\x1f<instance>/<stream>`` in a cluster."""
+        return f"{self._key_prefix.get(agent_id, agent_id)}/{stream}"
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
@@ -213,6 +222,8 @@ class GatewayCore:
             msg.zone, msg.version, msg.pid, now,
         )
         state.info = info
+        if self.cluster is not None:
+            self._key_prefix[state.agent_id] = f"{msg.app}\x1f{msg.instance}"
         # Stats are cumulative per agent process; remember them across reconnects.
         self._stats.setdefault((msg.app, msg.instance), ({}, {}))
         self._send_agent(state.agent_id, Welcome(state.agent_id, self.config.heartbeat_s))
@@ -227,8 +238,11 @@ class GatewayCore:
 
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
+        key = self._key(agent_id, stream)
+        if self.cluster is not None:
+            self.cluster.local_joined(sid, key, now)
         for run_id in self.registry.runs_of(sid):
-            self.runs[run_id].add_agent(f"{agent_id}/{stream}", now)
+            self.runs[run_id].add_agent(key, now)
 
     def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
         info = state.info
@@ -261,7 +275,7 @@ class GatewayCore:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
-        key = f"{state.agent_id}/{msg.stream}"
+        key = self._key(state.agent_id, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
@@ -295,7 +309,7 @@ class GatewayCore:
         if sub is None:
             self.metrics.inc("dropped_total", reason="unknown_subscription")
             return
-        key = f"{state.agent_id}/{sub.stream}"
+        key = self._key(state.agent_id, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
@@ -342,7 +356,7 @@ class GatewayCore:
             return
         for run_id in list(sub.runs):
             run = self.runs[run_id]
-            run.remove_agent(f"{state.agent_id}/{sub.stream}", now)
+            run.remove_agent(self._key(state.agent_id, sub.stream), now)
             for att in run.attachments.values():
                 att.dropped["agent_refused"] += 1
                 att.force_meta = True
@@ -367,8 +381,12 @@ class GatewayCore:
             return
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
+            key = self._key(agent_id, sub.stream)
+            if self.cluster is not None:
+                self.cluster.local_left(sid, key)
             for run_id in sub.runs:
-                self.runs[run_id].remove_agent(f"{agent_id}/{sub.stream}", now)
+                self.runs[run_id].remove_agent(key, now)
+        self._key_prefix.pop(agent_id, None)
 
     # ------------------------------------------------------------------ clients
 
@@ -432,7 +450,10 @@ class GatewayCore:
             self._refuse(client, qid, text, [], err, "rate_limited", now)
             return
         try:
-            prepared = self.prepare(text, mode="live", apps=set(self.registry.apps_seen))
+            apps_known = set(self.registry.apps_seen)
+            if self.cluster is not None:
+                apps_known |= self.cluster.remote_apps()
+            prepared = self.prepare(text, mode="live", apps=apps_known)
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
             return
@@ -475,6 +496,8 @@ class GatewayCore:
         if variant:
             caps["unmasked"] = True
         merger = prepared.merger(start=now, grace=self.config.grace_s, caps=self._caps)
+        if self.cluster is not None:
+            merger = self.cluster.wrap_merger(merger)
         run = Run(run_id, prepared, merger, canonical, tuple(sources), shared_key,
                   shared=not prepared.completes)
         self.runs[run_id] = run
@@ -486,7 +509,7 @@ class GatewayCore:
             sub = self.registry.subs[sid]
             for agent_id in sorted(sub.agents):
                 if agent_id not in sub.refused:
-                    run.add_agent(f"{agent_id}/{sub.stream}", now)
+                    run.add_agent(self._key(agent_id, sub.stream), now)
         for msg in out:
             self._send_subscribe(msg)
         return run
@@ -611,7 +634,7 @@ class GatewayCore:
         window = tuple(out.window) if out.window is not None else None
         windowed = window is not None or getattr(out, "count", None) is not None
         rows = list(out.rows)
-        coverage = run.coverage(self.registry.expected_agents(run.run_id)) if windowed else None
+        coverage = run.coverage(self._expected(run)) if windowed else None
         notices = run.take_notices()
         for (client_id, qid), att in list(run.attachments.items()):
             client = self.clients.get(client_id)
@@ -631,6 +654,12 @@ class GatewayCore:
                       Rows(qid, window, rows), now)
             self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
             att.last_meta = now
+
+    def _expected(self, run: Run) -> int:
+        """How many agent parts a run expects (in a cluster: every gateway's members)."""
+        if self.cluster is not None:
+            return len(run.agent_keys)
+        return self.registry.expected_agents(run.run_id)
 
     def _fail_run(self, run: Run, exc: Exception, now: float) -> None:
         """The engine raised for this run: end it for its clients, keep everything else."""
@@ -652,7 +681,8 @@ class GatewayCore:
     def _check_app_gone(self, run: Run, now: float) -> None:
         """Complete a query whose applications have had no agent for ``app_gone_s`` (agents
         drop their queries after 30 s without the gateway, so waiting longer is pointless)."""
-        if any(self.registry.agents_of(app) for app, _ in run.sources):
+        if any(self.registry.agents_of(app) for app, _ in run.sources) or (
+                self.cluster is not None and self.cluster.has_members(run)):
             run.empty_since = None
         elif run.empty_since is None:
             run.empty_since = now
@@ -674,7 +704,7 @@ class GatewayCore:
                 total = self._total_dropped(client, att)
                 if total != att.sent_dropped or att.force_meta:
                     run = self.runs[att.run_id]
-                    cov = run.coverage(self.registry.expected_agents(run.run_id))
+                    cov = run.coverage(self._expected(run))
                     self._put(client, OutboundItem("meta", att.qid, {}, urgent=True),
                               Meta(att.qid, {}, cov), now)
                     att.last_meta = now
