@@ -83,6 +83,8 @@ class ClusterNode:
 
     def local_joined(self, sid: str, key: str, now: float) -> None:
         self.state.claim_local(sid, key, now)
+        for run in self._owner_runs(sid):
+            _rejoin(run, key, now)
 
     def local_left(self, sid: str, key: str) -> None:
         self.state.release_local(sid, key)
@@ -149,6 +151,7 @@ class ClusterNode:
         state = self.state
         if now - self._last_hb >= self.hb_every:
             self._last_hb = now
+            self.counters["out_hb"] += 1
             apps = sorted({a.app for a in self.core.registry.agents.values()})
             self._out.append((f"{self.prefix}.hb", _encode(
                 {"n": self.node, "t": now, "url": self.url, "apps": apps})))
@@ -220,11 +223,13 @@ class ClusterNode:
         members = msg.get("m")
         if members is not None:
             keys = [str(k) for k in members]
-            _, removed = self.state.on_members(sid, node, keys, now)
+            moved, removed = self.state.on_members(sid, node, keys, now)
             for run in runs:
                 for key in keys:
                     if key not in run.agent_keys and self.state.holder(sid, key) == node:
                         run.add_agent(key, now)
+                for key in moved:
+                    _rejoin(run, key, now)
                 for key in removed:
                     run.remove_agent(key, now)
         recs = msg.get("r") or ()
@@ -273,6 +278,15 @@ class ClusterNode:
                 run.add_agent(core._key(agent_id, st.stream), now)
         for msg in out:
             core._send_subscribe(msg)
+
+
+def _rejoin(run: Run, key: str, now: float) -> None:
+    """``key`` moved gateway (or reconnected) at ``now``: end its membership and start a new one,
+    so the window in progress neither waits for it nor takes its partial part (its coverage
+    shows the agent missing), and the next windows expect it again."""
+    if key in run.agent_keys:
+        run.remove_agent(key, now)
+    run.add_agent(key, now)
 
 
 def _remote_run_id(sid: str) -> str:

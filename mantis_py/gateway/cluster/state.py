@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...query.windows import window_bounds
+
 __all__ = ["ClusterState", "Lease", "rendezvous", "subject_token"]
 
 
@@ -168,13 +170,20 @@ class ClusterState:
 
     def on_members(self, sub: str, node: str, keys: Iterable[str], now: float
                    ) -> tuple[list[str], list[str]]:
-        """Edge ``node`` runs ``sub`` on exactly ``keys`` now: (keys to add, keys to remove)."""
+        """Edge ``node`` runs ``sub`` on exactly ``keys`` now.
+
+        Returns:
+            (keys that are new here or moved from another gateway, keys ``node`` no longer
+            runs). A key this gateway's own agent runs stays local.
+        """
         held = self.holders.setdefault(sub, {})
         added, removed = [], []
         listed = set(keys)
         for key in listed:
             had = held.get(key)
-            if had is None:
+            if had is not None and had[0] == self.node:
+                continue  # the agent is here now; the old gateway has not noticed yet
+            if had is None or had[0] != node:
                 added.append(key)
             held[key] = (node, now)
         for key, (holder, _) in list(held.items()):
@@ -211,20 +220,35 @@ class ClusterState:
 
 
 class DedupMerger:
-    """Wraps an engine merger: a second part for the same agent key and window is dropped and
-    counted (``duplicate_part``), so an agent whose part reached the owner twice (old and new
-    gateway) never counts twice."""
+    """Wraps an engine merger for a cluster owner.
+
+    - A second part for the same agent key and window is dropped and counted
+      (``duplicate_part``): an agent whose part reached the owner twice (old and new gateway)
+      never counts twice.
+    - A part for a window that began before the agent (re)joined this owner's merge (it moved
+      gateway mid-window, so its part holds only what it saw since) is not merged: the window's
+      coverage shows the agent missing instead of a silently short sum (``partial_windows`` in
+      :meth:`statistics`).
+    """
 
     def __init__(self, merger: Any, keep: int = 64) -> None:
         self.inner = merger
         self._seen: dict[int, set[str]] = {}
         self._keep = keep
+        self._floor: dict[str, float] = {}
+        self._window = getattr(merger, "_window", None)
         self.duplicates = 0
+        self.partial_windows = 0
+
+    def set_floor(self, key: str, now: float) -> None:
+        """``key`` (re)joined at ``now``: ignore its parts of windows that began earlier."""
+        self._floor[key] = now
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def add_agent(self, key: str, now: float) -> None:
+        self._floor[key] = now
         self.inner.add_agent(key, now)
 
     def remove_agent(self, key: str, now: float) -> None:
@@ -236,6 +260,11 @@ class DedupMerger:
     def receive_part(self, key: str, part: dict[str, Any], now: float) -> None:
         k = part.get("k") if isinstance(part, dict) else None
         if isinstance(k, int):
+            floor = self._floor.get(key)
+            if floor is not None and self._window is not None \
+                    and window_bounds(k, *self._window)[0] < floor:
+                self.partial_windows += 1
+                return
             seen = self._seen.get(k)
             if seen is None:
                 seen = self._seen[k] = set()
@@ -255,7 +284,8 @@ class DedupMerger:
         return out
 
     def statistics(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.inner.statistics()
+        stats: dict[str, Any] = dict(self.inner.statistics())
+        stats["partial_windows"] = self.partial_windows
         return stats
 
 
