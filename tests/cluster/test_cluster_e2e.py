@@ -3,8 +3,11 @@ subprocesses, real websocket clients (docs/cluster.md)."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -211,3 +214,65 @@ def test_no_data_crosses_the_routes_while_nobody_queries(
     time.sleep(6.0)  # leases lapse, edges withdraw
     quiet_msgs, quiet_hb = measure(3.0)
     assert quiet_msgs <= 2 * (quiet_hb + 3), (quiet_msgs, quiet_hb)
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    handler = type("Hooks", (_Hooks,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+ALERT = """
+[[alerts]]
+name = "shop-busy"
+query = "select count(*) as n from shop window 1"
+condition = "n > 0"
+windows = 2
+
+[[alerts.actions]]
+type = "webhook"
+url = "{url}"
+"""
+
+
+def test_alert_fires_once_for_the_cluster_and_moves_when_its_owner_dies(
+        nats3: NatsCluster, stack: Stack, tmp_path: Path,
+        webhook: tuple[str, list[dict]]) -> None:
+    url, received = webhook
+    stack.gateways = start_gateways(nats3.urls, tmp_path, config=ALERT.format(url=url),
+                                    cluster_name="alerts")
+    stack.spread_agents(tmp_path, per_gateway=1)
+    wait_for(stack.all_connected, 15)
+    wait_for(lambda: received, 20)
+    time.sleep(3.0)  # every gateway had time to fire, had it evaluated the rule
+    assert [h["state"] for h in received] == ["firing"]
+    states = {g.name: g.get("/v1/alerts")["alerts"][0]["state"] for g in stack.gateways}
+    owners = [g for g in stack.gateways if states[g.name] == "firing"]
+    assert len(owners) == 1, states
+    owners[0].kill9()
+    wait_for(lambda: len(received) >= 2, 25)
+    time.sleep(2.0)
+    assert [h["state"] for h in received] == ["firing", "firing"]
+    survivors = [g for g in stack.gateways if g is not owners[0]]
+    states = {g.name: g.get("/v1/alerts")["alerts"][0]["state"] for g in survivors}
+    assert sorted(states.values()) == ["firing", "insufficient_data"], states
