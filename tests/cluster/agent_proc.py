@@ -51,7 +51,8 @@ def main() -> None:
     agents = {inst: ListAgent(cfg["app"], cfg["gateways"], instance=inst,
                               reconnect_min_s=0.2, reconnect_max_s=1.0).start()
               for inst in cfg["instances"]}
-    files = {inst: open(out / f"{inst}.jsonl", "a", encoding="utf-8") for inst in agents}
+    files = {inst: open(out / f"{inst}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+             for inst in agents}
     seqs = dict.fromkeys(agents, 0)
     stopping = [False]
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__(0, True))

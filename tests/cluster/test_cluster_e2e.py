@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_groupby_equals_replay_raw_exactly_once_and_one_subscription_per_agent(
     for gw in stack.gateways:
         wait_for(lambda gw=gw: len(gw.get("/v1/apps")["apps"].get("shop", {})
                                    .get("instances", [])) == 6, 5)
-    g1, g2, g3 = stack.gateways
+    g1, g2, _g3 = stack.gateways
     grouped1 = QueryClient(g1.ws, GROUP_BY)
     grouped2 = QueryClient(g2.ws, GROUP_BY)  # the same query owned by another gateway
     raw = QueryClient(g1.ws, RAW)
@@ -133,7 +134,7 @@ def test_kill9_gateway_agents_move_and_windows_never_double(
     stack.gateways = start_gateways(nats3.urls, tmp_path)
     stack.spread_agents(tmp_path)
     wait_for(stack.all_connected, 15)
-    g1, g2, g3 = stack.gateways
+    g1, g2, _g3 = stack.gateways
     client = QueryClient(g1.ws, GROUP_BY)
     stack.clients.append(client)
     wait_for(lambda: sum(_full(c, 6) for _, _, c in client.windows()) >= 2, 20)
@@ -217,7 +218,7 @@ def test_no_data_crosses_the_routes_while_nobody_queries(
 
 
 class _Hooks(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
