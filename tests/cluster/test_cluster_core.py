@@ -74,7 +74,8 @@ def test_members_follow_the_gateway_that_announced_them_last() -> None:
     assert st.on_members("s", "g2", both, 1.0) == ([], [])
     # i1 moved to g3: the stale list of g2 (without i1) must not remove it
     moved, removed = st.on_members("s", "g3", ["shop\x1fi1/default"], 2.0)
-    assert moved == ["shop\x1fi1/default"] and removed == []
+    assert moved == ["shop\x1fi1/default"]
+    assert removed == []
     _, removed = st.on_members("s", "g2", ["shop\x1fi2/default"], 2.1)
     assert removed == []
     assert st.holder("s", "shop\x1fi1/default") == "g3"
@@ -122,7 +123,8 @@ def test_subject_tokens_are_safe() -> None:
     assert subject_token("shop-api_2") == "shop-api_2"
     for bad in ("a.b", "a b", "*", ">", "", "é"):
         tok = subject_token(bad)
-        assert tok.startswith("x") and tok.isalnum()
+        assert tok.startswith("x")
+        assert tok.isalnum()
 
 
 # ---------------------------------------------------------------------------- config
@@ -250,4 +252,5 @@ def test_gateway_cluster_flags_refuse_mistakes_in_one_line(args: list[str], mess
     proc = subprocess.run([sys.executable, "-m", "mantis_py", "gateway", "--port", "0", *args],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
-    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
