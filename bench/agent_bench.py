@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mantis_py.agents import Agent
 from mantis_py.agents.core import AgentConfig, AgentCore
-from mantis_py.query.engine import prepare
-from mantis_py.query.projection import project
+from mantis_py.query.run.engine import prepare
+from mantis_py.query.state.projection import project
 from mantis_py.testing import LinkPair
 
 EVENT = {

@@ -34,9 +34,10 @@ sys.path.insert(0, ROOT)
 
 import orjson  # noqa: E402
 
-from mantis_py.query.engine import prepare  # noqa: E402
-from mantis_py.query.join import JoinCore, JoinSpec, ReplayJoin  # noqa: E402
-from mantis_py.query.parser import parse  # noqa: E402
+from mantis_py.query.run.engine import prepare  # noqa: E402
+from mantis_py.query.run.join import JoinCore, JoinSpec, ReplayJoin  # noqa: E402
+from mantis_py.query.run.replay import replay_events  # noqa: E402
+from mantis_py.query.syntax.parser import parse  # noqa: E402
 
 FILTER_Q = "select * from api where status == 500 and latency_ms > 100"
 REPLAY_Q = "select path, latency_ms from api where status == 503 and latency_ms > 300"
@@ -136,7 +137,7 @@ def bench_group(events: list[dict[str, Any]]) -> tuple[float, float]:
 
     def engine() -> list[Any]:
         rows: list[Any] = []
-        p.replay_events(events, "ts", rows.extend)
+        replay_events(p, events, "ts", rows.extend)
         return rows
 
     assert len(engine()) == len(hand())
@@ -177,9 +178,9 @@ def bench_compile() -> tuple[float, float, float]:
     to "lark's bare parse" is ``parse`` itself."""
     from hdrh.histogram import HdrHistogram
 
-    from mantis_py.query.analyze import analyze
-    from mantis_py.query.compiler import _compile
-    from mantis_py.query.parser import parse
+    from mantis_py.query.compile.compiler import _compile
+    from mantis_py.query.semantics.analyze import analyze
+    from mantis_py.query.syntax.parser import parse
 
     full, comp, bare = (HdrHistogram(1, 10_000_000, 3) for _ in range(3))
     for i in range(300):
@@ -212,7 +213,7 @@ def bench_duckdb(duckdb: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
     p = prepare(GROUP_Q)
 
     def engine() -> None:
-        p.replay_events(events, "ts", lambda rows: None)
+        replay_events(p, events, "ts", lambda rows: None)
 
     def other() -> None:
         con.execute(sql).fetchall()

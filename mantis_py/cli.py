@@ -1,6 +1,6 @@
 """`mantis-py`: the command line. Dispatches to ``mantis_py.commands.<name>``.
 
-Errors a person can cause print one clear line and exit non-zero, never a traceback (SYSTEM.md §3.4).
+Errors a person can cause print one clear line and exit non-zero, never a traceback (README.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from . import __version__
 
 __all__ = ["COMMANDS", "main"]
 
-COMMANDS = ("gateway", "query", "replay", "check", "demo")
+COMMANDS = ("gateway", "query", "record", "replay", "check", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,9 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose value may begin with "-" (tokens are random text): "--token -abc" is read as
+# "--token=-abc" instead of argparse's "expected one argument".
+VALUE_FLAGS = ("--token",)
+
+
+def join_flag_values(argv: Sequence[str]) -> list[str]:
+    """``["--token", "-abc"]`` -> ``["--token=-abc"]`` for the flags of :data:`VALUE_FLAGS`."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg == "--":
+            out.extend(items[i:])
+            break
+        if arg in VALUE_FLAGS and i + 1 < len(items) and items[i + 1].startswith("-"):
+            out.append(f"{arg}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_flag_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2

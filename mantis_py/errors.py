@@ -2,19 +2,18 @@
 
 ```
 MantisError
-├── QueryError                 the query is wrong; safe to show to whoever sent it (MQL.md §5)
+├── QueryError                 the query is wrong; safe to show to whoever sent it (docs/mql.md#errors)
 │   ├── QuerySyntaxError       kind "syntax": E1xx; the text does not fit the grammar
 │   ├── QueryCompileError      kind "semantic": E2xx; fits the grammar, breaks a static/live rule
-│   └── QueryLimitError        kind "limit": E3xx; a limit of MQL.md §5.5 was exceeded
+│   └── QueryLimitError        kind "limit": E3xx; a limit of docs/mql.md#limits-and-notices was exceeded
 ├── ProtocolError              abstract: a wire-protocol violation (docs/protocol.md)
 │   ├── LocalProtocolError     we tried to send something illegal (our bug)
 │   └── RemoteProtocolError    the peer sent something illegal; ``close_code`` is the hint
 ├── AuthenticationError        the gateway refused the credentials
-├── InvalidState(AssertionError)    a core was used wrongly for its current state
 └── ConfigurationError(ValueError)  bad settings at construction time (agent, gateway, alerts)
 ```
 
-A ``QueryError`` carries every member of the error object of MQL.md §5.2 and converts to it with
+A ``QueryError`` carries every member of the error object of docs/mql.md#errors and converts to it with
 ``to_dict()``. ``str()`` of any error is one line a person can read.
 """
 
@@ -26,7 +25,6 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
-    "InvalidState",
     "LocalProtocolError",
     "MantisError",
     "ProtocolError",
@@ -44,9 +42,9 @@ class MantisError(Exception):
 
 @dataclass(eq=False)
 class QueryError(MantisError):
-    """A rejected query: the error object of MQL.md §5.2.
+    """A rejected query: the error object of docs/mql.md#errors.
 
-    Build one with :func:`mantis_py.query.diagnostics.query_error`, which fills ``line``,
+    Build one with :func:`mantis_py.query.syntax.diagnostics.query_error`, which fills ``line``,
     ``column`` and ``snippet`` from the query text and an offset.
     """
 
@@ -69,7 +67,7 @@ class QueryError(MantisError):
         return f"{self.code} at line {self.line}, column {self.column}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON error object of MQL.md §5.2, members in the documented order."""
+        """The JSON error object of docs/mql.md#errors, members in the documented order."""
         return {
             "kind": self.kind,
             "code": self.code,
@@ -86,21 +84,21 @@ class QueryError(MantisError):
 
 @dataclass(eq=False)
 class QuerySyntaxError(QueryError):
-    """E1xx: the text does not fit the grammar of MQL.md §2."""
+    """E1xx: the text does not fit the grammar of docs/mql.md#text-and-tokens."""
 
     kind: ClassVar[str] = "syntax"
 
 
 @dataclass(eq=False)
 class QueryCompileError(QueryError):
-    """E2xx: the query parses but breaks a static or live-mode rule of MQL.md §5.4."""
+    """E2xx: the query parses but breaks a static or live-mode rule of docs/mql.md#errors."""
 
     kind: ClassVar[str] = "semantic"
 
 
 @dataclass(eq=False)
 class QueryLimitError(QueryError):
-    """E3xx: the query exceeds a limit of MQL.md §5.5."""
+    """E3xx: the query exceeds a limit of docs/mql.md#limits-and-notices."""
 
     kind: ClassVar[str] = "limit"
 
@@ -136,10 +134,6 @@ class AuthenticationError(MantisError):
     def __init__(self, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.status = status
-
-
-class InvalidState(MantisError, AssertionError):
-    """A core was called in a way its current state does not allow (a bug in the caller)."""
 
 
 class ConfigurationError(MantisError, ValueError):

@@ -1,4 +1,4 @@
-"""The embedded agent (SYSTEM.md §3.1, docs/agent.md).
+"""The embedded agent (docs/agent.md).
 
 ``Agent`` runs in a daemon thread (threaded, asyncio and plain programs); ``open_agent`` runs in
 a trio nursery. ``open_agent`` is loaded lazily so a threaded host never imports trio.

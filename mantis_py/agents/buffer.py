@@ -5,7 +5,7 @@ Two buffers per stream (docs/agent.md §Limits):
 - :class:`Ingress`: host threads -> agent. ``put_nowait`` runs on the host's thread and uses only
   operations that are atomic under the GIL (``len``, ``deque.append``, ``next`` on an
   ``itertools.count``), so any number of host threads may publish while the agent drains. When
-  full it drops the *new* event and counts ``queue_full`` (SYSTEM.md §5). Under concurrent
+  full it drops the *new* event and counts ``queue_full`` (docs/operations.md). Under concurrent
   publishers the count cap may be overshot by at most the number of publishing threads.
 - :class:`Pending`: records waiting for the link, capped by count and bytes; a record that does
   not fit is refused (the caller counts ``queue_full``).

@@ -1,4 +1,4 @@
-"""Host values -> JSON types, and field masking (SYSTEM.md §6, issue #3 §4). Pure.
+"""Host values -> JSON types, and field masking (docs/agent.md). Pure.
 
 Theory of operation: the agent's fast path serializes a host event with orjson; only when that
 fails (bytes, sets, non-string keys, datetimes, cycles, objects, integers beyond 64 bits) or when

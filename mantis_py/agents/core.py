@@ -25,7 +25,7 @@ Accounting, exact per stream (checked by tests; see docs/agent.md §Statistics):
 ``cpu_budget``, ``disconnected``, ``expired``, ``agent_error``). Nothing the engine or the host's
 data does raises out of the core: failures are counted and reported upstream (``sub_error``).
 
-Masking happens before anything looks at the event (SYSTEM.md §6): the event is serialized once,
+Masking happens before anything looks at the event (docs/operations.md): the event is serialized once,
 and a masked key anywhere in it sends the event through :func:`~.convert.convert`, which returns
 a masked copy; queries, projection and the wire only ever see that copy. A subscription whose
 ``caps`` carry ``"unmasked": true`` (the gateway sends those for tokens that may see masked
@@ -297,9 +297,8 @@ class AgentCore:
         self._engine = engine
         self.mask = Mask(tuple(config.mask), config.mask_ignore_case)
         self.streams: dict[str, _Stream] = {}
-        # The host path reads these two dicts (docs/agent.md §Cost): streams nobody subscribed
-        # to map to their skip counter; subscribed streams map to their ingress deque.
-        self.gate: dict[str, itertools.count[int]] = {}
+        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §Cost): subscribed
+        # streams map to their ingress deque here.
         self.queues: dict[str, deque[tuple[float, Any]]] = {}
         # ``route`` is what the host path reads first: every known stream maps to its skip
         # counter while nobody subscribed to it (``for _ in route[s]: return`` counts and
@@ -385,7 +384,6 @@ class AgentCore:
             name = OVERFLOW_STREAM
         st = self.streams.setdefault(name, _Stream(name, self.config))
         if not st.subs and name != OVERFLOW_STREAM:
-            self.gate.setdefault(name, st.skipped)
             self.route.setdefault(name, st.skipped)
         return st
 
@@ -543,9 +541,7 @@ class AgentCore:
         if subs:
             self.queues[st.name] = st.ingress.items
             self.route[st.name] = SUBSCRIBED
-            self.gate.pop(st.name, None)
         elif st.name != OVERFLOW_STREAM:
-            self.gate[st.name] = st.skipped
             self.route[st.name] = st.skipped
             self.queues.pop(st.name, None)
 
@@ -555,14 +551,9 @@ class AgentCore:
             if st.subs:
                 if name not in self.queues:
                     self.queues[name] = st.ingress.items
-                if name in self.gate:
-                    self.gate.pop(name, None)
                 if self.route.get(name) is not SUBSCRIBED:
                     self.route[name] = SUBSCRIBED
-            elif name != OVERFLOW_STREAM and (
-                name not in self.gate or self.route.get(name) is not st.skipped
-            ):
-                self.gate[name] = st.skipped
+            elif name != OVERFLOW_STREAM and self.route.get(name) is not st.skipped:
                 self.route[name] = st.skipped
                 self.queues.pop(name, None)
 
@@ -767,7 +758,7 @@ class AgentCore:
 
     def _split_event(self, st: _Stream, t: float, ev: Any, data: bytes | None, now: float) -> None:
         """One event holding a masked key (or not plain JSON) while masked and unmasked
-        subscriptions may both run on its stream (SYSTEM.md §6, docs/agent.md §Masking).
+        subscriptions may both run on its stream (docs/operations.md, docs/agent.md §Masking).
 
         Masked subscriptions match, fold and project the masked copy; unmasked ones the original
         converted to JSON types. When both kinds keep it, the two projections are serialized and

@@ -46,9 +46,9 @@ class Engine:
 
 def default_engine() -> Engine:
     """The real query engine (imported on first use, so the agent imports cheaply)."""
-    from ..query.caps import Caps
-    from ..query.engine import prepare
-    from ..query.projection import make_projector
+    from ..query.run.engine import prepare
+    from ..query.state.caps import Caps
+    from ..query.state.projection import make_projector
 
     def prepare_live(text: str) -> Any:
         return prepare(text, mode="live")
@@ -69,7 +69,7 @@ class Subscription:
     prefixes: tuple[str, ...]
     star: bool
     link_gen: int
-    unmasked: bool = False  # caps.unmasked: runs on the unmasked event (SYSTEM.md §6)
+    unmasked: bool = False  # caps.unmasked: runs on the unmasked event (docs/operations.md)
     confirm_by: float | None = None  # after a reconnect: dropped unless re-subscribed by then
     matched: int = 0  # events mode: events kept by SAMPLE + WHERE
     folded: int = 0  # partials mode: events offered to the window partials

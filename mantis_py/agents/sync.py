@@ -1,4 +1,4 @@
-"""The thread runner: ``Agent``, for threaded, asyncio and plain programs (SYSTEM.md §3.1).
+"""The thread runner: ``Agent``, for threaded, asyncio and plain programs (docs/agent.md).
 
 Theory of operation: ``Agent.publish`` runs on the host's threads and only touches the core's
 lock-free host path (:meth:`AgentCore.offer`). Everything else runs in one daemon thread,
@@ -226,7 +226,7 @@ class _Sender(threading.Thread):
 
 
 class Agent(HostSide):
-    """The embedded agent for threaded, asyncio and plain programs (SYSTEM.md §3.1).
+    """The embedded agent for threaded, asyncio and plain programs (docs/agent.md).
 
     Args:
         app: the application name queries use in FROM.

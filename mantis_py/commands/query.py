@@ -1,14 +1,20 @@
-"""`mantis-py query "<MQL>"`: live results from a gateway in the terminal (SYSTEM.md §3.4).
+"""`mantis-py query "<MQL>"`: live results from a gateway in the terminal (README.md).
 
 On a terminal it shows a live table that is redrawn for each window (aggregate queries), or a
 scrolling list of rows (raw queries), with the window, coverage and drop counts in a footer.
 With ``--json`` (or when stdout is not a terminal) it writes one JSON object per result row and
 per line, nothing else, so it pipes into ``jq``; notices go to stderr.
 
+It runs on :mod:`mantis_py.client`: a lost gateway is retried (jittered backoff, across the
+gateways of a comma-separated ``--gateway`` list) and the query resubmitted; meanwhile the table's
+footer says "reconnecting…" and ``--json`` writes one ``{"type": "reconnecting", ...}`` line.
+A query for an application with no agent yet waits (the footer, or stderr in JSON mode, names
+the application and the nearest known name).
+
 It stops on Ctrl-C (exit 0), after ``--for DURATION`` (exit 0), when the query completes (exit
 0, e.g. LIMIT reached), or when the gateway refuses it: the structured error with a caret under
-the offending text goes to stderr and the exit code is 2. An unreachable gateway or refused
-credentials print one line and exit 1.
+the offending text goes to stderr and the exit code is 2. Refused credentials (401/403) print
+one line and exit 1.
 """
 
 from __future__ import annotations
@@ -19,13 +25,10 @@ import os
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TextIO
 
-if TYPE_CHECKING:
-    from websockets.sync.client import ClientConnection
-
-__all__ = ["HELP", "add_arguments", "format_error", "gateway_url", "parse_duration", "run"]
+__all__ = ["HELP", "add_arguments", "format_error", "gateway_url", "parse_duration", "run",
+           "waiting_text"]
 
 HELP = "run a live MQL query against a gateway: a table per window, or JSON lines with --json"
 
@@ -38,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gateway",
         default=None,
-        help=f"gateway URL (default: $MANTIS_GATEWAY or {DEFAULT_GATEWAY})",
+        help=f"gateway URL, or several separated by commas for fail-over "
+             f"(default: $MANTIS_GATEWAY or {DEFAULT_GATEWAY})",
     )
     parser.add_argument("--token", default=None, help="bearer token (default: $MANTIS_TOKEN)")
     parser.add_argument("--json", action="store_true",
@@ -63,18 +67,13 @@ def parse_duration(text: str) -> float:
 
 def gateway_url(text: str) -> str:
     """The ``WS /v1/query`` URL for a gateway given as ``host:port``, ``http(s)://`` or ``ws(s)://``."""
-    if "://" not in text:
-        text = "ws://" + text
-    parts = urlsplit(text)
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None or not parts.netloc:
-        raise ValueError(f"bad gateway URL {text!r}: use ws://host:port")
-    path = parts.path if parts.path not in ("", "/") else "/v1/query"
-    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+    from ..client import gateway_url as url
+
+    return url(text)
 
 
 def format_error(error: dict[str, Any]) -> str:
-    """The MQL.md §5.2 error object as the lines a person reads: message, snippet with caret,
+    """The error object (docs/mql.md#errors) as the lines a person reads: message, snippet with caret,
     suggestion and hint."""
     code = error.get("code")
     head = f"{code} " if code else ""
@@ -98,121 +97,125 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..client.core import gateway_list
+
     try:
-        url = gateway_url(args.gateway or os.environ.get("MANTIS_GATEWAY") or DEFAULT_GATEWAY)
+        urls = gateway_list(args.gateway or os.environ.get("MANTIS_GATEWAY") or DEFAULT_GATEWAY)
         duration = parse_duration(args.duration) if args.duration else None
     except ValueError as exc:
         return _fail(str(exc), 2)
     token = args.token or os.environ.get("MANTIS_TOKEN")
     json_mode = bool(args.json) or not sys.stdout.isatty()
-
-    from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-    from websockets.sync.client import connect
-
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    try:
-        ws = connect(url, additional_headers=headers, open_timeout=10, max_size=2**24)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        why = {401: "missing or unknown token", 403: "forbidden", 429: "too many connections",
-               503: "gateway overloaded"}.get(status, exc.response.reason_phrase)
-        return _fail(f"the gateway at {url} refused the connection: HTTP {status} ({why})")
-    except InvalidURI as exc:
-        return _fail(f"bad gateway URL: {exc}", 2)
-    except (OSError, InvalidHandshake, TimeoutError) as exc:
-        return _fail(f"cannot reach the gateway at {url}: {exc}")
-
     view: _View = _JsonView(sys.stdout) if json_mode else _TableView(args.query)
     try:
-        return _stream(ws, args.query, duration, view)
+        return _stream(urls, token, args.query, duration, view)
     except KeyboardInterrupt:
-        _cancel(ws)
         return 0
     finally:
         view.close()
-        try:
-            ws.close()
-        except Exception:
-            pass
 
 
-def _cancel(ws: ClientConnection) -> None:
-    try:
-        ws.send(json.dumps({"type": "cancel", "id": "q1"}))
-    except Exception:
-        pass
+def _stream(urls: list[str], token: str | None, query: str, duration: float | None,
+            view: _View) -> int:
+    from ..client import (
+        Accepted,
+        Complete,
+        ConnectionRefused,
+        Idle,
+        Meta,
+        QueryRefused,
+        Reconnecting,
+        Rows,
+    )
+    from ..client import query as run_query
 
-
-def _stream(ws: ClientConnection, query: str, duration: float | None, view: _View) -> int:
-    from websockets.exceptions import ConnectionClosed
-
-    ws.send(json.dumps({"type": "query", "id": "q1", "query": query}))
     deadline = None if duration is None else time.monotonic() + duration
-    while True:
-        wait = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
-        if wait <= 0:
-            _cancel(ws)
-            return 0
-        try:
-            raw = ws.recv(timeout=wait)
-        except TimeoutError:
-            view.tick()
-            continue
-        except ConnectionClosed as exc:
-            reason = exc.rcvd.reason if exc.rcvd is not None else ""
-            code = exc.rcvd.code if exc.rcvd is not None else 1006
-            return _fail(f"the gateway closed the connection ({code}{': ' + reason if reason else ''})")
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            continue
-        if not isinstance(msg, dict) or msg.get("id") not in ("q1", None):
-            continue
-        kind = msg.get("type")
-        if kind == "accepted":
-            view.accepted(msg)
-        elif kind == "error":
-            view.close()
-            print(format_error(msg.get("error") or {}), file=sys.stderr)
-            return 2
-        elif kind == "rows":
-            view.rows(msg)
-        elif kind == "meta":
-            view.meta(msg)
-        elif kind == "complete":
-            view.close()
-            print(f"mantis-py query: complete ({msg.get('reason', '')})", file=sys.stderr)
-            return 0
+    frames = run_query(query, urls, token=token or "", idle_s=0.25)
+    connected = False
+    try:
+        for frame in frames:
+            if deadline is not None and time.monotonic() >= deadline:
+                return 0
+            if isinstance(frame, Accepted):
+                connected = True
+                view.accepted(frame)
+            elif isinstance(frame, Rows):
+                view.rows(frame)
+            elif isinstance(frame, Meta):
+                view.meta(frame)
+            elif isinstance(frame, Reconnecting):
+                if not connected and frame.attempt >= len(urls):
+                    # never reached any gateway: most likely a wrong address, say so and stop
+                    view.close()
+                    return _fail(f"cannot reach the gateway at {frame.error}")
+                view.reconnecting(frame)
+            elif isinstance(frame, Complete):
+                view.close()
+                print(f"mantis-py query: complete ({frame.reason})", file=sys.stderr)
+                return 0
+            elif isinstance(frame, Idle):
+                view.tick()
+    except QueryRefused as exc:
+        view.close()
+        print(format_error(exc.error), file=sys.stderr)
+        return 2
+    except ConnectionRefused as exc:
+        return _fail(str(exc))
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+    return 0
+
+
+def waiting_text(waiting: dict[str, Any]) -> str:
+    """``waiting for agents of plaback (did you mean playback?)``."""
+    text = f"waiting for agents of {waiting.get('app')}"
+    if waiting.get("suggestion"):
+        text += f" (did you mean {waiting['suggestion']}?)"
+    return text
 
 
 # --------------------------------------------------------------------------- views
 
 
 class _View:
-    def accepted(self, msg: dict[str, Any]) -> None: ...
-    def rows(self, msg: dict[str, Any]) -> None: ...
-    def meta(self, msg: dict[str, Any]) -> None: ...
+    def accepted(self, frame: Any) -> None: ...
+    def rows(self, frame: Any) -> None: ...
+    def meta(self, frame: Any) -> None: ...
+    def reconnecting(self, frame: Any) -> None: ...
     def tick(self) -> None: ...
     def close(self) -> None: ...
 
 
 class _JsonView(_View):
-    """One JSON row per line on stdout; drop notices (once a second at most) on stderr."""
+    """One JSON row per line on stdout, plus one ``{"type": "reconnecting", ...}`` line per lost
+    connection; drop and waiting notices (when they change) on stderr."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.last_dropped: dict[str, int] = {}
+        self.last_waiting: dict[str, Any] | None = None
 
-    def rows(self, msg: dict[str, Any]) -> None:
-        for row in msg.get("rows") or []:
+    def rows(self, frame: Any) -> None:
+        for row in frame.rows:
             self.out.write(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n")
         self.out.flush()
 
-    def meta(self, msg: dict[str, Any]) -> None:
-        dropped = {k: v for k, v in (msg.get("dropped") or {}).items() if v}
+    def meta(self, frame: Any) -> None:
+        dropped = {k: v for k, v in frame.dropped.items() if v}
         if dropped and dropped != self.last_dropped:
             print(f"mantis-py query: dropped {dropped}", file=sys.stderr)
         self.last_dropped = dropped
+        if frame.waiting and frame.waiting != self.last_waiting:
+            print(f"mantis-py query: {waiting_text(frame.waiting)}", file=sys.stderr)
+        self.last_waiting = frame.waiting
+
+    def reconnecting(self, frame: Any) -> None:
+        line = {"type": "reconnecting", "attempt": frame.attempt, "error": frame.error,
+                "next_try_s": round(frame.next_try_s, 3), "gateway": frame.gateway}
+        self.out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
+        self.out.flush()
 
 
 class _TableView(_View):
@@ -226,36 +229,48 @@ class _TableView(_View):
         self.query = query
         self.canonical = query
         self.agents: int | None = None
-        self.window: list[float] | None = None
+        self.window: tuple[Any, Any] | None = None
         self.window_rows: list[dict[str, Any]] = []
         self.windows = 0
         self.raw_count = 0
         self.coverage: dict[str, Any] = {}
         self.dropped: dict[str, int] = {}
+        self.waiting: dict[str, Any] | None = None
+        self.reconnect: Any = None
+        self.missed = 0
         self.started = time.monotonic()
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
 
-    def accepted(self, msg: dict[str, Any]) -> None:
-        self.canonical = str(msg.get("canonical", self.query))
-        self.agents = msg.get("agents")
+    def accepted(self, frame: Any) -> None:
+        self.canonical = frame.canonical
+        self.agents = frame.agents
+        self.reconnect = None
         self._update()
 
-    def rows(self, msg: dict[str, Any]) -> None:
-        rows = [r for r in msg.get("rows") or [] if isinstance(r, dict)]
-        if msg.get("window") is not None:
-            self.window = list(msg["window"])
-            self.window_rows = rows
+    def rows(self, frame: Any) -> None:
+        if frame.window is not None:
+            self.window = frame.window
+            self.window_rows = list(frame.rows)
             self.windows += 1
         else:
-            for row in rows:
+            for row in frame.rows:
                 self.live.console.print(_row_line(row), highlight=True, soft_wrap=True)
-            self.raw_count += len(rows)
+            self.raw_count += len(frame.rows)
+        self.waiting = None
         self._update()
 
-    def meta(self, msg: dict[str, Any]) -> None:
-        self.coverage = msg.get("coverage") or {}
-        self.dropped = {k: v for k, v in (msg.get("dropped") or {}).items() if v}
+    def meta(self, frame: Any) -> None:
+        if frame.missed is not None:
+            self.missed += frame.dropped.get("missed_windows", 0)
+        else:
+            self.coverage = frame.coverage
+            self.dropped = {k: v for k, v in frame.dropped.items() if v}
+            self.waiting = frame.waiting
+        self._update()
+
+    def reconnecting(self, frame: Any) -> None:
+        self.reconnect = frame
         self._update()
 
     def tick(self) -> None:
@@ -294,6 +309,11 @@ class _TableView(_View):
             parts.append(table)
         footer = Text(style="dim")
         footer.append(f"{self.canonical}\n", style="bold")
+        if self.reconnect is not None:
+            footer.append(f"reconnecting… (attempt {self.reconnect.attempt}: "
+                          f"{self.reconnect.error})\n", style="bold yellow")
+        if self.waiting:
+            footer.append(waiting_text(self.waiting) + "\n", style="bold yellow")
         status = []
         if self.agents is not None:
             status.append(f"{self.agents} agent{'s' if self.agents != 1 else ''}")
@@ -304,6 +324,9 @@ class _TableView(_View):
         k, n = self.coverage.get("reporting"), self.coverage.get("expected")
         if k is not None and n is not None:
             status.append(f"coverage {k}/{n}")
+        if self.missed:
+            status.append(f"{self.missed} window{'s' if self.missed != 1 else ''} missed "
+                          "while reconnecting")
         status.append("dropped " + ", ".join(f"{k} {v}" for k, v in self.dropped.items())
                       if self.dropped else "no drops")
         status.append(f"{time.monotonic() - self.started:.0f}s · Ctrl-C to stop")

@@ -1,11 +1,12 @@
-"""`mantis-py replay QUERY --input FILE|- [--time-field F] [--seed N]` (MQL.md §7.1).
+"""`mantis-py replay QUERY --input FILE|- [--time-field F] [--seed N]` (docs/mql.md#commands).
 
 A thin shell around ``query.replay.ReplayEngine``: it reads lines, parses strict JSON (orjson,
 with the standard library for integers beyond 64 bits and non-finite numbers), reports bad lines
 on stderr, and writes rows to stdout as ``json.dumps(row, separators=(",", ":"),
 ensure_ascii=False)`` would. Un-windowed queries stream in constant memory. Exit codes: 0 done
 (even with skipped lines), 1 the input cannot be read, 2 the query or ``--time-field`` is rejected
-or the usage is wrong.
+or the usage is wrong. A rejected query is shown with a caret under the offending text when stderr
+is a terminal, as one line of JSON otherwise (or with ``--json``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help="a JSONL file, or - for stdin")
     parser.add_argument("--time-field", metavar="FIELD", default=None, help="property holding the event time (seconds)")
     parser.add_argument("--seed", type=int, default=0, help="seed for RANDOM sampling (default 0)")
+    parser.add_argument("--json", action="store_true",
+                        help="a rejected query as one line of JSON even on a terminal")
 
 
 def _reject_constant(name: str) -> Any:
@@ -76,7 +79,7 @@ def _encode_rows(rows: list[dict[str, Any]]) -> bytes:
 
 def _encode_fallback(v: Any) -> str:
     """Rows with ints beyond Python's str() digit limit (or very deep values)."""
-    from mantis_py.query.values import int_text
+    from mantis_py.query.semantics.values import int_text
 
     t = type(v)
     if t is int:
@@ -110,7 +113,7 @@ def _parse_line(raw: bytes) -> tuple[Any, str | None]:
         detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
         col = f" at column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         return None, f"not valid JSON: {detail}{col}"
-    from mantis_py.query.values import clean
+    from mantis_py.query.semantics.values import clean
 
     obj = clean(obj)
     if type(obj) is not dict:
@@ -155,9 +158,9 @@ def _time_field_segments(field: str) -> tuple[Any, ...]:
     """
     import re
 
-    from mantis_py.query import ast
-    from mantis_py.query.diagnostics import describe_token, query_error
-    from mantis_py.query.parser import parse
+    from mantis_py.query.syntax import ast
+    from mantis_py.query.syntax.diagnostics import describe_token, query_error
+    from mantis_py.query.syntax.parser import parse
 
     prefix = "select "
     try:
@@ -200,16 +203,18 @@ def _time_field_segments(field: str) -> tuple[Any, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mantis_py.query.engine import prepare
-    from mantis_py.query.replay import ReplayEngine
-    from mantis_py.query.values import resolve, string_form
+    from mantis_py.query.run.engine import prepare
+    from mantis_py.query.run.replay import ReplayEngine
+    from mantis_py.query.semantics.values import resolve, string_form
 
     err_out = sys.stderr
     try:
         p = prepare(args.query, mode="replay")
         segs = _time_field_segments(args.time_field) if args.time_field is not None else None
     except QueryError as err:
-        err_out.write(json.dumps(err.to_dict(), separators=(",", ":"), ensure_ascii=False) + "\n")
+        from .check import error_text  # the caret display on a terminal, JSON otherwise
+
+        err_out.write(error_text(err.to_dict(), bool(getattr(args, "json", False))) + "\n")
         return 2
 
     path = args.input

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import shutil
 import signal
@@ -130,10 +131,38 @@ class Service(threading.Thread):
 # --------------------------------------------------------------------------- gateway
 
 
-def start_gateway(config_path: Path, port: int, log: BinaryIO) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: ask the kernel to SIGTERM this (child) process when its parent dies, whatever
+    killed the parent (SIGKILL included). Elsewhere the child's parent watch does the job."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_gateway(config_path: Path, port: int, log: BinaryIO,
+                  workdir: Path | None = None) -> subprocess.Popen[bytes]:
+    """The gateway child. It dies with the demo: the kernel signals it when the demo dies
+    (``PR_SET_PDEATHSIG`` on Linux) and it also watches the demo's pid itself (every platform);
+    then it removes the demo's temporary directory ``workdir``."""
     cmd = [sys.executable, "-m", "mantis_py", "gateway", "--host", "127.0.0.1", "--port",
-           str(port), "--config", str(config_path)]
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+           str(port), "--config", str(config_path), "--parent-pid", str(os.getpid())]
+    if workdir is not None:
+        cmd += ["--remove-on-exit", str(workdir)]
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=preexec)
+
+
+def port_in_use(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -315,18 +344,35 @@ def open_stack(
         RuntimeError: the gateway did not become healthy (the message ends with its log).
     """
     scenario = scenario or Scenario()
+    if port and port_in_use(port):
+        raise RuntimeError(f"port {port} is already in use (another gateway or demo running?); "
+                           "stop it or pass --port")
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mantis-demo-"))
+    try:
+        with _stack_in(workdir, port, config, scenario, instances) as stack:
+            yield stack
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _stack_in(workdir: Path, port: int, config: str | None, scenario: Scenario,
+              instances: tuple[tuple[str, str, float], ...]) -> Iterator[Stack]:
     config_path = workdir / "gateway.toml"
     config_path.write_text(demo_config(port) if config is None else config.replace("{port}", str(port)))
     log_path = workdir / "gateway.log"
     services: list[Service] = []
     with open(log_path, "wb") as log:
-        proc = start_gateway(config_path, port, log)
+        proc = start_gateway(config_path, port, log, workdir)
         try:
             if not wait_healthy(port, proc):
+                tail = _tail(log_path)
+                if "already in use" in tail:
+                    raise RuntimeError(f"port {port} is already in use (another gateway or demo "
+                                       "running?); stop it or pass --port")
                 raise RuntimeError(
-                    f"the gateway did not start on port {port}; see {log_path}:\n{_tail(log_path)}"
+                    f"the gateway did not start on port {port}; see {log_path}:\n{tail}"
                 )
             # Build the query engine's lazy tables once, before six agent threads may compile the
             # same query at the same instant (the parser's first use is not thread-safe yet).
@@ -345,7 +391,6 @@ def open_stack(
             for svc in services:
                 svc.stop()
             stop_gateway(proc)
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_demo(
@@ -361,6 +406,7 @@ def run_demo(
     scenario = scenario or Scenario()
     watcher: PlaysWatcher | None = None
     stack: Stack | None = None
+    previous = _terminate_as_interrupt()
     try:
         with open_stack(port, scenario=scenario) as stack:
             _banner(stack.port, duration, scenario, out)
@@ -369,7 +415,7 @@ def run_demo(
             watcher.start()
             try:
                 return _commentate(stack.port, stack.started, duration, scenario, watcher, out,
-                                   status_every, stop)
+                                   status_every, stop, gateway_gone=lambda: _gone(stack))
             finally:
                 watcher.stop_event.set()
                 stack.stop_services()
@@ -380,6 +426,7 @@ def run_demo(
         out.write(f"mantis-py demo: {exc}\n")
         return 1
     finally:
+        _restore(previous)
         if stack is not None:
             published, matched = stack.statistics()
             out.write(f"mantis-py demo: stopped; services published {published} events, "
@@ -387,9 +434,35 @@ def run_demo(
             out.flush()
 
 
+def _gone(stack: Stack) -> str | None:
+    """Why the gateway child is gone, or None while it runs."""
+    code = stack.proc.poll()
+    if code is None:
+        return None
+    return (f"the gateway (pid {stack.proc.pid}) exited with code {code}; "
+            f"its log: {stack.log_path}\n{_tail(stack.log_path, 5)}")
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM stops the demo like Ctrl-C (services closed, gateway stopped, temp dir removed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _commentate(port: int, started: float, duration: float, scenario: Scenario,
                 watcher: PlaysWatcher, out: TextIO,
-                status_every: float, stop: Callable[[], bool]) -> int:
+                status_every: float, stop: Callable[[], bool],
+                gateway_gone: Callable[[], str | None] = lambda: None) -> int:
     last_state: dict[str, str] = {}
     phase = "normal"
     next_status = started + min(status_every, 3.0)
@@ -399,6 +472,11 @@ def _commentate(port: int, started: float, duration: float, scenario: Scenario,
         t = now - started
         if t >= duration or stop():
             return 0
+        why = gateway_gone()
+        if why is not None:  # never print stale numbers as if live
+            out.write(f"[t+{t:4.0f}s] mantis-py demo: {why}\n")
+            out.flush()
+            return 1
         new_phase = scenario.phase(t)
         if new_phase != phase:
             phase = new_phase
@@ -408,7 +486,7 @@ def _commentate(port: int, started: float, duration: float, scenario: Scenario,
         try:
             status, body = http_get(port, "/v1/alerts", 1.0)
             alerts = json.loads(body).get("alerts", []) if status == 200 else []
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
             alerts = []
         for a in alerts:
             name, st = a.get("name"), a.get("state")

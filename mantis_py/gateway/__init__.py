@@ -1,4 +1,4 @@
-"""The gateway: pushes queries to agents, merges their streams, serves clients (SYSTEM.md §3.2).
+"""The gateway: pushes queries to agents, merges their streams, serves clients (docs/operations.md).
 
 Pure cores: ``config``, ``auth``, ``limits``, ``registry``, ``merge``, ``core``, ``sse``,
 ``metrics``; shells: ``http``, ``handlers``, ``server``. The server (trio, websockets, h11) is

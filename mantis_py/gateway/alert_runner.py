@@ -6,7 +6,7 @@ Theory of operation:
   one delivery worker per (rule, webhook). ``task_status.started(snapshot)`` hands the gateway a
   function that returns the JSON for ``GET /v1/alerts``.
 - A watcher opens ``subscribe(query)`` (an async context manager from the gateway yielding a
-  receive channel of client-protocol dicts, SYSTEM.md §3.3) and feeds the core: each windowed
+  receive channel of client-protocol dicts, docs/protocol.md) and feeds the core: each windowed
   ``rows`` frame is paired with the window's ``meta`` coverage (the gateway sends a meta with
   every window result); ``complete`` and ``error`` end the subscription, and the watcher
   resubscribes with backoff (1 s doubling to 30 s), e.g. until the app's first agent connects.
@@ -210,6 +210,11 @@ class AlertRunner:
                 cov = msg.get("coverage") or {}
                 coverage = (_int_or_none(cov.get("reporting")), _int_or_none(cov.get("expected")))
                 flush()
+                waiting = msg.get("waiting")
+                if isinstance(waiting, dict):  # no agent of the app yet: insufficient data
+                    core.receive_waiting(str(waiting.get("app")), waiting.get("suggestion"),
+                                         time.time())
+                    self._dispatch(core)
             elif kind == "complete":
                 flush()
                 core.receive_complete(str(msg.get("reason", "")), time.time())

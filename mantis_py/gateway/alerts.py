@@ -1,8 +1,8 @@
-"""Alert rules over live query results: the pure core (SYSTEM.md §7).
+"""Alert rules over live query results: the pure core (docs/operations.md).
 
 Theory of operation:
 - A rule (``[[alerts]]`` in the gateway TOML) names a query, a condition over the query's result
-  rows written in MQL's condition syntax (MQL.md §3.5, e.g. ``pps < 1000``), how many consecutive
+  rows written in MQL's condition syntax (docs/mql.md#conditions, e.g. ``pps < 1000``), how many consecutive
   windows must breach before it fires, and actions (a log line, a webhook POST).
 - ``parse_rules(config)`` turns the config dicts into frozen ``AlertRule`` records and raises
   ``ConfigurationError`` with one clear line for anything wrong, including a bad condition.
@@ -63,7 +63,7 @@ from typing import Any
 from typing import Literal as TLiteral
 
 from ..errors import ConfigurationError, QueryError
-from ..query import ast
+from ..query.syntax import ast
 
 __all__ = [
     "STATES",
@@ -264,7 +264,7 @@ def parse_rules(
 
 
 def compile_condition(text: str, *, rule: str = "?") -> Predicate:
-    """Compile an alert condition (MQL.md §3.5 syntax) into a predicate over result rows.
+    """Compile an alert condition (docs/mql.md#conditions syntax) into a predicate over result rows.
 
     The condition is checked and evaluated by the query engine itself, as the WHERE clause of
     ``select * where <condition>`` run over each row, so alerts and queries can never disagree
@@ -503,6 +503,13 @@ class AlertCore:
         """The gateway refused the rule's query (for instance, no agent of the app yet)."""
         self.counters.breaches = 0
         self._observe("insufficient", now, f"query refused: {message}", None)
+
+    def receive_waiting(self, app: str, suggestion: str | None, now: float) -> None:
+        """The rule's query waits for the first agent of ``app``: insufficient data, not a
+        refusal (the query runs as soon as an agent connects)."""
+        self.counters.breaches = 0
+        hint = f" (did you mean {suggestion}?)" if suggestion else ""
+        self._observe("insufficient", now, f"waiting for agents of {app}{hint}", None)
 
     def poll(self, now: float) -> None:
         """Let time pass: no window for ``stale_after`` seconds means insufficient data."""

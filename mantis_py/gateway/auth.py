@@ -1,4 +1,4 @@
-"""Who is asking, and what may they read (SYSTEM.md §6). Pure: no sockets, no clock.
+"""Who is asking, and what may they read (docs/operations.md). Pure: no sockets, no clock.
 
 Theory: the HTTP layer calls :meth:`Authenticator.authenticate` with the bearer token from the
 handshake (``Authorization: Bearer`` or ``?token=``) *before* any upgrade, and answers 401 when it
@@ -128,7 +128,7 @@ def bearer_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | 
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str], tls: bool) -> bool:
-    """May a handshake with this ``Origin`` header proceed? (SYSTEM.md §6: otherwise 403.)
+    """May a handshake with this ``Origin`` header proceed? (docs/operations.md: otherwise 403.)
 
     Non-browser clients send no Origin and are allowed. A browser is allowed from the gateway's
     own origin (scheme + the request's Host) and from every origin in ``allowed`` (``"*"``

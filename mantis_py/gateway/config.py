@@ -1,7 +1,7 @@
 """Gateway settings: one frozen record, read from a TOML file (``tomllib``) or built in code.
 
 Theory: everything the gateway may be told lives in :class:`GatewayConfig`; every default is the
-one SYSTEM.md §5 states. ``load_config(path)`` validates the whole file at start-up and raises
+one `docs/operations.md` shows. ``load_config(path)`` validates the whole file at start-up and raises
 :class:`~mantis_py.errors.ConfigurationError` with one readable line naming the bad key, so a
 typo never surfaces later as a runtime surprise. The ``[[alerts]]`` array is passed through
 untouched to the alert runner (issue #5), which validates it itself.
@@ -11,14 +11,14 @@ File layout (every table and key optional)::
     [gateway]
     host = "127.0.0.1"
     port = 7100
-    grace_s = 5.0                 # wait for late partials (MQL.md §3.8.4)
+    grace_s = 5.0                 # wait for late partials (docs/mql.md#windows)
     heartbeat_s = 10.0            # ping agents this often
     origins = ["https://dash.example"]   # browser Origins allowed besides the gateway's own
     tls_cert = "gw.pem"           # both set: serve wss:// and https:// only
     tls_key = "gw.key"
     audit_log = "audit.log"       # also log every query decision to this file (JSON lines)
 
-    [limits]                      # SYSTEM.md §5
+    [limits]                      # docs/operations.md
     client_frame_max = 65536
     agent_frame_max = 16777216
     client_queue_frames = 256
@@ -30,12 +30,11 @@ File layout (every table and key optional)::
     submissions_per_s = 5.0
     submissions_burst = 10
     meta_interval_s = 1.0
-    raw_flush_s = 0.1
-    app_gone_s = 30.0             # no agent of a query's apps for this long: complete "app gone"
+    app_gone_s = 30.0             # unused: live queries wait for agents (kept so old files load)
     client_sndbuf = 131072        # kernel send buffer per client socket: loss shows up in our
                                   # queue (and in meta) instead of hiding in the kernel
 
-    [caps]                        # run-time caps sent to agents with each query (MQL.md §5.5)
+    [caps]                        # run-time caps sent to agents with each query (docs/mql.md#limits-and-notices)
     group_cap = 10000
 
     [[tokens]]
@@ -68,7 +67,7 @@ __all__ = ["GatewayConfig", "Limits", "TokenConfig", "load_config", "parse_confi
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """SYSTEM.md §5 limits enforced by the gateway (defaults as stated there)."""
+    """docs/operations.md limits enforced by the gateway (defaults as stated there)."""
 
     client_frame_max: int = 64 * 1024
     agent_frame_max: int = 16 * 1024 * 1024
@@ -81,11 +80,10 @@ class Limits:
     submissions_per_s: float = 5.0
     submissions_burst: int = 10
     meta_interval_s: float = 1.0
-    raw_flush_s: float = 0.1
     raw_batch_rows: int = 1000
     handshake_timeout_s: float = 10.0
     client_sndbuf: int = 128 * 1024
-    app_gone_s: float = 30.0
+    app_gone_s: float = 30.0  # unused: live queries wait for their agents, never time out
     request_head_max: int = 16 * 1024
 
     def __post_init__(self) -> None:

@@ -10,8 +10,8 @@ produced:
   subscribers) / ``close_client``; every frame for a client goes into that client's bounded
   :class:`~mantis_py.gateway.limits.OutboundQueue` and the client id into ``clients_to_wake()``;
   the shell's sender task drains the queue with :meth:`next_frame`.
-- time: ``poll(now)`` emits due windows (grace, MQL.md §3.8.4), meta frames (at least once a second
-  while something was dropped, SYSTEM.md §3.3), agent pings, and names the clients to evict
+- time: ``poll(now)`` emits due windows (grace, docs/mql.md#windows), meta frames (at least once a second
+  while something was dropped, docs/protocol.md), agent pings, and names the clients to evict
   (``clients_to_close()``).
 
 A *run* (``merge.py``) is one merger of one canonical query, shared by every client that submitted
@@ -68,7 +68,7 @@ Prepare = Callable[..., Any]
 
 
 def error_object(message: str, code: str, kind: str = "limit", hint: str | None = None) -> dict[str, Any]:
-    """A gateway-made error object with the members of MQL.md §5.2 (position: the whole query)."""
+    """A gateway-made error object with the members of docs/mql.md#errors (position: the whole query)."""
     return {
         "kind": kind,
         "code": code,
@@ -154,12 +154,9 @@ class GatewayCore:
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
-        try:
-            from ..query.caps import Caps
+        from ..query.state.caps import Caps
 
-            return Caps.from_json(dict(raw))
-        except ImportError:  # pragma: no cover - the engine package is always present in CI
-            return dict(raw)
+        return Caps.from_json(dict(raw))
 
     # ------------------------------------------------------------------ swap-and-return outputs
 
@@ -450,10 +447,9 @@ class GatewayCore:
             self._refuse(client, qid, text, [], err, "rate_limited", now)
             return
         try:
-            apps_known = set(self.registry.apps_seen)
-            if self.cluster is not None:
-                apps_known |= self.cluster.remote_apps()
-            prepared = self.prepare(text, mode="live", apps=apps_known)
+            # apps=None: an application with no agent yet is not an error; the query is
+            # accepted and waits for its agents (a ``waiting`` meta names it, see poll()).
+            prepared = self.prepare(text, mode="live", apps=None)
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
             return
@@ -482,6 +478,12 @@ class GatewayCore:
         expected = self.registry.expected_agents(run.run_id)
         self._put(client, OutboundItem("control", qid, {}), Accepted(qid, prepared.canonical,
                                                                     expected), now)
+        waiting = self._waiting(run)
+        if waiting is not None:
+            cov = run.coverage(expected)
+            self._put(client, OutboundItem("meta", qid, {}, urgent=True),
+                      Meta(qid, {}, cov, waiting), now)
+            att.last_meta = now
 
     def _run_for(self, prepared: Any, sources: list[tuple[str, str]], variant: str,
                  now: float) -> Run:
@@ -579,7 +581,7 @@ class GatewayCore:
                 att = client.attachments.get(item.qid)
                 if att is None:
                     continue
-                msg = self._meta(client, att, item.msg.coverage)
+                msg = self._meta(client, att, item.msg.coverage, item.msg.waiting)
                 att.sent_dropped = dict(msg.dropped)
                 data = codec.encode(msg)
             elif item.kind == "control":
@@ -592,11 +594,32 @@ class GatewayCore:
             self.metrics.inc("bytes_out_total", len(data))
             return data, msg
 
-    def _meta(self, client: ClientState, att: Attachment, coverage: Mapping[str, Any]) -> Meta:
+    def _meta(self, client: ClientState, att: Attachment, coverage: Mapping[str, Any],
+              waiting: dict[str, Any] | None = None) -> Meta:
         dropped = Counter(att.dropped)
         dropped.update(client.queue.drops_for(att.qid))
         return Meta(att.qid, {k: int(v) for k, v in sorted(dropped.items()) if v},
-                    dict(coverage))
+                    dict(coverage), waiting)
+
+    def _waiting(self, run: Run) -> dict[str, Any] | None:
+        """``{"app", "suggestion"}`` for the first application of ``run`` with no connected
+        agent, or None when every application has one. The suggestion is the nearest name among
+        applications this gateway has seen (a typo shows up here), None for a known app."""
+        # In a cluster, the applications other gateways have agents of count too (heartbeats).
+        remote = self.cluster.remote_apps() if self.cluster is not None else set()
+        for app, _stream in run.sources:
+            if self.registry.agents_of(app) or app in remote:
+                continue
+            suggestion = None
+            if app not in self.registry.apps_seen and app not in remote:
+                try:
+                    from ..query.syntax.diagnostics import suggest
+
+                    suggestion = suggest(app, sorted(self.registry.apps_seen | remote))
+                except ImportError:  # pragma: no cover - the engine is always present
+                    suggestion = None
+            return {"app": app, "suggestion": suggestion}
+        return None
 
     def _total_dropped(self, client: ClientState, att: Attachment) -> dict[str, int]:
         dropped = Counter(att.dropped)
@@ -649,7 +672,7 @@ class GatewayCore:
                               Rows(qid, None, chunk), now)
                 continue
             if window is not None and window[0] < att.start:
-                continue  # this client joined after the window began (MQL.md §3.8.4)
+                continue  # this client joined after the window began (docs/mql.md#windows)
             self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
                       Rows(qid, window, rows), now)
             self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
@@ -678,35 +701,25 @@ class GatewayCore:
         run.attachments.clear()
         self._end_run(run)
 
-    def _check_app_gone(self, run: Run, now: float) -> None:
-        """Complete a query whose applications have had no agent for ``app_gone_s`` (agents
-        drop their queries after 30 s without the gateway, so waiting longer is pointless)."""
-        if any(self.registry.agents_of(app) for app, _ in run.sources) or (
-                self.cluster is not None and self.cluster.has_members(run)):
-            run.empty_since = None
-        elif run.empty_since is None:
-            run.empty_since = now
-        elif now - run.empty_since >= self.limits.app_gone_s:
-            self._complete_run(run, "app gone", now)
-
     def poll(self, now: float) -> None:
         """Advance time: due windows, meta cadence, agent pings, slow clients."""
         for run in list(self.runs.values()):
             if run.run_id in self.runs:
                 self._poll_run(run, now)
-            if run.run_id in self.runs:
-                self._check_app_gone(run, now)
         interval = self.limits.meta_interval_s
         for client in self.clients.values():
             for att in client.attachments.values():
                 if now - att.last_meta < interval:
                     continue
                 total = self._total_dropped(client, att)
-                if total != att.sent_dropped or att.force_meta:
-                    run = self.runs[att.run_id]
+                run = self.runs[att.run_id]
+                # Live queries never complete because agents are missing: they wait, and say
+                # for which application (at least once a second) until its first agent arrives.
+                waiting = self._waiting(run)
+                if total != att.sent_dropped or att.force_meta or waiting is not None:
                     cov = run.coverage(self._expected(run))
                     self._put(client, OutboundItem("meta", att.qid, {}, urgent=True),
-                              Meta(att.qid, {}, cov), now)
+                              Meta(att.qid, {}, cov, waiting), now)
                     att.last_meta = now
                     att.force_meta = False
             if client.queue.too_slow(now):

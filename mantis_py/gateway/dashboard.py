@@ -1,4 +1,4 @@
-"""The dashboard: a single page and its static files, shipped as package data (SYSTEM.md §7).
+"""The dashboard: a single page and its static files, shipped as package data (docs/operations.md).
 
 Theory of operation: the server calls ``page()`` for ``GET /`` and ``asset(path)`` for
 ``GET /static/...``. Both only read files from ``mantis_py/gateway/static/`` (cached after the

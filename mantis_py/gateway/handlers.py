@@ -3,13 +3,14 @@
 Each handler reads from its socket, calls the :class:`~mantis_py.gateway.core.GatewayCore`, and
 lets the server's ``after()`` distribute what the core produced (agent frames, client wake-ups,
 evictions, audit lines). Each client has one sender task that drains its outbound queue with a
-send deadline (SYSTEM.md §5): a send that does not finish in time closes that client, and no
+send deadline (docs/operations.md): a send that does not finish in time closes that client, and no
 other client waits for it.
 
 Close codes (docs/protocol.md): 1003 binary frame, 1009 frame too big (websockets itself),
 1007 / 4000 bad data or protocol error (the codec's ``close_code``), 1008 rights lost (an agent
 announcing an app its token may not publish), 4008 too slow (queue full too long, or a send past
-its deadline).
+its deadline), 1001 the gateway is shutting down (queries are not completed: clients reconnect and
+resubmit them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from websockets.exceptions import ConnectionClosed
@@ -25,16 +26,35 @@ from websockets.trio.server import ServerConnection
 
 from ..errors import RemoteProtocolError
 from .auth import Principal
+from .config import GatewayConfig
+from .core import GatewayCore
+from .metrics import Metrics
 from .sse import PING, RETRY, event_frame
 
 if TYPE_CHECKING:
     from .http import Responder
-    from .server import GatewayServer
 
 __all__ = ["ClientSession", "serve_agent", "serve_client", "serve_sse"]
 
 log = logging.getLogger("mantis_py.gateway")
+GOING_AWAY = 1001  # the gateway is shutting down: clients reconnect and resubmit
 _ids = itertools.count(1)
+
+
+class GatewayHost(Protocol):
+    """What the handlers use of the gateway server (``server.GatewayServer`` is the one
+    implementation). A protocol, so that this module need not import ``server.py``, which
+    imports this one."""
+
+    config: GatewayConfig
+    metrics: Metrics
+    core: GatewayCore
+    sessions: dict[str, ClientSession]
+    agent_channels: dict[str, trio.MemorySendChannel[bytes]]
+
+    def after(self) -> None: ...
+
+    def single_query(self, client_id: str) -> bool: ...
 
 
 class ClientSession:
@@ -55,7 +75,7 @@ class ClientSession:
         self.wake.set()
 
 
-async def _pump(server: GatewayServer, session: ClientSession, send: Any,
+async def _pump(server: GatewayHost, session: ClientSession, send: Any,
                 deadline: float) -> tuple[int, str] | None:
     """Drain one client's queue through ``send(data, msg)`` until evicted or cancelled.
 
@@ -67,9 +87,11 @@ async def _pump(server: GatewayServer, session: ClientSession, send: Any,
     while True:
         if session.evict is not None:
             code, reason = session.evict
+            if reason == "too slow":  # counted here, for every transport (WS and SSE alike)
+                server.metrics.inc("clients_evicted_total", reason="too_slow")
             # Tell the client why (best effort, under the same deadline), then close.
             client = core.clients.get(cid)
-            if client is not None:
+            if client is not None and code != GOING_AWAY:  # 1001: the queries live on elsewhere
                 for qid in list(client.attachments):
                     core.cancel(cid, qid, time.time(), reason="evicted")
             with trio.move_on_after(min(deadline, 1.0)):
@@ -92,8 +114,8 @@ async def _pump(server: GatewayServer, session: ClientSession, send: Any,
             return None
 
 
-async def serve_client(server: GatewayServer, ws: ServerConnection, principal: Principal) -> None:
-    """``WS /v1/query``: the public client protocol (SYSTEM.md §3.3)."""
+async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Principal) -> None:
+    """``WS /v1/query``: the public client protocol (docs/protocol.md)."""
     cid = f"c{next(_ids)}"
     core = server.core
     session = ClientSession(cid)
@@ -113,10 +135,7 @@ async def serve_client(server: GatewayServer, ws: ServerConnection, principal: P
                 except ConnectionClosed:
                     result = None
                 if result is not None:
-                    code, reason = result
-                    if reason == "too slow":
-                        server.metrics.inc("clients_evicted_total", reason="too_slow")
-                    await _close(ws, code, reason, deadline)
+                    await _close(ws, *result, deadline)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(sender)
@@ -143,6 +162,7 @@ async def serve_client(server: GatewayServer, ws: ServerConnection, principal: P
         server.sessions.pop(cid, None)
         core.close_client(cid, time.time())
         server.after()
+        session.done.set()
 
 
 async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) -> None:
@@ -155,7 +175,7 @@ async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) 
         await trio.aclose_forcefully(ws.stream)
 
 
-async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Principal) -> None:
+async def serve_agent(server: GatewayHost, ws: ServerConnection, principal: Principal) -> None:
     """``WS /v1/agent``: the mantis.v1 agent link (docs/protocol.md)."""
     aid = f"a{next(_ids)}"
     core = server.core
@@ -198,7 +218,7 @@ async def serve_agent(server: GatewayServer, ws: ServerConnection, principal: Pr
         server.after()
 
 
-async def serve_sse(server: GatewayServer, responder: Responder, principal: Principal,
+async def serve_sse(server: GatewayHost, responder: Responder, principal: Principal,
                     text: str) -> None:
     """``GET /v1/sse?q=<MQL>``: the same messages as server-sent events, until the query ends."""
     cid = f"s{next(_ids)}"

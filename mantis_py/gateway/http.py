@@ -39,7 +39,7 @@ _SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token=)[^\
 
 class RedactSecrets(logging.Filter):
     """Replaces bearer tokens and ``token=`` values in log records: websockets logs handshake
-    headers and request lines at DEBUG level, and tokens must never reach a log (SYSTEM.md §6)."""
+    headers and request lines at DEBUG level, and tokens must never reach a log (docs/operations.md)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()

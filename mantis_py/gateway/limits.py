@@ -1,4 +1,4 @@
-"""Limits and loss (SYSTEM.md §5): rate limits, connection caps, per-client outbound queues. Pure.
+"""Limits and loss (docs/operations.md): rate limits, connection caps, per-client outbound queues. Pure.
 
 Theory: the shells never decide policy. They ask :class:`ConnectionCaps` before an upgrade (the
 answer is an HTTP status), a :class:`TokenBucket` per user before accepting a query, and push
@@ -108,7 +108,7 @@ class OutboundItem:
 
 
 class OutboundQueue:
-    """Bounded per-client queue with the drop policies of SYSTEM.md §5 (see module header)."""
+    """Bounded per-client queue with the drop policies of docs/operations.md (see module header)."""
 
     def __init__(self, max_frames: int = 256, max_bytes: int = 1 << 20, slow_after: float = 30.0):
         self.max_frames = max_frames

@@ -10,7 +10,7 @@ wraps one merger with what the gateway needs around it:
   the next window's meta, and the last coverage the merger reported;
 - its *attachments*: the client queries it serves. A shared run serves every client that
   submitted the same canonical text; each attachment has its own start time ``T0`` and receives
-  only windows that start at or after it (MQL.md §3.8.4), and its own drop counters.
+  only windows that start at or after it (docs/mql.md#windows), and its own drop counters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 __all__ = ["Attachment", "Run", "output_kind"]
 
-# Notices that are losses and go into meta.dropped (name -> reason key), MQL.md §5.6.
+# Notices that are losses and go into meta.dropped (name -> reason key), docs/mql.md#limits-and-notices.
 NOT_DROPS = frozenset({"coverage", "completed", "percentile-clamped"})
 
 DROP_NOTICES = {

@@ -13,7 +13,7 @@ Invariants:
 
 - ``subscribe`` is sent to an agent at most once per live subscription id, ``unsubscribe`` only
   for one it was sent.
-- Nothing here assumes the agents are connected to *this* process (SYSTEM.md §9): agents are
+- Nothing here assumes the agents are connected to *this* process (docs/operations.md): agents are
   opaque ids, and the outputs are messages addressed to them.
 
 Methods return :class:`Subscribe` / :class:`Unsubscribe` records for the shell to encode and send.

@@ -1,12 +1,12 @@
 """The gateway server: ``serve_gateway(config)``, its endpoints, and the internal subscription hook.
 
-Endpoints (SYSTEM.md §3.2), all on one port (see ``http.py`` for why one h11 listener serves both
+Endpoints (docs/operations.md), all on one port (see ``http.py`` for why one h11 listener serves both
 plain HTTP and websockets):
 
 ===========================  ===============================================================
 ``GET /``, ``/static/...``   the dashboard (``dashboard.page()`` / ``dashboard.asset()``)
 ``WS /v1/agent``             agents (subprotocol ``mantis.v1``; token role ``agent``)
-``WS /v1/query``             clients, SYSTEM.md §3.3
+``WS /v1/query``             clients, docs/protocol.md
 ``GET /v1/sse?q=<MQL>``      the same messages as server-sent events
 ``GET /v1/apps``             inventory (apps the token may read)
 ``POST /v1/check``           ``{"query": "..."}`` or raw text -> ``{"canonical", "plan"}`` or
@@ -51,6 +51,7 @@ from websockets.trio.server import ServerConnection
 from ..errors import AuthenticationError, ConfigurationError, QueryError
 from ..wire import codec
 from ..wire.messages import SUBPROTOCOL
+from . import dashboard as _dashboard
 from . import handlers
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
@@ -59,18 +60,12 @@ from .http import HttpRequest, Responder, read_request, upgrade
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
-try:  # provided by the dashboard issue (#5); optional until it lands
-    from . import dashboard as _dashboard
-except ImportError:  # pragma: no cover
-    _dashboard = None  # type: ignore[assignment]
-
 __all__ = ["GatewayServer", "serve_gateway"]
 
 log = logging.getLogger("mantis_py.gateway")
 audit_log = logging.getLogger("mantis_py.audit")
 
 INTERNAL = Principal("internal", ("*",), masked=False, roles=("client",))
-_PLACEHOLDER = b"<!doctype html><title>mantis-py</title><p>mantis-py gateway</p>\n"
 TICK_S = 0.05
 
 
@@ -137,6 +132,19 @@ class GatewayServer:
             await trio.sleep(TICK_S)
             self.core.poll(time.time())
             self.after()
+
+    async def go_away(self, grace: float = 1.0) -> None:
+        """Close every websocket client with 1001 "going away" (its queries are not completed,
+        so clients reconnect and resubmit) and wait up to ``grace`` seconds for them to go."""
+        leaving = []
+        for cid, session in list(self.sessions.items()):
+            client = self.core.clients.get(cid)
+            if client is not None and client.kind == "ws":
+                session.evict_with(handlers.GOING_AWAY, "gateway shutting down")
+                leaving.append(session)
+        with trio.move_on_after(grace):
+            for session in leaving:
+                await session.done.wait()
 
     # ------------------------------------------------------------------ internal subscriptions
 
@@ -296,13 +304,13 @@ class GatewayServer:
         await responder.respond(status, body, "application/json")
 
     async def _index(self, responder: Responder, request: HttpRequest) -> None:
-        body = _dashboard.page() if _dashboard is not None else _PLACEHOLDER
+        body = _dashboard.page()
         await responder.respond(200, body, "text/html; charset=utf-8")
 
     async def _static(self, responder: Responder, request: HttpRequest) -> None:
         found = None
         name = request.path[len("/static/"):]
-        if _dashboard is not None and ".." not in name.split("/"):
+        if ".." not in name.split("/"):
             found = _dashboard.asset(name)
         if found is None:
             await responder.respond(404, b"not found\n")
@@ -358,8 +366,9 @@ class GatewayServer:
                                         "application/json")
                 return
         try:
-            prepared = self.core.prepare(text, mode=mode, apps=set(self.core.registry.apps_seen)
-                                         if mode == "live" else None)
+            # apps=None: as for a submitted query, an application without agents yet is not an
+            # error (the query would wait for them).
+            prepared = self.core.prepare(text, mode=mode, apps=None)
         except QueryError as exc:
             await self._json(responder, 400, {"error": exc.to_dict()})
             return

@@ -1,6 +1,6 @@
 """Server-sent events framing for ``GET /v1/sse?q=<MQL>`` (pure; no I/O).
 
-Theory: an SSE stream carries exactly the client-protocol messages of SYSTEM.md §3.3 that a
+Theory: an SSE stream carries exactly the client-protocol messages of docs/protocol.md that a
 websocket client would receive for the same query, one event per message: the event name is the
 message ``type`` (``accepted``, ``error``, ``rows``, ``meta``, ``complete``) and the data is the
 message's JSON on one line (JSON never contains a raw line break, so one ``data:`` line suffices).

@@ -1,23 +1,20 @@
-"""MQL: text -> AST -> analysis -> compiled evaluators -> engines (pure). See docs/architecture.md.
+"""MQL, pure: text -> AST -> analysis -> compiled evaluators -> engines. See docs/architecture.md.
 
-``parse``, ``format_query`` and ``analyze`` are loaded on first use, so that importing one engine
-module never drags in (or breaks on) the others.
+The package is split into phases that import one way only (tests/test_layering.py checks it):
+``syntax`` -> ``semantics`` -> ``state`` -> ``compile`` -> ``run``. This module re-exports the
+names the agent, the gateway and the commands use.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from mantis_py.errors import QueryCompileError, QueryError, QueryLimitError, QuerySyntaxError
 
-from .analysis import Analysis
-from .engine import Complete, Merger, Notice, PreparedQuery, Rows, SourceRunner, prepare
-from .projection import make_projector, project, union_fields
-
-if TYPE_CHECKING:
-    from .analyze import analyze as analyze
-    from .format import format_query as format_query
-    from .parser import parse as parse
+from .run.engine import Complete, Merger, Notice, PreparedQuery, Rows, SourceRunner, prepare
+from .semantics.analysis import Analysis
+from .semantics.analyze import analyze
+from .state.projection import make_projector, project, union_fields
+from .syntax.format import format_query
+from .syntax.parser import parse
 
 __all__ = [
     "Analysis",
@@ -39,16 +36,3 @@ __all__ = [
     "project",
     "union_fields",
 ]
-
-_LAZY = {"parse": ".parser", "format_query": ".format", "analyze": ".analyze"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        mod = importlib.import_module(_LAZY[name], __name__)
-        value = getattr(mod, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 - :mod:`.messages`: one frozen dataclass per message, ``MESSAGE_TYPES``, ``SUBPROTOCOL``;
 - :mod:`.codec`: ``encode(msg) -> bytes``, ``decode(data) -> Message`` (orjson);
 - :mod:`.agent_link`: ``AgentLink`` / ``GatewayLink`` state machines;
-- :mod:`.client_link`: ``ClientLink`` for the public query protocol (SYSTEM.md §3.3).
+- :mod:`.client_link`: ``ClientLink`` for the public query protocol (docs/protocol.md).
 """
 
 from __future__ import annotations

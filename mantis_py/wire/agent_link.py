@@ -86,18 +86,6 @@ class _Link:
         self.state = nxt
         return data
 
-    def send_encoded(self, kind: str, data: bytes) -> bytes:
-        """Like :meth:`send` for a frame already encoded by the codec (``events_frame``).
-
-        Raises:
-            LocalProtocolError: a ``kind`` message is illegal in the current state.
-        """
-        nxt = self.TRANSITIONS.get((self.state, "send", kind))  # type: ignore[arg-type]
-        if nxt is None:
-            raise LocalProtocolError(f"cannot send {kind!r} in state {self.state.value}")
-        self.state = nxt
-        return data
-
     def receive_data(self, data: bytes | str) -> Message:
         """Decode one received frame and check it against the state machine.
 

@@ -1,4 +1,4 @@
-"""Sans-I/O state machine for one client <-> gateway link (SYSTEM.md §3.3, docs/protocol.md).
+"""Sans-I/O state machine for one client <-> gateway link (docs/protocol.md).
 
 Theory of operation: several queries share one socket, each under a client-chosen id. The link
 tracks one small state machine per live id, written as a table (:data:`QUERY_TRANSITIONS`):

@@ -40,7 +40,6 @@ __all__ = [
     "encode",
     "encode_value",
     "encode_value_slow",
-    "events_frame",
     "to_plain",
 ]
 
@@ -199,17 +198,3 @@ def encode_value_slow(value: Any) -> bytes:
 def decode_value(data: bytes | str) -> Any:
     """Parse JSON bytes produced by :func:`encode_value` (exact for big integers)."""
     return _loads(data)
-
-
-def events_frame(stream: str, records: list[bytes]) -> bytes:
-    """Build the bytes of an ``events`` message from pre-encoded records (each one JSON object
-    ``{"subs", "t", "s", "e"}``); equal to ``encode(Events(stream, records=[...]))``."""
-    return b"".join(
-        (
-            b'{"type":"events","stream":',
-            orjson.dumps(stream),
-            b',"records":[',
-            b",".join(records),
-            b"]}",
-        )
-    )

@@ -75,6 +75,10 @@ def _is_dict(v: Any) -> bool:
     return isinstance(v, dict)
 
 
+def _is_opt_dict(v: Any) -> bool:
+    return v is None or isinstance(v, dict)
+
+
 def _is_list(v: Any) -> bool:
     return isinstance(v, (list, tuple))
 
@@ -297,7 +301,7 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """gateway -> client: query ``id`` was refused; ``error`` is the MQL.md §5.2 error object."""
+    """gateway -> client: query ``id`` was refused; ``error`` is the error object (docs/mql.md#errors)."""
 
     type: Literal["error"] = field(default="error", init=False)
     id: str
@@ -330,11 +334,15 @@ class Meta:
     id: str
     dropped: dict[str, int]
     coverage: dict[str, Any]
+    # Set while the query waits for the first agent of an application it names:
+    # {"app": name, "suggestion": nearest known application or None}; None otherwise.
+    waiting: dict[str, Any] | None = None
 
     FIELDS: ClassVar[dict[str, Checker]] = {
         "id": _is_str,
         "dropped": _is_dict,
         "coverage": _is_dict,
+        "waiting": _is_opt_dict,
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mantis_py.agents.core import AgentCore
+from mantis_py.agents.core import SUBSCRIBED, AgentCore
 from mantis_py.errors import RemoteProtocolError
 from mantis_py.testing import LinkPair, records_of
 from mantis_py.wire import Events, Partial, Ping, Pong, Stats, SubError, Subscribe
@@ -22,7 +22,7 @@ def test_publish_without_subscription_is_only_counted(core: AgentCore) -> None:
     assert s["default"].skipped_no_subscription == 5
     assert s["other"].skipped_no_subscription == 1
     assert s["default"].enqueued == 0
-    assert "default" in core.gate
+    assert core.route["default"] is core.streams["default"].skipped  # the counting path
     check_accounting(core)
 
 
@@ -222,7 +222,7 @@ def test_queries_expire_when_the_gateway_is_gone(pair: LinkPair) -> None:
     assert core.statistics().streams["default"].lost == {"expired": 1}
     check_accounting(core)
     core.offer({"a": 1}, "default", T + 31)  # back to the one-lookup path
-    assert "default" in core.gate
+    assert core.route["default"] is core.streams["default"].skipped  # the counting path
 
 
 def test_pings_keep_queries_alive(pair: LinkPair) -> None:
@@ -281,9 +281,9 @@ def test_cpu_over_budget_samples_down_and_says_so(pair: LinkPair) -> None:
 def test_unknown_unsubscribe_is_ignored_and_unsubscribe_reopens_the_gate(pair: LinkPair) -> None:
     pair.unsubscribe("nobody")
     pair.subscribe("s1", "fake select=*")
-    assert "default" not in pair.core.gate
+    assert pair.core.route["default"] is SUBSCRIBED
     pair.unsubscribe("s1")
-    assert "default" in pair.core.gate
+    assert pair.core.route["default"] is pair.core.streams["default"].skipped
 
 
 def test_stats_message_carries_every_loss(pair: LinkPair) -> None:

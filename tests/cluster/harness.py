@@ -209,7 +209,7 @@ def replay_windows(query: str, events: list[dict[str, Any]]) -> dict[tuple[float
     """The single-node engine ``mantis-py replay`` runs, over every published event in time
     order: window -> rows."""
     from mantis_py.query import prepare
-    from mantis_py.query.replay import ReplayEngine
+    from mantis_py.query.run.replay import ReplayEngine
 
     out: dict[tuple[float, float], list[Any]] = {}
 

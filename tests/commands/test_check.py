@@ -7,13 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
-    pytest.importorskip("mantis_py.query.parser")
     return subprocess.run(
         [sys.executable, "-m", "mantis_py", "check", *args],
         capture_output=True,

@@ -198,7 +198,7 @@ def test_agent_drops_reach_meta_at_least_once_a_second() -> None:
     core.receive_agent_data("a1", codec.encode(Stats(stats, {})), 1001.0)
     core.poll(1001.1)
     frames = drain(core, "c1")
-    assert frames == [{"type": "meta", "id": "q", "dropped": {"queue_full": 7},
+    assert frames == [{"type": "meta", "id": "q", "dropped": {"queue_full": 7}, "waiting": None,
                        "coverage": {"reporting": 1, "expected": 1}}]
     core.poll(1002.5)
     assert drain(core, "c1") == []  # nothing new dropped: no meta
@@ -233,20 +233,37 @@ def test_slow_client_is_named_for_eviction() -> None:
     assert rows[-1]["rows"] == [{"n": 9}]  # drop oldest: the newest rows survive
 
 
-def test_query_completes_when_its_app_is_gone() -> None:
-    core = make_core(app_gone_s=30.0)
+def test_query_waits_when_its_app_is_gone_and_never_completes() -> None:
+    core = make_core()
     agent(core, "a1")
     client(core, "c1")
     query(core, "c1", "q", "select * from play")
     sent_to_agents(core)
     drain(core, "c1")
     core.close_agent("a1", 1001.0)
-    core.poll(1001.0)
-    core.poll(1030.0)
-    assert drain(core, "c1") == []
-    core.poll(1031.5)
-    assert drain(core, "c1") == [{"type": "complete", "id": "q", "reason": "app gone"}]
-    assert core.runs == {}
+    frames = []
+    for t in range(2, 120):
+        core.poll(1000.0 + t)
+        frames += drain(core, "c1")
+    assert not [f for f in frames if f["type"] == "complete"]
+    waiting = [f["waiting"] for f in frames if f["type"] == "meta"]
+    assert len(waiting) >= 100
+    assert waiting[-1] == {"app": "play", "suggestion": None}
+    assert core.runs
+
+
+def test_query_before_any_agent_is_accepted_and_waits_with_a_suggestion() -> None:
+    core = make_core()
+    agent(core, "a1")  # app "play"
+    client(core, "c1")
+    query(core, "c1", "q", "select * from plai")
+    frames = drain(core, "c1")
+    assert frames[0]["type"] == "accepted"
+    assert frames[0]["agents"] == 0
+    assert frames[1]["type"] == "meta"
+    assert frames[1]["waiting"] == {"app": "plai", "suggestion": "play"}
+    core.poll(1002.0)
+    assert [f["waiting"] for f in drain(core, "c1")] == [{"app": "plai", "suggestion": "play"}]
 
 
 def test_an_engine_failure_ends_only_that_query() -> None:

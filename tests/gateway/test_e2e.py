@@ -17,7 +17,7 @@ import trio
 from mantis_py.agents import Agent
 from mantis_py.gateway.config import GatewayConfig
 from mantis_py.query import prepare
-from mantis_py.query.replay import replay_rows
+from mantis_py.query.run.replay import replay_rows
 
 from .conftest import open_client, open_gateway, recv_json, wait_until
 

@@ -154,3 +154,50 @@ async def test_slow_and_stuck_clients_do_not_hurt_the_others() -> None:
                                  and count_tasks() <= tasks_before)
             assert gw.core.runs == {}
             assert gw.core.registry.subs == {}
+
+
+async def test_a_slow_sse_client_is_evicted_and_counted() -> None:
+    """The SSE transport shares the WS eviction path: the slow reader is cut off and counted in
+    ``clients_evicted_total{reason="too_slow"}`` (it was not counted before)."""
+    limits = Limits(client_queue_frames=16, client_queue_bytes=256 * 1024, send_deadline_s=5.0,
+                    slow_client_s=0.5, meta_interval_s=0.2)
+    config = GatewayConfig(port=0, grace_s=3.0, limits=limits)
+    blob = "x" * 400
+    with trio.fail_after(40):
+        async with open_gateway(config, prepare=fake_prepare) as gw, open_agent(gw.port) as agent:
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            await sock.connect(("127.0.0.1", gw.port))
+            stream = trio.SocketStream(sock)
+            ended = trio.Event()
+            received = bytearray()
+
+            async def read_slowly() -> None:
+                try:
+                    while chunk := await stream.receive_some(1024):
+                        received.extend(chunk)
+                        await trio.sleep(0.05)
+                except trio.BrokenResourceError:
+                    pass
+                ended.set()
+
+            async with stream, trio.open_nursery() as nursery:
+                await stream.send_all(b"GET /v1/sse?q=select%20*%20from%20play HTTP/1.1\r\n"
+                                      b"Host: x\r\n\r\n")
+                sub = await agent.recv_type("subscribe")
+                nursery.start_soon(read_slowly)
+                seq = 0
+                with trio.move_on_after(20):
+                    while not ended.is_set():
+                        await agent.send(Events("default", [
+                            {"subs": [sub["sub"]], "t": 1, "s": seq + j, "e": {"b": blob}}
+                            for j in range(50)]))
+                        seq += 50
+                        await trio.sleep(0.01)
+                assert ended.is_set(), "the slow SSE client was never cut off"
+                nursery.cancel_scope.cancel()
+            assert received.startswith(b"HTTP/1.1 200")
+            assert gw.metrics.value("clients_evicted_total", reason="too_slow") == 1
+            assert gw.metrics.value("clients_evicted_total", reason="send_deadline") == 0
+            with trio.fail_after(5):
+                await wait_until(lambda: not gw.core.clients and not gw.sessions)

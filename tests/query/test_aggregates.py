@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query.aggregates import (
+from mantis_py.query.state.aggregates import (
     PERCENTILE_FUNCTIONS,
     Aggregate,
     decode_value,
@@ -20,7 +20,7 @@ from mantis_py.query.aggregates import (
     make_aggregate,
     make_first,
 )
-from mantis_py.query.caps import DEFAULT_CAPS, Caps
+from mantis_py.query.state.caps import DEFAULT_CAPS, Caps
 
 NAN = float("nan")
 ALL_NAMES = ["count", "sum", "average", "min", "max", "list", *PERCENTILE_FUNCTIONS, "percentile"]
@@ -364,7 +364,7 @@ def test_never_raises(name: str, kw: dict[str, Any]) -> None:
 def test_fast_histogram_recording_matches_record_value() -> None:
     from hdrh.histogram import HdrHistogram
 
-    from mantis_py.query.percentiles import HIST_MAX, _record_batch
+    from mantis_py.query.state.percentiles import HIST_MAX, _record_batch
 
     rng = random.Random(11)
     units = [1, 2, 2047, 2048, 2049, 4095, 4096, 10**6, HIST_MAX, HIST_MAX - 1]

@@ -1,4 +1,4 @@
-"""Tests for mantis_py.query.analyze: static and live rules (MQL.md §5.4), output names (§3.7.2),
+"""Tests for mantis_py.query.semantics.analyze: static and live rules (MQL.md §5.4), output names (§3.7.2),
 HAVING / ORDER BY resolution (§3.10, §3.11), fields (§4.2), and the other Analysis members."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from mantis_py.errors import QueryCompileError, QueryError, QueryLimitError
-from mantis_py.query import ast
-from mantis_py.query.analysis import Analysis
-from mantis_py.query.analyze import RESERVED_FEATURES, analyze
+from mantis_py.query.semantics.analysis import Analysis
+from mantis_py.query.semantics.analyze import analyze
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.parser import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _parse(text: str) -> ast.Query:
-    parser = pytest.importorskip("mantis_py.query.parser")
-    return parser.parse(text)  # type: ignore[no-any-return]
+    return parse(text)
 
 
 def check(text: str, mode: str = "replay", apps: Any = None) -> Analysis:
@@ -47,8 +47,6 @@ SEMANTIC = _load("semantic_errors.jsonl")
 @pytest.mark.parametrize("case", SEMANTIC, ids=[f"{c['code']}:{c['query']}" for c in SEMANTIC])
 def test_semantic_error_fixture(case: dict[str, Any]) -> None:
     err = reject(case["query"], case["mode"])
-    if err.code != case["code"] and "pending" in case:
-        pytest.xfail(case["pending"])
     assert err.code == case["code"], err.to_dict()
     assert err.kind == ("limit" if case["code"].startswith("E3") else "semantic")
     assert err.expected == []
@@ -84,8 +82,7 @@ def test_positions_on_later_lines() -> None:
 
 
 def test_join_and_anomaly_are_no_longer_reserved() -> None:
-    # issue #6 implemented both (MQL.md §3.19); the E217 check stays for future features
-    assert frozenset() == RESERVED_FEATURES
+    # issue #6 implemented both; the reserved-feature check (E217) went with them
     check("select a from a join b 10 seconds on k")
     check("select count(*) as n from a join b/log 5 seconds on e['s']['id'] window 10 "
           "anomaly mad n 1 2.5", "live")
@@ -550,7 +547,7 @@ def test_random_queries_are_accepted_or_rejected_with_a_query_error() -> None:
 def test_doctests_of_names() -> None:
     import doctest
 
-    from mantis_py.query import names
+    from mantis_py.query.semantics import names
 
     assert doctest.testmod(names).failed == 0
 
@@ -571,7 +568,7 @@ def _random_value(rng: Any, depth: int = 0) -> Any:
 
 def _query_operands(a: Analysis) -> Any:
     """Every property/prefix selector the query evaluates on events (not on output rows)."""
-    from mantis_py.query.analyze import _condition_properties, _operand_properties
+    from mantis_py.query.semantics.analyze import _condition_properties, _operand_properties
 
     q = a.query
     for item in q.items:
@@ -592,7 +589,7 @@ def _query_operands(a: Analysis) -> Any:
 
 
 def _evaluate(op: Any, event: Any) -> Any:
-    from mantis_py.query.values import prefix_items, resolve, resolve_star
+    from mantis_py.query.semantics.values import prefix_items, resolve, resolve_star
 
     if isinstance(op, ast.PrefixSelector):
         return prefix_items(event, op.prefix)
@@ -617,7 +614,7 @@ def test_fields_invariant_every_property_evaluates_the_same_on_the_shipped_objec
 ) -> None:
     import random
 
-    from mantis_py.query.projection import project
+    from mantis_py.query.state.projection import project
 
     rng = random.Random(42)
     texts = list(_INVARIANT_QUERIES)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query.anomaly import (
+from mantis_py.query.run.anomaly import (
     ANOMALOUS,
     AnomalyRunner,
     AnomalySpec,
@@ -226,7 +226,7 @@ def test_select_star_on_a_host_mapping_end_to_end() -> None:
 
 
 def _clause(text: str) -> Any:
-    from mantis_py.query.parser import parse
+    from mantis_py.query.syntax.parser import parse
 
     q = parse(text)
     assert q.anomaly is not None
@@ -262,7 +262,7 @@ def _agg_runner(text: str, columns: list[tuple[str, Any, bool]]) -> AnomalyRunne
 
 
 def test_runner_aggregate_column_key_call_and_groups() -> None:
-    from mantis_py.query import ast
+    from mantis_py.query.syntax import ast
 
     count = ast.Call("count", (ast.STAR,))
     cols = [("country", ast.Property(("country",)), False), ("n", count, False),
@@ -285,7 +285,7 @@ def test_runner_aggregate_column_key_call_and_groups() -> None:
 
 
 def test_runner_aggregate_dotted_column_and_rest() -> None:
-    from mantis_py.query import ast
+    from mantis_py.query.syntax import ast
 
     cols = [("geo.country", ast.Property(("geo", "country")), False),
             ("s", ast.Call("list", (ast.Property(("x",)),)), False)]

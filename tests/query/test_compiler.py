@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from mql_gen import VALUES, random_condition, random_event, random_plain_query
 
-from mantis_py.query import ast
-from mantis_py.query.compiler import compile_query
-from mantis_py.query.engine import prepare
-from mantis_py.query.interpret import Context, eval_condition, project_plain
+from mantis_py.query.compile.compiler import compile_query
+from mantis_py.query.compile.interpret import Context, eval_condition, project_plain
+from mantis_py.query.run.engine import prepare
+from mantis_py.query.syntax import ast
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -56,7 +56,7 @@ def test_evaluation_never_raises_over_every_json_type() -> None:
         text = f"select a from s where {random_condition(rng)}"
         cq = prepare(text).compiled
         for e in events:
-            cq.where(e, {}, None)  # must not raise
+            assert cq.where(e, {}, None) in (True, False)  # a boolean, never an exception
 
 
 def test_source_holds_no_user_text() -> None:
@@ -102,7 +102,7 @@ def test_live_meta_fields_resolve_to_meta_values() -> None:
 
 
 def test_tick_uses_exact_milliseconds() -> None:
-    from mantis_py.query.runtime import tick_ms
+    from mantis_py.query.compile.runtime import tick_ms
 
     assert tick_ms(1.001) == 1000  # the float 1.001 is just below 1.001
     assert tick_ms(1.5) == 1500
@@ -139,7 +139,7 @@ _QUERIES = [f"select a from s where {random_condition(random.Random(i))}" for i 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event=_EVENTS, which=st.integers(min_value=0, max_value=len(_QUERIES) - 1))
 def test_hypothesis_compiled_equals_interpreter_and_never_raises(event: dict[str, Any], which: int) -> None:
-    from mantis_py.query.values import clean
+    from mantis_py.query.semantics.values import clean
 
     p = prepare(_QUERIES[which])
     raw = p.compiled.where(event, {}, None)  # any JSON value, non-finite floats included: no raise
@@ -151,7 +151,7 @@ def test_hypothesis_compiled_equals_interpreter_and_never_raises(event: dict[str
 @settings(max_examples=100, deadline=None)
 @given(event=_EVENTS, seed=st.integers(min_value=0, max_value=50))
 def test_hypothesis_projection_and_aggregation_never_raise(event: dict[str, Any], seed: int) -> None:
-    from mantis_py.query.replay import replay_rows
+    from mantis_py.query.run.replay import replay_rows
 
     rng = random.Random(seed)
     p = prepare(random_plain_query(rng))

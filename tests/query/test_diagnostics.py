@@ -1,11 +1,11 @@
-"""Tests for mantis_py.query.diagnostics: positions, snippets, suggestions (MQL.md §5.2, §5.3)."""
+"""Tests for mantis_py.query.syntax.diagnostics: positions, snippets, suggestions (MQL.md §5.2, §5.3)."""
 
 from __future__ import annotations
 
 import pytest
 
 from mantis_py.errors import QueryCompileError, QueryLimitError, QuerySyntaxError
-from mantis_py.query.diagnostics import (
+from mantis_py.query.syntax.diagnostics import (
     describe_char,
     describe_token,
     line_column,

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from mql_gen import random_aggregate_query, random_event, random_plain_query
 
-from mantis_py.query.engine import Complete, Notice, Rows, prepare
-from mantis_py.query.projection import project
-from mantis_py.query.replay import replay_rows
-from mantis_py.query.windows import first_replay_window, window_bounds
+from mantis_py.query.run.engine import Complete, Notice, Rows, prepare
+from mantis_py.query.run.replay import replay_rows
+from mantis_py.query.state.projection import project
+from mantis_py.query.state.windows import first_replay_window, window_bounds
 
 
 def _events(rng: random.Random, n: int, t0: float = 1000.0) -> list[tuple[dict[str, Any], float]]:
@@ -90,7 +90,7 @@ def _split_events(text: str, events: list[tuple[dict[str, Any], float]], rng: ra
     for e, t in events:
         i = rng.randrange(agents)
         if sources[i].matches(e, t):
-            from mantis_py.query.runtime import tick_ms
+            from mantis_py.query.compile.runtime import tick_ms
 
             shipped = project(e, a.field_paths, a.field_prefixes, a.star)
             records.append((f"a{i}", {"t": tick_ms(t), "i": f"i-{i}", "s": seqs[i], "e": json.loads(json.dumps(shipped)), "m": sources[i].meta_values()}))
@@ -264,8 +264,8 @@ def test_plain_time_window_at_the_gateway_sorts_by_event_order_and_counts_late()
 
 @pytest.mark.parametrize("seed", range(10))
 def test_split_equals_replay_in_histogram_mode_and_at_value_caps(seed: int) -> None:
-    from mantis_py.query.caps import Caps
-    from mantis_py.query.replay import ReplayEngine
+    from mantis_py.query.run.replay import ReplayEngine
+    from mantis_py.query.state.caps import Caps
 
     caps = Caps(value_cap=3, percentile_exact_max=4)
     rng = random.Random(seed)

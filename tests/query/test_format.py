@@ -1,4 +1,4 @@
-"""Tests for mantis_py.query.format: canonical text and the round trip (MQL.md §8)."""
+"""Tests for mantis_py.query.syntax.format: canonical text and the round trip (MQL.md §8)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query import ast
-from mantis_py.query.format import (
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.format import (
     format_condition,
     format_number,
     format_operand,
@@ -20,7 +20,7 @@ from mantis_py.query.format import (
     format_window,
     is_bare_name,
 )
-from mantis_py.query.parser import FUNCTIONS, parse
+from mantis_py.query.syntax.parser import FUNCTIONS, parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mantis_py.query.engine import prepare
-from mantis_py.query.interpret import Context, eval_condition, project_plain
+from mantis_py.query.compile.interpret import Context, eval_condition, project_plain
+from mantis_py.query.run.engine import prepare
 
 CASES = [json.loads(x) for x in (Path(__file__).parent / "fixtures" / "cases.jsonl").read_text().splitlines() if x.strip()]
 CONDS = [c for c in CASES if c["name"].startswith(("cond ", "regex ", "resolve"))]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query.join import (
+from mantis_py.query.run.join import (
     JoinCore,
     JoinSpec,
     Pair,
@@ -20,8 +20,8 @@ from mantis_py.query.join import (
     brute_force_join,
     overlay,
 )
-from mantis_py.query.parser import parse
-from mantis_py.query.values import equals, resolve
+from mantis_py.query.semantics.values import equals, resolve
+from mantis_py.query.syntax.parser import parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "join_cases.jsonl"
 CASES = [json.loads(line) for line in FIXTURES.read_text().splitlines() if line.strip()]
@@ -293,7 +293,7 @@ def test_resolve_matches_key_of() -> None:
 
 
 def test_replay_stage() -> None:
-    from mantis_py.query.join import ReplayJoin
+    from mantis_py.query.run.join import ReplayJoin
 
     spec = JoinSpec.from_query(parse("select * from play join cdn 5 seconds on sid"))
     assert spec is not None
@@ -310,7 +310,7 @@ def test_replay_stage() -> None:
 
 
 def test_live_stage_records() -> None:
-    from mantis_py.query.join import LiveJoin
+    from mantis_py.query.run.join import LiveJoin
 
     spec = JoinSpec.from_query(parse("select * from play join cdn/log 2 seconds on sid"))
     assert spec is not None
@@ -349,7 +349,7 @@ def test_paired_waiting_events_do_not_pile_up() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_fixture_case_through_replay_stage(case: dict[str, Any]) -> None:
-    from mantis_py.query.join import ReplayJoin
+    from mantis_py.query.run.join import ReplayJoin
 
     spec = JoinSpec.from_query(parse(case["query"]))
     assert spec is not None

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mantis_py.query.engine import Notice, Rows, prepare
-from mantis_py.query.replay import ReplayEngine, replay_rows
+from mantis_py.query.run.engine import Notice, Rows, prepare
+from mantis_py.query.run.replay import ReplayEngine, replay_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 JOIN_CASES = [json.loads(x) for x in (FIXTURES / "join_cases.jsonl").read_text().splitlines() if x.strip()]

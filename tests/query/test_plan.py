@@ -1,4 +1,4 @@
-"""Tests for mantis_py.query.plan: the plan object of MQL.md §7.2."""
+"""Tests for mantis_py.query.semantics.plan: the plan object of MQL.md §7.2."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from mantis_py.query import ast
-from mantis_py.query.analyze import analyze
-from mantis_py.query.plan import plan_json, window_json
+from mantis_py.query.semantics.analyze import analyze
+from mantis_py.query.semantics.plan import plan_json, window_json
+from mantis_py.query.syntax import ast
+from mantis_py.query.syntax.parser import parse
 
 
 def plan(text: str, mode: str = "live") -> dict[str, Any]:
-    parser = pytest.importorskip("mantis_py.query.parser")
-    return plan_json(analyze(parser.parse(text), mode=mode))  # type: ignore[arg-type]
+    return plan_json(analyze(parse(text), mode=mode))  # type: ignore[arg-type]
 
 
 SPEC_EXAMPLE = {
@@ -55,8 +55,7 @@ def test_spec_example_of_7_2() -> None:
 
 
 def test_analysis_plan_method_is_plan_json() -> None:
-    parser = pytest.importorskip("mantis_py.query.parser")
-    a = analyze(parser.parse("select a from x"), mode="replay")
+    a = analyze(parse("select a from x"), mode="replay")
     assert a.plan() == plan_json(a)
 
 

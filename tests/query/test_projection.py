@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from mql_gen import random_aggregate_query, random_event, random_plain_query
 
-from mantis_py.query import ast
-from mantis_py.query.engine import prepare
-from mantis_py.query.projection import project, union_fields
-from mantis_py.query.values import resolve, resolve_star
+from mantis_py.query.run.engine import prepare
+from mantis_py.query.semantics.values import resolve, resolve_star
+from mantis_py.query.state.projection import project, union_fields
+from mantis_py.query.syntax import ast
 
 
 def _properties(node: Any) -> list[ast.Property]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mantis_py.query.engine import prepare
-from mantis_py.query.replay import ReplayEngine, replay_rows
+from mantis_py.query.run.engine import prepare
+from mantis_py.query.run.replay import ReplayEngine, replay_rows
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "cases.jsonl").read_text().splitlines() if line.strip()]
 
@@ -80,7 +80,7 @@ def test_order_by_without_window_sorts_at_end() -> None:
 
 
 def test_group_cap_folds_into_other() -> None:
-    from mantis_py.query.caps import Caps
+    from mantis_py.query.state.caps import Caps
 
     p = prepare("select k, count(*) as n from s group by k", mode="replay")
     out: list[Any] = []
@@ -94,7 +94,7 @@ def test_group_cap_folds_into_other() -> None:
 
 
 def test_row_cap_truncates_plain_window() -> None:
-    from mantis_py.query.caps import Caps
+    from mantis_py.query.state.caps import Caps
 
     p = prepare("select a from s window 10", mode="replay")
     out: list[Any] = []
@@ -172,7 +172,7 @@ def test_feed_batch_equals_feed(seed: int) -> None:
 
 
 def test_value_cap_notice_in_replay() -> None:
-    from mantis_py.query.caps import Caps
+    from mantis_py.query.state.caps import Caps
 
     p = prepare("select list(a) as l, count(distinct a) as d from s window 10", mode="replay")
     out: list[Any] = []

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mantis_py.query.ast import Sample
-from mantis_py.query.sampling import random_keep, sticky_bucket, sticky_data, sticky_keep
+from mantis_py.query.state.sampling import random_keep, sticky_bucket, sticky_data, sticky_keep
+from mantis_py.query.syntax.ast import Sample
 
 VECTORS: list[tuple[list[Any], str, str, str, int]] = [
     (["s-1001"], "0", "s-1001\x1f0", "71099819cd3dc263", 3763),

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mantis_py.query.windows import (
+from mantis_py.query.state.windows import (
     first_live_window,
     first_replay_window,
     window_bounds,

@@ -64,7 +64,9 @@ def test_cancel_of_unknown_id_is_harmless() -> None:
 
 def test_connection_level_error_is_always_legal() -> None:
     gw = ClientLink("gateway")
-    gw.send(Error(id=None, error={"message": "rate limited"}))
+    assert gw.send(Error(id=None, error={"message": "rate limited"}))  # the encoded frame
+    assert gw.queries == {}  # it ends no query
+    assert not gw.closed  # and not the link
 
 
 def test_wrong_direction_is_refused() -> None:

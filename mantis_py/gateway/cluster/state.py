@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...query.windows import window_bounds
+from ...query.state.windows import window_bounds
 
 __all__ = ["ClusterState", "Lease", "rendezvous", "subject_token"]
 

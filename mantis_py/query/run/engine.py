@@ -1,0 +1,779 @@
+"""Running a query live: ``prepare`` and the agent/gateway halves (docs/mql.md#windows).
+
+Theory of operation:
+- :func:`prepare` parses, analyses and compiles a query once (cached) into a
+  :class:`PreparedQuery`. Everything here is pure: time comes in as ``now`` / ``t`` (float seconds
+  since the epoch), randomness as a ``random.Random``.
+- The **agent half** is a :class:`SourceRunner` (``p.source(...)``). In ``events`` mode the agent
+  calls ``matches(event, t)`` (SAMPLE + WHERE) and ships the projected event itself. In ``partials``
+  mode it calls ``offer(event, t)``, which folds the event into the group table of each of its
+  windows, and ``poll(now)``, which hands back one JSON-able part per window that ended, empty ones
+  included (§4.1).
+- The **gateway half** is a :class:`Merger` (``p.merger(...)``). It merges parts (or cuts windows
+  from shipped events), applies HAVING, ORDER BY and LIMIT, and emits each window once, in order,
+  when every expected agent reported or at ``end + grace`` (§3.8.4). ``poll(now)`` returns
+  :class:`Rows`, :class:`Notice` and :class:`Complete` outputs.
+- Order keys (§3.17) are tuples: live ``(t_ms, instance, seq)``; replay ``(line,)``; count windows
+  at the gateway use the arrival order.
+- Evaluation never raises (§3.1): every per-event call is wrapped; failures count in ``errors``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..compile.compiler import CompiledQuery, compile_query
+from ..compile.runtime import tick_ms
+from ..semantics.analysis import Analysis
+from ..state.caps import DEFAULT_CAPS, Caps
+from ..state.sampling import random_keep, sticky_keep
+from ..state.windows import first_live_window, window_bounds, window_indices, window_indices_ms
+from ..syntax import ast
+from .anomaly import ANOMALOUS, AnomalyRunner
+from .groups import AggPlan, GroupTable
+from .join import JoinSpec, LiveJoin
+
+__all__ = [
+    "Complete",
+    "Merger",
+    "Notice",
+    "Output",
+    "PreparedQuery",
+    "Rows",
+    "SourceRunner",
+    "finish_aggregate",
+    "finish_plain",
+    "prepare",
+]
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """The rows of one window (``window`` is ``(start, end)`` in seconds), of count window
+    ``count`` (1-based, ``window`` None) or, for an un-windowed query, a batch of rows (both None)."""
+
+    window: tuple[int, int] | None
+    rows: list[dict[str, Any]]
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A run-time notice (§5.6). ``detail`` is a short text such as ``"57 events"``; ``value`` the
+    number in it; ``window``/``count`` the scope (both None: the whole result)."""
+
+    name: str
+    detail: str
+    value: int = 0
+    window: tuple[int, int] | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """The query ended; ``reason`` is ``"limit"``."""
+
+    reason: str
+
+
+Output = Rows | Notice | Complete
+
+_UNITS = {
+    "groups-folded": "events",
+    "values-truncated": "values",
+    "rows-truncated": "rows",
+    "percentile-clamped": "values",
+    "evaluation-errors": "errors",
+    "late": "late",
+    "join-unpaired": "events",
+    "join-evicted": "events",
+    "anomaly-groups-evicted": "groups",
+}
+
+
+def make_notice(name: str, n: int, window: tuple[int, int] | None = None, count: int | None = None) -> Notice:
+    unit = _UNITS.get(name, "")
+    detail = f"{n} {unit}".strip() if name != "coverage" else str(n)
+    return Notice(name, detail, n, window, count)
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def _stable_sort(items: list[Any], keys: list[tuple[Any, ...]], desc: tuple[bool, ...]) -> list[Any]:
+    idx = list(range(len(items)))
+    for i in range(len(desc) - 1, -1, -1):
+        column = [k[i] for k in keys]
+        idx.sort(key=column.__getitem__, reverse=desc[i])
+    return [items[n] for n in idx]
+
+
+def finish_aggregate(
+    cq: CompiledQuery, plan: AggPlan, table: GroupTable, limit: int | None,
+    anomaly: AnomalyRunner | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """ANOMALY, HAVING, ORDER BY and LIMIT over a table's rows -> (output rows, evaluation
+    errors). ANOMALY (docs/mql.md#join-and-anomaly) steps its estimates over every row, before HAVING."""
+    pairs: list[Any] = table.rows()
+    flags: dict[int, bool] | None = None
+    if anomaly is not None:
+        flags = {id(p[0]): f for p, f in zip(pairs, anomaly.flags(pairs), strict=True)}
+    errors = 0
+    if cq.having is not None:
+        kept = []
+        for vals, keys in pairs:
+            try:
+                ok = cq.having(vals, keys)
+            except Exception:
+                errors += 1
+                ok = False
+            if ok:
+                kept.append((vals, keys))
+        pairs = kept
+    if cq.order_row is not None and len(pairs) > 1:
+        sk = []
+        for vals, keys in pairs:
+            try:
+                sk.append(cq.order_row(vals, keys))
+            except Exception:
+                errors += 1
+                sk.append(((0,),) * len(cq.order_desc))
+        pairs = _stable_sort(pairs, sk, cq.order_desc)
+    if limit is not None:
+        pairs = pairs[:limit]
+    visible = plan.visible
+    if flags is not None:
+        return [{**{name: vals[j] for j, name in visible}, ANOMALOUS: flags[id(vals)]}
+                for vals, _ in pairs], errors
+    return [{name: vals[j] for j, name in visible} for vals, _ in pairs], errors
+
+
+def finish_plain(
+    cq: CompiledQuery, items: list[tuple[Any, dict[str, Any]]], limit: int | None, row_cap: int,
+    anomaly: AnomalyRunner | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """ANOMALY, ORDER BY, LIMIT and ROW_CAP over a plain window's ``(sort keys, row)`` items in
+    event order -> (rows, number of rows dropped by the cap)."""
+    if anomaly is not None and items:
+        marked = anomaly.mark_rows([row for _, row in items])
+        items = [(sk, row) for (sk, _), row in zip(items, marked, strict=True)]
+    if cq.order_event is not None and len(items) > 1:
+        items = _stable_sort(items, [k for k, _ in items], cq.order_desc)
+    if limit is not None:
+        items = items[:limit]
+    dropped = max(0, len(items) - row_cap)
+    if dropped:
+        items = items[:row_cap]
+    return [row for _, row in items], dropped
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _window_params(q: ast.Query) -> tuple[int, int] | None:
+    w = q.window
+    if isinstance(w, ast.TimeWindow):
+        return int(w.length), int(w.every)
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedQuery:
+    """A checked, compiled query. See docs/architecture.md."""
+
+    analysis: Analysis
+    compiled: CompiledQuery
+    sources: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def canonical(self) -> str:
+        return self.analysis.canonical
+
+    @property
+    def kind(self) -> str:
+        return self.analysis.kind
+
+    @property
+    def ships(self) -> str:
+        return self.analysis.ships
+
+    @property
+    def completes(self) -> bool:
+        return self.analysis.completes
+
+    @property
+    def mode(self) -> str:
+        return self.analysis.mode
+
+    @property
+    def limit(self) -> int | None:
+        lim = self.analysis.query.limit
+        return int(lim) if lim is not None else None
+
+    @property
+    def time_window(self) -> tuple[int, int] | None:
+        """``(length, every)`` for a time window, else None."""
+        return _window_params(self.analysis.query)
+
+    @property
+    def count_window(self) -> int | None:
+        w = self.analysis.query.window
+        return int(w.size) if isinstance(w, ast.CountWindow) else None
+
+    def plan(self) -> dict[str, Any]:
+        """The JSON object ``mantis-py check`` prints (docs/mql.md#commands)."""
+        return self.analysis.plan()
+
+    def agg_plan(self, caps: Caps = DEFAULT_CAPS) -> AggPlan:
+        cq = self.compiled
+        return AggPlan.build(self.analysis, cq.args, cq.group, caps)
+
+    def filter(self, events: list[Any], meta: dict[str, Any] | None = None) -> list[Any]:
+        """The events that pass WHERE (no SAMPLE, ``tick()`` as null), in one generated loop.
+
+        A fast path for batches; evaluation errors fall back to one event at a time, and an event
+        whose evaluation fails does not match.
+        """
+        cq = self.compiled
+        m = meta or {}
+        try:
+            return cq.where_batch(events, m, None)  # type: ignore[misc,no-any-return]
+        except Exception:
+            out = []
+            for e in events:
+                try:
+                    if cq.where(e, m, None):
+                        out.append(e)
+                except Exception:
+                    pass
+            return out
+
+    def source(
+        self,
+        *,
+        app: str,
+        stream: str = "default",
+        instance: str = "",
+        zone: str | None = None,
+        rng: random.Random | None = None,
+        caps: Caps = DEFAULT_CAPS,
+    ) -> SourceRunner:
+        """The agent part of this query for one agent instance and stream."""
+        return SourceRunner(self, app, stream, instance, zone, rng or random.Random(), caps)
+
+    def merger(self, *, start: float, grace: float = 5.0, caps: Caps = DEFAULT_CAPS) -> Merger:
+        """The gateway part of this query, accepted at ``start`` (T0 of §3.8.4)."""
+        return Merger(self, start, grace, caps)
+
+
+_PREPARED: dict[tuple[str, str, frozenset[str] | None], PreparedQuery] = {}
+
+
+def prepare(text: str, mode: str = "replay", apps: Collection[str] | None = None) -> PreparedQuery:
+    """Parse, analyse and compile ``text`` (cached).
+
+    Raises:
+        QueryError: the query is rejected (syntax, semantic or limit error, docs/mql.md#errors).
+    """
+    key = (text, mode, None if apps is None else frozenset(apps))
+    hit = _PREPARED.get(key)
+    if hit is not None:
+        return hit
+    from ..semantics.analyze import analyze
+    from ..syntax.parser import parse
+
+    a = analyze(parse(text), mode=mode, apps=apps)  # type: ignore[arg-type]
+    cq = compile_query(a)
+    joined = tuple(s for j in a.query.joins for s in j.sources)  # JOIN sources run SAMPLE too
+    sources = tuple((s.app, s.stream or "default") for s in (*a.query.sources, *joined))
+    p = PreparedQuery(a, cq, sources)
+    if len(_PREPARED) >= 1024:
+        _PREPARED.clear()
+    _PREPARED[key] = p
+    return p
+
+
+# --------------------------------------------------------------------------- agent side
+
+
+def _always(event: Any, meta: Any, tk: Any) -> bool:
+    return True
+
+
+class SourceRunner:
+    """The agent part of one query on one agent (see the module docstring). Pure."""
+
+    def __init__(
+        self, p: PreparedQuery, app: str, stream: str, instance: str, zone: str | None,
+        rng: random.Random, caps: Caps,
+    ) -> None:
+        self.prepared = p
+        self.instance = instance
+        self.caps = caps
+        self.errors = 0
+        self.late = 0
+        all_meta = {"_app": app, "_instance": instance, "_zone": zone, "_stream": stream}
+        self._meta = {k: all_meta[k] for k in p.analysis.meta_fields if k in all_meta}
+        cq = p.compiled
+        self._cq = cq
+        # a JOIN query filters joined rows at the gateway: its agents run SAMPLE only (§3.19)
+        self._where = cq.where if not p.analysis.query.joins else _always
+        self._uses_tick = cq.uses_tick
+        sample = p.analysis.query.sample
+        self._sample = sample
+        self._rng = rng
+        self._sticky = cq.sticky_keys
+        self._window = p.time_window
+        self._next_k: int | None = None
+        self._windows: dict[int, GroupTable] = {}
+        self._seq = 0
+        self._plan = p.agg_plan(caps) if p.ships == "partials" else None
+
+    def meta_values(self) -> dict[str, Any]:
+        """The meta fields this query references, with their values (``{}`` for most queries)."""
+        return dict(self._meta)
+
+    def _keep(self, event: Any, tk: Any) -> bool:
+        s = self._sample
+        if s is None:
+            return True
+        if s.strategy == "STICKY":
+            assert self._sticky is not None
+            return sticky_keep(self._sticky(event, self._meta, tk), s)
+        return random_keep(self._rng, s)
+
+    def matches(self, event: Any, t: float) -> bool:
+        """SAMPLE + WHERE (events mode). Never raises: an evaluation error counts and is False."""
+        try:
+            tk = tick_ms(t) if self._uses_tick else None
+            if self._sample is not None and not self._keep(event, tk):
+                return False
+            return bool(self._where(event, self._meta, tk))
+        except Exception:
+            self.errors += 1
+            return False
+
+    def start(self, now: float) -> None:
+        """Partials: the first window is the first one starting at or after ``now``."""
+        if self._window is not None:
+            self._next_k = first_live_window(now, *self._window)
+
+    def offer(self, event: Any, t: float) -> None:
+        """Partials: SAMPLE + WHERE + fold into the partial states of the event's windows."""
+        if self._plan is None or self._window is None:
+            return
+        try:
+            if self._next_k is None:
+                self.start(t)
+            tk = tick_ms(t)
+            if self._sample is not None and not self._keep(event, tk):
+                return
+            if not self._where(event, self._meta, tk):
+                return
+            ks = window_indices(t, *self._window)
+            if not ks:
+                return
+            ok = (tk, self.instance, self._seq)
+            self._seq += 1
+            nk = self._next_k
+            for k in ks:
+                if k < nk:  # type: ignore[operator]
+                    continue
+                table = self._windows.get(k)
+                if table is None:
+                    table = self._windows[k] = GroupTable(self._plan)
+                table.add(event, self._meta, tk, ok)
+            if ks[-1] < nk:  # type: ignore[operator]
+                self.late += 1
+        except Exception:
+            self.errors += 1
+
+    def poll(self, now: float) -> list[dict[str, Any]]:
+        """Partials: one JSON-able part per window whose end ≤ ``now`` (empty windows too)."""
+        if self._plan is None or self._window is None or self._next_k is None:
+            return []
+        n, m = self._window
+        out = []
+        while True:
+            k = self._next_k
+            start, end = window_bounds(k, n, m)
+            if end > now:
+                break
+            table = self._windows.pop(k, None)
+            if table is None:
+                part: dict[str, Any] = {"groups": [], "other": None, "folded": 0}
+            else:
+                part = table.encode()
+            part["k"] = k
+            part["window"] = [start, end]
+            part["errors"] = self.errors
+            out.append(part)
+            self._next_k = k + 1
+        return out
+
+
+# --------------------------------------------------------------------------- gateway side
+
+
+@dataclass(slots=True)
+class _Agent:
+    added: float
+    removed: float | None = None
+
+
+class Merger:
+    """The gateway part of one query (see the module docstring). Pure."""
+
+    def __init__(self, p: PreparedQuery, start: float, grace: float, caps: Caps) -> None:
+        self.prepared = p
+        self.caps = caps
+        self.grace = grace
+        self._cq = p.compiled
+        self._a = p.analysis
+        self._limit = p.limit
+        self._window = p.time_window
+        self._count = p.count_window
+        self._agents: dict[str, list[_Agent]] = {}
+        self._out: list[Output] = []
+        self._done = False
+        self._late = 0
+        self._dropped_after_complete = 0
+        self._errors = 0
+        self._emitted_rows = 0
+        self._emitted_windows = 0
+        self._coverage = (0, 0)
+        self._plan = p.agg_plan(caps) if p.kind == "aggregate" else None
+        self._next_k = first_live_window(start, *self._window) if self._window else 0
+        # per time window k: partials -> [GroupTable, reported agent ids]; events -> [items]
+        self._tables: dict[int, GroupTable] = {}
+        self._reported: dict[int, set[str]] = {}
+        self._items: dict[int, list[Any]] = {}
+        # count windows
+        self._arrival = 0
+        self._count_n = 0
+        self._count_k = 1
+        self._count_table: GroupTable | None = None
+        self._count_items: list[Any] = []
+        self._pending_rows: list[dict[str, Any]] = []
+        # JOIN runs here, then WHERE on the joined rows (§3.19); ANOMALY after SELECT
+        spec = JoinSpec.from_query(self._a.query)
+        self._join = LiveJoin(spec) if spec is not None else None
+        self._anomaly = AnomalyRunner.for_query(self._a)
+        # The raw-rows hot path: a plain query with no WINDOW, LIMIT, JOIN or ANOMALY only
+        # projects each shipped event and queues the row (see receive_events).
+        self._stream_rows = (
+            self._a.kind == "plain" and self._window is None and self._count is None
+            and self._limit is None and self._join is None and self._anomaly is None
+        )
+
+    # ---------------------------------------------------------------- agents
+
+    def add_agent(self, agent_id: str, now: float) -> None:
+        """An agent started running the query at ``now``."""
+        self._agents.setdefault(agent_id, []).append(_Agent(now))
+
+    def remove_agent(self, agent_id: str, now: float) -> None:
+        """An agent stopped running the query (disconnected or unsubscribed) at ``now``."""
+        for rec in self._agents.get(agent_id, ()):
+            if rec.removed is None:
+                rec.removed = now
+
+    def _expected(self, start: float, end: float) -> tuple[set[str], set[str]]:
+        """(agents that ran the query for the whole window, those among them still connected)."""
+        expected, waiting = set(), set()
+        for aid, recs in self._agents.items():
+            for rec in recs:
+                if rec.added <= start and (rec.removed is None or rec.removed >= end):
+                    expected.add(aid)
+                    if rec.removed is None:
+                        waiting.add(aid)
+                elif rec.added <= start and rec.removed is not None and rec.removed > start:
+                    expected.add(aid)
+        return expected, waiting
+
+    # ---------------------------------------------------------------- input
+
+    def receive_part(self, agent_id: str, part: dict[str, Any], now: float) -> None:
+        """Merge one agent's part (from ``SourceRunner.poll``)."""
+        if self._done:
+            self._dropped_after_complete += 1
+            return
+        if self._plan is None:
+            return
+        try:
+            k = int(part["k"])
+        except Exception:
+            self._errors += 1
+            return
+        if k < self._next_k:
+            self._late += 1
+            return
+        table = self._tables.get(k)
+        if table is None:
+            table = self._tables[k] = GroupTable(self._plan)
+        try:
+            table.merge_encoded(part)
+        except Exception:
+            self._errors += 1
+        self._reported.setdefault(k, set()).add(agent_id)
+
+    def receive_events(self, agent_id: str, records: list[dict[str, Any]], now: float) -> None:
+        """Shipped events: ``{"t": ms, "i": instance, "s": seq, "e": event, "m": meta}``."""
+        cq = self._cq
+        if self._stream_rows and not self._done:
+            project = cq.project
+            assert project is not None
+            append = self._pending_rows.append
+            before = len(self._pending_rows)
+            for rec in records:
+                try:
+                    append(project(rec["e"], rec.get("m") or {}, rec["t"]))
+                except Exception:
+                    self._errors += 1
+            self._emitted_rows += len(self._pending_rows) - before
+            return
+        if self._join is not None:
+            records = self._joined(records)
+        for rec in records:
+            if self._done:
+                self._dropped_after_complete += 1
+                continue
+            try:
+                t_ms = rec["t"]
+                e = rec["e"]
+                m = rec.get("m") or {}
+                ok: tuple[Any, ...] = (t_ms, rec.get("i", agent_id), rec.get("s", 0))
+                if "j" in rec:  # a joined record: the A event's order key breaks ties
+                    ok = (*ok, rec["j"])
+                if self._a.kind == "plain":
+                    self._plain_event(cq, e, m, t_ms, ok)
+                elif self._window is not None:
+                    self._time_aggregate_event(e, m, t_ms, ok)
+                else:
+                    self._count_aggregate_event(e, m, t_ms)
+            except Exception:
+                self._errors += 1
+
+    def _joined(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """JOIN the shipped records of both sources, then WHERE on the joined rows."""
+        join = self._join
+        assert join is not None
+        where = self._cq.where
+        out: list[dict[str, Any]] = []
+        for rec in records:
+            try:
+                for j in join.offer_record(rec):
+                    try:
+                        if where(j["e"], j["m"], j["t"]):
+                            out.append(j)
+                    except Exception:
+                        self._errors += 1
+            except Exception:
+                self._errors += 1
+        return out
+
+    def _time_aggregate_event(self, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
+        """A time-windowed aggregate over shipped events (a JOIN query): fold at the gateway."""
+        assert self._plan is not None
+        ks = window_indices_ms(t_ms, *self._window)  # type: ignore[misc]
+        if not ks:
+            return
+        live = [k for k in ks if k >= self._next_k]
+        if not live:
+            self._late += 1
+            return
+        for k in live:
+            table = self._tables.get(k)
+            if table is None:
+                table = self._tables[k] = GroupTable(self._plan)
+            table.add(e, m, t_ms, ok)
+
+    def _plain_event(self, cq: CompiledQuery, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
+        assert cq.project is not None
+        row = cq.project(e, m, t_ms)
+        if self._window is None and self._count is None:
+            if self._anomaly is not None:
+                row = self._anomaly.mark_rows([row])[0]
+            self._pending_rows.append(row)
+            self._emitted_rows += 1
+            if self._limit is not None and self._emitted_rows >= self._limit:
+                self._flush_pending()
+                self._complete()
+            return
+        sk = cq.order_event(e, m, t_ms) if cq.order_event is not None else None
+        if self._count is not None:
+            self._count_items.append((sk, row))
+            if len(self._count_items) >= self._count:
+                self._emit_count_plain()
+            return
+        ks = window_indices_ms(t_ms, *self._window)  # type: ignore[misc]
+        if not ks:
+            return
+        live = [k for k in ks if k >= self._next_k]
+        if not live:
+            self._late += 1
+            return
+        for k in live:
+            self._items.setdefault(k, []).append((ok, sk, row))
+
+    def _count_aggregate_event(self, e: Any, m: Any, t_ms: int) -> None:
+        assert self._plan is not None
+        if self._count is None:
+            return
+        if self._count_table is None:
+            self._count_table = GroupTable(self._plan)
+        self._arrival += 1
+        self._count_table.add(e, m, t_ms, (self._arrival,))
+        self._count_n += 1
+        if self._count_n >= self._count:
+            self._emit_count_aggregate()
+
+    # ---------------------------------------------------------------- output
+
+    def _complete(self) -> None:
+        if not self._done:
+            self._done = True
+            self._out.append(Complete("limit"))
+
+    def _flush_pending(self) -> None:
+        if self._pending_rows:
+            self._out.append(Rows(None, self._pending_rows))
+            self._pending_rows = []
+
+    def _emit_notices(self, notices: dict[str, int], window: tuple[int, int] | None, count: int | None) -> None:
+        for name, n in notices.items():
+            if n:
+                self._out.append(make_notice(name, n, window, count))
+
+    def _emit_count_plain(self) -> None:
+        items, self._count_items = self._count_items, []
+        rows, dropped = finish_plain(self._cq, items, self._limit, self.caps.row_cap, self._anomaly)
+        k = self._count_k
+        self._count_k += 1
+        self._out.append(Rows(None, rows, k))
+        self._emit_notices({"rows-truncated": dropped}, None, k)
+
+    def _emit_count_aggregate(self) -> None:
+        assert self._plan is not None
+        assert self._count_table is not None
+        table, self._count_table = self._count_table, None
+        self._count_n = 0
+        k = self._count_k
+        self._count_k += 1
+        completes = not self._a.query.group_by
+        rows, errs = finish_aggregate(self._cq, self._plan, table, None if completes else self._limit,
+                                      self._anomaly)
+        self._out.append(Rows(None, rows, k))
+        self._emit_notices({**table.notices(), "evaluation-errors": errs}, None, k)
+        if completes and rows:
+            self._emitted_windows += 1
+            if self._limit is not None and self._emitted_windows >= self._limit:
+                self._complete()
+
+    def _emit_window(self, k: int, now: float) -> None:
+        n, m = self._window  # type: ignore[misc]
+        bounds = window_bounds(k, n, m)
+        notices: dict[str, int] = {}
+        expected, _ = self._expected(*bounds)
+        reported = self._reported.pop(k, set())
+        if self._plan is not None:
+            table = self._tables.pop(k, None) or GroupTable(self._plan)
+            rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit_per_window(),
+                                          self._anomaly)
+            notices.update(table.notices())
+            notices["evaluation-errors"] = errs
+            if self.prepared.ships == "partials":
+                self._coverage = (len(reported & expected), len(expected))
+                if len(reported & expected) < len(expected):
+                    notices["coverage"] = 0
+        else:
+            items = self._items.pop(k, [])
+            items.sort(key=lambda x: x[0])
+            rows, dropped = finish_plain(
+                self._cq, [(sk, row) for _, sk, row in items], self._limit, self.caps.row_cap,
+                self._anomaly,
+            )
+            notices["rows-truncated"] = dropped
+        notices.update(self._stage_notices())
+        if self._late:
+            notices["late"] = self._late
+            self._late = 0
+        # agents that left before this window started can never be expected again
+        for aid in list(self._agents):
+            recs = [r for r in self._agents[aid] if r.removed is None or r.removed >= bounds[0]]
+            if recs:
+                self._agents[aid] = recs
+            else:
+                del self._agents[aid]
+        self._out.append(Rows(bounds, rows))
+        if self._a.kind == "aggregate" and not self._a.query.group_by and rows:
+            self._emitted_windows += 1  # a window that HAVING drops does not count (§3.12)
+        for name, v in notices.items():
+            if name == "coverage":
+                rep, exp = self._coverage
+                self._out.append(Notice("coverage", f"{rep}/{exp} agents", rep, bounds))
+            elif v:
+                self._out.append(make_notice(name, v, bounds))
+        if (
+            self._limit is not None
+            and self.prepared.completes
+            and self._emitted_windows >= self._limit
+        ):
+            self._complete()
+
+    def _limit_per_window(self) -> int | None:
+        # a non-grouped aggregate's LIMIT counts windows, not rows (§3.12)
+        if self._a.kind == "aggregate" and not self._a.query.group_by:
+            return None
+        return self._limit
+
+    def _stage_notices(self) -> dict[str, int]:
+        """Losses of the JOIN and ANOMALY stages since the last call."""
+        out: dict[str, int] = {}
+        if self._join is not None:
+            out.update(self._join.take_notices())
+        if self._anomaly is not None:
+            out.update(self._anomaly.take_notices())
+        return out
+
+    def poll(self, now: float) -> list[Output]:
+        """Everything ready to send at ``now``: rows, notices, completion."""
+        if self._join is not None:
+            # the join clock trails the gateway's by the grace period (agent clocks, batching)
+            self._join.advance_ms(int((now - self.grace) * 1000))
+        if self._window is not None and not self._done:
+            n, m = self._window
+            while not self._done:
+                k = self._next_k
+                start, end = window_bounds(k, n, m)
+                if now < end:
+                    break
+                if now < end + self.grace:
+                    if self.prepared.ships != "partials":
+                        break
+                    expected, waiting = self._expected(start, end)
+                    if not expected or not waiting <= self._reported.get(k, set()):
+                        break
+                self._emit_window(k, now)
+                self._next_k = k + 1
+        self._flush_pending()
+        if self._window is None and (self._join is not None or self._anomaly is not None):
+            self._emit_notices(self._stage_notices(), None, None)
+        out, self._out = self._out, []
+        return out
+
+    def statistics(self) -> dict[str, Any]:
+        """Coverage of the last window and drop counters."""
+        rep, exp = self._coverage
+        return {
+            "coverage": {"reporting": rep, "expected": exp},
+            "dropped": {"late": self._late, "after-complete": self._dropped_after_complete},
+            "errors": self._errors,
+            "done": self._done,
+        }

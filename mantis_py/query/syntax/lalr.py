@@ -1,0 +1,172 @@
+"""The lark adapter: the only module that imports lark.
+
+``parser.py`` drives lark's LALR(1) tables by hand, one token at a time, so that each word can be
+classified by what the grammar accepts at that point (keywords are not reserved). That needs
+lark's parse table and its ``ParserState`` (lark 1.3: ``lark.parsers.lalr_analysis.Shift``,
+``lark.parsers.lalr_parser_state``), which are not lark's documented public API; everything that
+touches them is here, and ``pyproject.toml`` pins lark to the minor versions tested with it.
+
+What the parser gets:
+
+- :func:`load` -> :class:`Tables`: the state table (``state -> {terminal: (action, arg)}``), the
+  start and end states, and ``id(rule) -> (length, nonterminal, callback)`` with the reduction
+  callbacks bound to the parser's builder;
+- :data:`SHIFT`: compare ``action is SHIFT`` in the inlined LALR step;
+- :func:`new_token` (and :class:`Tok`): a token carrying a decoded ``payload``;
+- :class:`Snapshot` plus :func:`accepts` and :func:`probe`: what the parser accepts in a state,
+  and what it would hold after one more token (used only to build error messages);
+- :data:`DriverError`: lark's base exception, for the one "cannot happen" path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from copy import copy
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token
+from lark.exceptions import LarkError, UnexpectedInput
+from lark.lexer import Lexer
+from lark.parsers.lalr_analysis import Shift
+from lark.parsers.lalr_parser_state import ParseConf, ParserState
+
+__all__ = ["SHIFT", "DriverError", "Snapshot", "Tables", "Tok", "accepts", "load", "new_token", "probe"]
+
+SHIFT: Any = Shift
+"""The action tag of a shift in :attr:`Tables.states` (anything else is a reduce)."""
+
+DriverError = LarkError
+"""lark's base exception; user input never raises it (the parser checks each token first)."""
+
+
+class Tok(Token):
+    """A lark token that also carries the decoded value (``payload``) of the raw token."""
+
+    payload: Any
+    start_pos: int  # always set by new_token
+    end_pos: int
+
+
+_NO_LEXER: Any = None  # tokens are fed by hand; ParserState never touches its lexer
+
+
+def new_token(ttype: str, text: str, start: int, end: int, payload: Any) -> Tok:
+    """A token without lark's keyword-argument constructor (it dominates the parse time)."""
+    tok = str.__new__(Tok, text)
+    tok.type = ttype
+    tok.value = text
+    tok.start_pos = start
+    tok.end_pos = end
+    tok.line = tok.column = tok.end_line = tok.end_column = None
+    tok.payload = payload
+    return tok
+
+
+class _NoLexer(Lexer):
+    """Tokens are fed by hand; lark never lexes."""
+
+    def __init__(self, lexer_conf: Any) -> None:
+        pass
+
+    def lex(self, lexer_state: Any, parser_state: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _callback(rule: Any, builder: object) -> Any:
+    """The reduction callback for one grammar rule, doing what lark's tree builder would do
+    (drop ``_X`` terminals, splice ``_rule`` children, inline ``?rule`` with one child) with
+    less overhead per reduction. ``builder`` has one method per rule name or alias."""
+    f = getattr(builder, rule.alias or rule.origin.name, None)
+    spec = [
+        (i, not sym.is_term and sym.name.startswith("_"))
+        for i, sym in enumerate(rule.expansion)
+        if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out)
+    ]
+    expand1 = bool(rule.options.expand1) and not rule.alias
+    if f is None and not (expand1 or rule.origin.name.startswith("_")):  # pragma: no cover
+        raise AssertionError(f"no builder for rule {rule.origin.name}")
+    if f is not None and len(spec) == len(rule.expansion) and not any(e for _, e in spec):
+        if expand1:
+            return lambda c: c[0] if len(c) == 1 else f(c)
+        return f
+
+    def callback(c: list[Any]) -> Any:
+        out: list[Any] = []
+        for i, splice in spec:
+            if splice:
+                out.extend(c[i])
+            else:
+                out.append(c[i])
+        if expand1 and len(out) == 1:
+            return out[0]
+        return out if f is None else f(out)
+
+    return callback
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The LALR tables with the builder's callbacks bound."""
+
+    conf: ParseConf[Any]
+    states: dict[int, dict[str, tuple[Any, Any]]]
+    start_state: int
+    end_state: int
+    rules: dict[int, tuple[int, str, Callable[[list[Any]], Any]]]
+    """``id(rule)`` -> (expansion length, nonterminal name, callback). Keyed by identity:
+    hashing a lark Rule hashes its whole expansion."""
+
+
+def load(package: str, grammar_file: str, builder: object) -> Tables:
+    """Build the LALR(1) tables of ``grammar_file`` (a resource of ``package``), strict about
+    conflicts, with reductions calling ``builder``."""
+    grammar = resources.files(package).joinpath(grammar_file).read_text("utf-8")
+    lark = Lark(grammar, parser="lalr", lexer=_NoLexer, strict=True)
+    conf: ParseConf[Any] = copy(lark.parse_interactive("").parser_state.parse_conf)
+    callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
+    conf.callbacks = callbacks
+    rules = {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
+    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The parser's stacks at one point (copied on use: probing never changes the parse)."""
+
+    tables: Tables
+    state_stack: list[Any]
+    value_stack: list[Any]
+
+
+def _state(snap: Snapshot, conf: ParseConf[Any]) -> ParserState[Any]:
+    return ParserState(conf, _NO_LEXER, list(snap.state_stack), list(snap.value_stack))
+
+
+def accepts(snap: Snapshot) -> set[str]:
+    """The terminals that really advance the parser from ``snap`` (exact, unlike the LALR
+    lookaheads of its state)."""
+    conf = copy(snap.tables.conf)
+    conf.callbacks = {}
+    out: set[str] = set()
+    for t in conf.states[snap.state_stack[-1]]:
+        if not t.isupper():
+            continue
+        try:
+            _state(snap, conf).feed_token(Token(t, ""), t == "$END")
+        except (UnexpectedInput, AssertionError, LarkError):
+            continue
+        out.add(t)
+    return out
+
+
+def probe(snap: Snapshot, tok: Tok) -> list[Any] | None:
+    """The value stack after feeding ``tok`` at ``snap`` (reductions run), or None when the
+    grammar does not accept ``tok`` there."""
+    st = _state(snap, snap.tables.conf)
+    try:
+        st.feed_token(tok)
+    except (UnexpectedInput, AssertionError, LarkError):
+        return None
+    return list(st.value_stack)

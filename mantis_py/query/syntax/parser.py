@@ -1,0 +1,809 @@
+"""MQL text -> :class:`ast.Query` (docs/mql.md#text-and-tokens), with the syntax errors of
+docs/mql.md#errors.
+
+Theory of operation:
+- ``lexer.tokenize`` turns the text into raw tokens (words are not classified yet).
+- One cached lark LALR(1) parser (``grammar.lark``) is driven token by token through its
+  ``ParserState``. Before each word is fed, the parse table says which terminals the grammar
+  accepts at that point, and the word is classified accordingly (keywords are not reserved,
+  §2.12): the same word ``from`` is the FROM keyword after a select item and a property name
+  where an operand is expected.
+- The grammar's reductions call :class:`_Builder` directly (lark's ``transformer=`` option with
+  LALR), so no parse tree is built and nothing recurses in proportion to the input.
+- When a token is not accepted, :meth:`_Parse.fail` turns the parser state into one precise
+  error: E113/E114/E118/E120/E122/E124/E125 where they apply, otherwise E101 (end of query) or
+  E102 with the ``expected`` list built from what the parser accepts there.
+
+lark itself is behind ``lalr.py`` (the only module that imports it); its exceptions never leave
+this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from mantis_py.errors import QueryError
+from mantis_py.query.syntax import ast, lalr
+from mantis_py.query.syntax.diagnostics import describe_token, line_column, query_error, suggest
+from mantis_py.query.syntax.lexer import (
+    WHITESPACE,
+    RawToken,
+    classify_number,
+    percentage_sample,
+    tokenize,
+)
+from mantis_py.query.syntax.vocabulary import FUNCTIONS, KEYWORDS
+from mantis_py.query.syntax.vocabulary import LITERAL_WORDS as _LITERAL_WORDS
+
+__all__ = ["CLAUSE_ORDER", "FUNCTIONS", "KEYWORDS", "MAX_IN_ITEMS", "MAX_QUERY_BYTES", "parse"]
+
+MAX_QUERY_BYTES = 16_384
+MAX_IN_ITEMS = 1000
+
+
+CLAUSE_ORDER: dict[str, int] = {
+    "SELECT": 0, "FROM": 1, "JOIN": 1, "WHERE": 2, "WINDOW": 2, "GROUP BY": 3, "ANOMALY": 4,
+    "HAVING": 5, "ORDER BY": 6, "LIMIT": 6, "SAMPLE": 7,
+}  # fmt: skip
+"""Clause keyword -> rank; a clause may not follow one of a higher rank (E125)."""
+
+_CLAUSE_TERMINALS = {
+    "SELECT": "SELECT", "FROM": "FROM", "JOIN": "JOIN", "WHERE": "WHERE", "WINDOW": "WINDOW",
+    "GROUP_BY": "GROUP BY", "ANOMALY": "ANOMALY", "HAVING": "HAVING", "ORDER_BY": "ORDER BY",
+    "LIMIT": "LIMIT", "SAMPLE": "SAMPLE",
+}  # fmt: skip
+_CLAUSE_WORDS = {
+    "select": "SELECT", "from": "FROM", "join": "JOIN", "where": "WHERE", "window": "WINDOW",
+    "group": "GROUP BY", "anomaly": "ANOMALY", "having": "HAVING", "order": "ORDER BY",
+    "limit": "LIMIT", "sample": "SAMPLE",
+}  # fmt: skip
+_CLAUSE_HINT = (
+    "the clause order is SELECT, FROM, WHERE/WINDOW, GROUP BY, HAVING, ORDER BY/LIMIT, SAMPLE"
+)
+
+_PUNCT = {"(": "LPAR", ")": "RPAR", ",": "_COMMA", "*": "STAR"}
+_OPS = {"==": "CMP_OP", "!=": "CMP_OP", "<": "CMP_OP", "<=": "CMP_OP", ">": "CMP_OP",
+        ">=": "CMP_OP", "==+": "CMP_OP", "==~": "MATCH_OP", "!~": "MATCH_OP", "!": "BANG",
+        "AND": "AND", "OR": "OR"}  # fmt: skip
+_OPERAND_KINDS = frozenset({"WORD", "STRING", "PATH", "PREFIX"})
+_TIME_WORDS = frozenset({"seconds", "second", "secs", "sec", "s", "minutes", "minute", "min",
+                         "m", "ms", "hours", "hour", "h"})  # fmt: skip
+
+# ------------------------------------------------------------------ the `expected` vocabulary
+
+_VOCAB = {
+    "_COMMA": ",", "LPAR": "(", "RPAR": ")", "STAR": "*", "CMP_OP": "an operator",
+    "MATCH_OP": "an operator", "NAME": "a property", "PATH": "a property",
+    "PREFIX": "a property", "STRING": "a string", "NUMBER": "a number",
+    "TRUE": "a literal", "FALSE": "a literal", "NULL": "a literal", "REGEX": "a regex /…/",
+    "SOURCE": "a source", "COUNT_WINDOW": "a number", "PERCENTAGE": "a number",
+    "PERCENT": "%", "SAMPLE_OBJECT": "a sample object {…}", "FUNC_NAME": "an operand",
+    "BANG": "NOT", "GROUP_BY": "GROUP BY", "ORDER_BY": "ORDER BY", "$END": "end of query",
+}  # fmt: skip
+_RESERVED = frozenset({"JOIN", "ANOMALY"})  # §5.2: only these two are never listed
+_OPERAND_TERMS = frozenset({"NAME", "PATH", "PREFIX", "STRING", "NUMBER", "TRUE", "FALSE",
+                            "NULL", "FUNC_NAME", "NOT", "BANG"})  # fmt: skip
+_EXPECTED_ORDER = [
+    ",", "(", ")", "*", "an operator", "a condition", "an operand", "a property", "a literal",
+    "a string", "a number", "a whole number", "a regex /…/", "a source", "a sample object {…}",
+    "%", "AS", "DISTINCT", "ASC", "DESC", "IS", "NOT", "NOT IN", "IN", "NULL", "AND", "OR",
+    "SECONDS", "ON", "MAD",
+    "FROM", "WHERE", "WINDOW", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "SAMPLE",
+    "end of query",
+]  # fmt: skip
+_EXPECTED_RANK = {s: k for k, s in enumerate(_EXPECTED_ORDER)}
+
+
+def _expected(accepted: set[str]) -> list[str]:
+    """The §5.2 vocabulary for a set of accepted terminals, in a stable, readable order."""
+    acc = set(accepted) - {"BANG"} | ({"NOT"} if "BANG" in accepted else set())
+    out: set[str] = set()
+    if "NAME" in acc and "LPAR" in acc:
+        out.add("a condition")
+        acc -= _OPERAND_TERMS | {"LPAR"}
+    elif "NAME" in acc and "FUNC_NAME" in acc:
+        out.add("an operand")
+        acc -= _OPERAND_TERMS
+    if "SOURCE" in acc:
+        acc.discard("STRING")  # accepted only to report E225 on `from "x"`
+    if acc == {"NAME", "STRING"}:  # an alias
+        acc = {"STRING"}
+    if "NULL" in acc and "NAME" not in acc and "STRING" not in acc:
+        out.add("NULL")  # IS [NOT] NULL
+        acc.discard("NULL")
+    if "IN" in acc and "NOT" in acc and "IS" in acc:
+        acc.discard("NOT")
+        out.add("NOT IN")
+    for t in acc:
+        if t in _RESERVED:
+            continue
+        out.add(_VOCAB.get(t, t))
+    return sorted(out, key=lambda s: (_EXPECTED_RANK.get(s, len(_EXPECTED_RANK)), s))
+
+
+def _join_expected(items: list[str]) -> str:
+    shown = [f"'{s}'" if s in (",", "(", ")", "*", "%") else s for s in items]
+    if len(shown) <= 1:
+        return "".join(shown)
+    return ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+# ------------------------------------------------------------------ spans
+
+
+def _b(x: Any) -> int:
+    if isinstance(x, lalr.Tok):
+        return x.start_pos
+    start: int = x.span.start
+    return start
+
+
+def _e(x: Any) -> int:
+    if isinstance(x, lalr.Tok):
+        return x.end_pos
+    end: int = x.span.end
+    return end
+
+
+def _sp(a: Any, b: Any = None) -> ast.Span:
+    return ast.Span(_b(a), _e(a if b is None else b))
+
+
+def _source(tok: Any) -> ast.Source:
+    text = str(tok)
+    if tok.type == "SOURCE" and "/" in text:
+        app, stream = text.split("/", 1)
+        return ast.Source(app, stream, span=_sp(tok))
+    return ast.Source(text, span=_sp(tok))
+
+
+class _Seq:
+    """A list built by a left-recursive rule, one cell per item: O(1) per reduction, no copies."""
+
+    __slots__ = ("item", "prev")
+
+    def __init__(self, prev: _Seq | None, item: Any) -> None:
+        self.prev = prev
+        self.item = item
+
+    def items(self) -> tuple[Any, ...]:
+        out: list[Any] = []
+        cell: _Seq | None = self
+        while cell is not None:
+            out.append(cell.item)
+            cell = cell.prev
+        out.reverse()
+        return tuple(out)
+
+
+def _seq(self: Any, c: list[Any]) -> _Seq:
+    return _Seq(None, c[0]) if len(c) == 1 else _Seq(c[0], c[-1])
+
+
+class _Builder:
+    """Reduction callbacks: grammar rule (or alias) name -> AST node. Never recursive."""
+
+    select_seq = source_seq = join_seq = operand_seq = order_seq = or_seq = and_seq = _seq
+    argument_seq = _seq
+
+    # ---------------------------------------------------------- query and clauses
+
+    def start(self, c: list[Any]) -> ast.Query:
+        select, sel = c[0], c[1]
+        spans: dict[str, ast.Span] = {"SELECT": _sp(select)}
+        f: dict[str, Any] = {}
+        for part in c[2:]:
+            for tag, kw, value in part if isinstance(part, list) else [part]:
+                spans.setdefault(kw[0], kw[1])
+                f[tag] = value
+                if tag == "from" and value[1]:
+                    spans.setdefault("JOIN", value[2])
+        star = sel[0] == "star"
+        sources, joins = f.get("from", ((), (), None))[:2]
+        limit_tok = f.get("limit")
+        return ast.Query(
+            select_star=star,
+            items=() if star else sel[1],
+            sources=sources,
+            joins=joins,
+            where=f.get("where"),
+            window=f.get("window"),
+            group_by=f.get("group", ()),
+            anomaly=f.get("anomaly"),
+            having=f.get("having"),
+            order_by=f.get("order", ()),
+            limit=limit_tok.payload if limit_tok is not None else None,
+            sample=f.get("sample"),
+            span=_sp(select),  # the end is set by the driver
+            limit_span=_sp(limit_tok) if limit_tok is not None else ast.NO_SPAN,
+            clause_spans=spans,
+        )
+
+    def select_star(self, c: list[Any]) -> tuple[str, Any]:
+        return ("star", c[0])
+
+    def select_items(self, c: list[Any]) -> tuple[str, Any]:
+        return ("items", c[0].items())
+
+    def select_item(self, c: list[Any]) -> ast.SelectItem:
+        op = c[0]
+        if len(c) == 1:
+            return ast.SelectItem(op, span=op.span)
+        alias = c[2]
+        name = alias.payload if alias.type == "STRING" else str(alias)
+        return ast.SelectItem(op, name, span=_sp(op, alias), alias_span=_sp(alias))
+
+    @staticmethod
+    def _kw(tok: Any, name: str) -> tuple[str, ast.Span]:
+        return (name, _sp(tok))
+
+    def from_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        sources = tuple(_source(x) for x in c[1].items())
+        joins: tuple[ast.Join, ...] = c[2].items() if len(c) > 2 else ()
+        join_span = ast.Span(joins[0].span.start, joins[0].span.start + 4) if joins else None
+        return ("from", self._kw(c[0], "FROM"), (sources, joins, join_span))
+
+    def join_clause(self, c: list[Any]) -> ast.Join:
+        sources = tuple(_source(x) for x in c[1].items())
+        return ast.Join(sources, c[-4].payload, c[-1], span=_sp(c[0], c[-1]),
+                        seconds_span=_sp(c[-4]))
+
+    def window_where(self, c: list[Any]) -> list[Any]:
+        return list(c)
+
+    where_window = window_where
+
+    def order_limit(self, c: list[Any]) -> list[Any]:
+        return list(c)
+
+    limit_order = order_limit
+
+    def time_window(self, c: list[Any]) -> tuple[str, Any, Any]:
+        length = c[1]
+        every = c[2] if len(c) > 2 else c[1]
+        node = ast.TimeWindow(length.payload, every.payload, span=_sp(c[0], c[-1]),
+                              length_span=_sp(length), every_span=_sp(every))  # fmt: skip
+        return ("window", self._kw(c[0], "WINDOW"), node)
+
+    def count_window(self, c: list[Any]) -> tuple[str, Any, Any]:
+        node = ast.CountWindow(c[1].payload, span=_sp(c[0], c[1]), size_span=_sp(c[1]))
+        return ("window", self._kw(c[0], "WINDOW"), node)
+
+    def where_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("where", self._kw(c[0], "WHERE"), c[1])
+
+    def having_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("having", self._kw(c[0], "HAVING"), c[1])
+
+    def group_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("group", self._kw(c[0], "GROUP BY"), c[1].items())
+
+    def anomaly_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        node = ast.Anomaly(c[2], c[3].payload, c[4].payload, span=_sp(c[0], c[4]))
+        return ("anomaly", self._kw(c[0], "ANOMALY"), node)
+
+    def order_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("order", self._kw(c[0], "ORDER BY"), c[1].items())
+
+    def order_key(self, c: list[Any]) -> ast.OrderKey:
+        op = c[0]
+        desc = len(c) > 1 and c[1].type == "DESC"
+        return ast.OrderKey(op, desc, span=_sp(op, c[-1]))
+
+    def limit_clause(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("limit", self._kw(c[0], "LIMIT"), c[1])
+
+    def sample_object(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("sample", self._kw(c[0], "SAMPLE"), c[1].payload)
+
+    def sample_percentage(self, c: list[Any]) -> tuple[str, Any, Any]:
+        return ("sample", self._kw(c[0], "SAMPLE"), c[-1].payload)
+
+    # ---------------------------------------------------------- conditions
+
+    def condition(self, c: list[Any]) -> Any:
+        return self._flat(c[0].items(), ast.Or)
+
+    def conjunction(self, c: list[Any]) -> Any:
+        return self._flat(c[0].items(), ast.And)
+
+    @staticmethod
+    def _flat(items: tuple[Any, ...], cls: Any) -> Any:
+        if len(items) == 1:
+            return items[0]
+        flat: list[Any] = []
+        for x in items:
+            if isinstance(x, cls):
+                flat.extend(x.items)
+            else:
+                flat.append(x)
+        return cls(tuple(flat), span=_sp(items[0], items[-1]))
+
+    def not_condition(self, c: list[Any]) -> ast.Not:
+        return ast.Not(c[2], span=_sp(c[0], c[3]))
+
+    def paren_condition(self, c: list[Any]) -> Any:
+        return c[1]
+
+    def bool_condition(self, c: list[Any]) -> ast.BoolCondition:
+        return ast.BoolCondition(c[0].type == "TRUE", span=_sp(c[0]))
+
+    def comparison(self, c: list[Any]) -> ast.Comparison:
+        left, op, right = c
+        return ast.Comparison(left, op.payload, right, span=_sp(left, right), op_span=_sp(op))
+
+    def match(self, c: list[Any]) -> ast.Match:
+        left, op, regex = c
+        return ast.Match(left, regex.payload, op.payload == "!~", span=_sp(left, regex),
+                         pattern_span=_sp(regex))  # fmt: skip
+
+    def is_null(self, c: list[Any]) -> ast.IsNull:
+        return ast.IsNull(c[0], False, span=_sp(c[0], c[-1]))
+
+    def is_not_null(self, c: list[Any]) -> ast.IsNull:
+        return ast.IsNull(c[0], True, span=_sp(c[0], c[-1]))
+
+    def in_list(self, c: list[Any]) -> ast.In:
+        return ast.In(c[0], c[3].items(), False, span=_sp(c[0], c[-1]))
+
+    def not_in_list(self, c: list[Any]) -> ast.In:
+        return ast.In(c[0], c[4].items(), True, span=_sp(c[0], c[-1]))
+
+    # ---------------------------------------------------------- operands
+
+    def name(self, c: list[Any]) -> ast.Property:
+        return ast.Property((str(c[0]),), span=_sp(c[0]))
+
+    def path(self, c: list[Any]) -> ast.Property:
+        return ast.Property(c[0].payload, span=_sp(c[0]))
+
+    def prefix(self, c: list[Any]) -> ast.PrefixSelector:
+        return ast.PrefixSelector(c[0].payload, span=_sp(c[0]))
+
+    def literal(self, c: list[Any]) -> ast.Literal:
+        tok = c[0]
+        t = tok.type
+        value: ast.LiteralValue
+        if t in ("STRING", "NUMBER"):
+            value = tok.payload
+        elif t == "NULL":
+            value = None
+        else:
+            value = t == "TRUE"
+        return ast.Literal(value, span=_sp(tok))
+
+    def negated_name(self, c: list[Any]) -> ast.Negation:
+        return ast.Negation(self.name(c[1:]), span=_sp(c[0], c[1]))
+
+    def negated_path(self, c: list[Any]) -> ast.Negation:
+        return ast.Negation(self.path(c[1:]), span=_sp(c[0], c[1]))
+
+    def negated_literal(self, c: list[Any]) -> ast.Negation:
+        return ast.Negation(c[1], span=_sp(c[0], c[1]))
+
+    def call(self, c: list[Any]) -> ast.Call:
+        name_tok, rpar = c[0], c[-1]
+        args: list[Any] = []
+        distinct = False
+        for k, a in enumerate(c[2].items() if len(c) > 3 else ()):
+            if isinstance(a, tuple):  # ("distinct", operand)
+                distinct = distinct or k == 0
+                args.append(a[1])
+            else:
+                args.append(a)
+        return ast.Call(name_tok.payload, tuple(args), distinct, span=_sp(name_tok, rpar),
+                        name_span=_sp(name_tok))  # fmt: skip
+
+    def star_argument(self, c: list[Any]) -> ast.Star:
+        return ast.STAR
+
+    def distinct_argument(self, c: list[Any]) -> tuple[str, Any]:
+        return ("distinct", c[1])
+
+    def distinct_star_argument(self, c: list[Any]) -> tuple[str, Any]:
+        return ("distinct", ast.STAR)
+
+
+_TABLES_LOCK = threading.Lock()
+_TABLES: lalr.Tables | None = None
+
+
+def _tables() -> lalr.Tables:
+    """The LALR tables (see ``lalr.py``), built once, under a lock: threads parsing for the
+    first time at the same moment must share one set of rule objects."""
+    global _TABLES
+    tables = _TABLES
+    if tables is not None:
+        return tables
+    with _TABLES_LOCK:
+        if _TABLES is None:
+            _TABLES = lalr.load("mantis_py.query.syntax", "grammar.lark", _Builder())
+        return _TABLES
+
+
+# ------------------------------------------------------------------ the parse
+
+
+def parse(text: str) -> ast.Query:
+    """Parse MQL text into an :class:`ast.Query` (spans, ``clause_spans`` and ``text`` filled).
+
+    Raises only :class:`~mantis_py.errors.QueryError` subclasses: E1xx
+    (:class:`~mantis_py.errors.QuerySyntaxError`) and E301–E305, E307
+    (:class:`~mantis_py.errors.QueryLimitError`). Sample-object and percentage problems
+    (E212/E213) are not raised: they are stored in ``Query.sample.problem`` for the analyzer.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_QUERY_BYTES:
+        raise query_error("E301", f"the query is {size:,} bytes; the limit is 16,384", text, 0, 0)
+    if not text.strip(WHITESPACE):
+        raise query_error("E100", "the query is empty", text, 0, 0,
+                          hint="start with select * from <app>")  # fmt: skip
+    try:
+        return _Parse(text).run()
+    except QueryError:
+        raise
+    except lalr.DriverError as exc:  # pragma: no cover - a grammar/driver bug, never user input
+        raise query_error("E102", f"the query cannot be read ({type(exc).__name__})", text, 0,
+                          0) from exc  # fmt: skip
+
+
+class _Parse:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks: list[RawToken] = tokenize(text)
+        self.end = len(text.rstrip(WHITESPACE))
+        self.hist: list[lalr.Tok] = []
+        self.parens: list[list[Any]] = []  # [start, kind ("in"/"call"/"cond"), commas]
+        self.clauses: dict[str, int] = {}  # clause name -> start offset of its first keyword
+        self.clause_seq: list[str] = []
+
+    # ---------------------------------------------------------- driver
+
+    def run(self) -> ast.Query:
+        toks = self.toks
+        n = len(toks)
+        first = toks[0]
+        if first.kind == "ERROR":
+            assert first.error is not None
+            raise first.error
+        if not (first.kind == "WORD" and first.text.lower() == "select"):
+            raise self.e103(first)
+        tables = _tables()
+        states, rules, shift = tables.states, tables.rules, lalr.SHIFT
+        state_stack: list[Any] = [tables.start_state]
+        value_stack: list[Any] = []
+
+        def state() -> lalr.Snapshot:
+            return lalr.Snapshot(tables, state_stack, value_stack)
+
+        i = 0
+        while i < n:
+            raw = toks[i]
+            if raw.kind == "ERROR":
+                assert raw.error is not None
+                raise raw.error
+            choices = states[state_stack[-1]]
+            ttype, payload, used = self.classify(i, raw, choices)
+            if ttype not in choices:
+                raise self.fail(i, ttype, state(), used)
+            end = toks[i + used - 1].end if used > 1 else raw.end
+            tok = lalr.new_token(ttype, self.text[raw.start : end], raw.start, end, payload)
+            if self.parens:
+                self.check_in_list(tok)
+            # lark's LALR step (ParserState.feed_token), inlined: reduce, then shift `tok`
+            while True:
+                action = states[state_stack[-1]].get(ttype)
+                if action is None:
+                    raise self.fail(i, ttype, state(), used)
+                if action[0] is shift:
+                    state_stack.append(action[1])
+                    value_stack.append(tok)
+                    break
+                size, origin, callback = rules[id(action[1])]
+                if size:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                else:
+                    children = []
+                value_stack.append(callback(children))
+                state_stack.append(states[state_stack[-1]][origin][1])
+            self.track(ttype, tok)
+            self.hist.append(tok)
+            i += used
+        # the end of the query: reduce until the start rule is complete
+        end_state = tables.end_state
+        while True:
+            action = states[state_stack[-1]].get("$END")
+            if action is None or action[0] is shift:
+                raise self.fail(n, "$END", state(), 0)
+            size, origin, callback = rules[id(action[1])]
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            value_stack.append(callback(children))
+            state_stack.append(states[state_stack[-1]][origin][1])
+            if state_stack[-1] == end_state:
+                break
+        q = value_stack[-1]
+        assert isinstance(q, ast.Query)
+        return dataclasses.replace(q, text=self.text, span=ast.Span(q.span.start, self.end))
+
+    # ---------------------------------------------------------- classification
+
+    def classify(self, i: int, raw: RawToken, choices: dict[str, Any]) -> tuple[str, Any, int]:
+        """(terminal, payload, raw tokens used) for the raw token at ``i``."""
+        kind = raw.kind
+        if kind == "WORD":
+            return self.classify_word(i, raw, choices)
+        if kind == "PUNCT":
+            return _PUNCT[raw.value], raw.value, 1
+        if kind == "OP":
+            return _OPS[raw.value], raw.value, 1
+        if kind == "BAD":
+            return "BAD", None, 1
+        if kind == "STRING" and "SOURCE" in choices:
+            return "STRING", raw.value, 1
+        return kind, raw.value, 1  # STRING PATH PREFIX REGEX SAMPLE_OBJECT
+
+    def next_raw(self, i: int) -> RawToken | None:
+        return self.toks[i + 1] if i + 1 < len(self.toks) else None
+
+    def classify_word(self, i: int, raw: RawToken, choices: dict[str, Any]) -> tuple[str, Any, int]:
+        w = raw.text
+        lw = w.lower()
+        if "SOURCE" in choices:
+            return "SOURCE", w, 1
+        if raw.number is not None or raw.number_error is not None:
+            if raw.number_error is not None:
+                raise raw.number_error
+            return "NUMBER", raw.number, 1
+        if "PERCENTAGE" in choices and len(w) > 1 and w.endswith("%"):
+            looks, value, err = classify_number(w[:-1], self.text, raw.start)
+            if looks:
+                if err is not None:
+                    raise err
+                assert value is not None
+                return "PERCENTAGE", percentage_sample(w[:-1], value, self.text, raw.start,
+                                                       raw.end), 1  # fmt: skip
+        if w == "%" and "PERCENT" in choices and self.hist and self.hist[-1].type == "NUMBER":
+            num = self.hist[-1]
+            sample = percentage_sample(str(num), num.payload, self.text, num.start_pos, raw.end)
+            return "PERCENT", sample, 1
+        if "COUNT_WINDOW" in choices and len(w) > 2 and w[0] == "|" and w[-1] == "|":
+            looks, value, err = classify_number(w[1:-1], self.text, raw.start + 1)
+            if looks:
+                if err is not None:
+                    raise err
+                if isinstance(value, int):
+                    return "COUNT_WINDOW", value, 1
+        nxt = self.next_raw(i)
+        is_call = nxt is not None and nxt.kind == "PUNCT" and nxt.value == "("
+        if is_call and "FUNC_NAME" in choices:
+            if lw in FUNCTIONS:
+                return "FUNC_NAME", lw, 1
+            if lw not in KEYWORDS and lw not in _LITERAL_WORDS:
+                raise self.e104(raw)
+        lit = _LITERAL_WORDS.get(lw)
+        if lit is not None:
+            if lit in choices or "NAME" not in choices:
+                return lit, None, 1
+            return "NAME", w, 1
+        kw = KEYWORDS.get(lw)
+        if kw is not None:
+            by = nxt is not None and nxt.kind == "WORD" and nxt.text.lower() == "by"
+            if kw in choices:
+                if kw in ("NOT", "DISTINCT") and "NAME" in choices:
+                    starts = nxt is not None and (
+                        nxt.kind in _OPERAND_KINDS
+                        or (kw == "NOT" and nxt.kind == "PUNCT" and nxt.value == "(")
+                        or (kw == "DISTINCT" and nxt.kind == "PUNCT" and nxt.value == "*")
+                    )
+                    if not starts:
+                        return "NAME", w, 1
+                if kw in ("GROUP_BY", "ORDER_BY"):
+                    if not by:
+                        raise self.e123(i, w)
+                    return kw, None, 2
+                return kw, None, 1
+            if (
+                lw == "distinct"
+                and self.at_item_start()
+                and nxt is not None
+                and (nxt.kind in _OPERAND_KINDS or nxt.value == "(")
+            ):
+                raise self.e126(raw, nxt)
+            if "NAME" in choices:
+                return "NAME", w, 1
+            return kw, None, (2 if by and kw in ("GROUP_BY", "ORDER_BY") else 1)
+        return "NAME", w, 1
+
+    def at_item_start(self) -> bool:
+        """True right after SELECT or after a ',' of the select list."""
+        if not self.hist:
+            return False
+        last = self.hist[-1].type
+        return last == "SELECT" or (
+            last == "_COMMA" and not self.parens and self.clause_seq[-1:] == ["SELECT"]
+        )
+
+    def check_in_list(self, tok: lalr.Tok) -> None:
+        """E303: ``tok`` would start the 1,001st item of an IN list."""
+        parens = self.parens
+        if (
+            parens and parens[-1][1] == "in" and parens[-1][2] >= MAX_IN_ITEMS
+            and self.hist and self.hist[-1].type == "_COMMA"
+        ):  # fmt: skip
+            raise query_error("E303", "the IN list has more than 1,000 items", self.text,
+                              tok.start_pos, tok.end_pos - tok.start_pos)  # fmt: skip
+
+    def track(self, ttype: str, tok: lalr.Tok) -> None:
+        """Bookkeeping after ``tok`` was accepted: open parentheses, IN items, clauses seen."""
+        parens = self.parens
+        if ttype == "LPAR":
+            last = self.hist[-1].type if self.hist else ""
+            kind = "in" if last == "IN" else "call" if last == "FUNC_NAME" else "cond"
+            parens.append([tok.start_pos, kind, 0])
+        elif ttype == "RPAR":
+            if parens:
+                parens.pop()
+        elif ttype == "_COMMA":
+            if parens and parens[-1][1] == "in":
+                parens[-1][2] += 1
+        elif ttype in _CLAUSE_TERMINALS:
+            name = _CLAUSE_TERMINALS[ttype]
+            self.clauses.setdefault(name, tok.start_pos)
+            self.clause_seq.append(name)
+
+    # ---------------------------------------------------------- errors
+
+    def err(self, code: str, message: str, start: int, length: int, **kw: Any) -> QueryError:
+        return query_error(code, message, self.text, start, length, **kw)
+
+    def e103(self, raw: RawToken) -> QueryError:
+        found = raw.text
+        lw = found.lower()
+        hint = None
+        if lw in ("true", "false"):
+            hint = f"write select * where {lw}"
+        suggestion = suggest(found, ["SELECT"]) if raw.kind == "WORD" else None
+        return self.err("E103", f"a query starts with SELECT, found '{describe_token(found)}'",
+                        raw.start, raw.end - raw.start, expected=["SELECT"],
+                        suggestion=suggestion, hint=hint)  # fmt: skip
+
+    def e104(self, raw: RawToken) -> QueryError:
+        return self.err("E104", f"unknown function {raw.text}()", raw.start, raw.end - raw.start,
+                        suggestion=suggest(raw.text, FUNCTIONS),
+                        hint="the functions are " + ", ".join(FUNCTIONS[:-1]) + " and tick")  # fmt: skip
+
+    def e123(self, i: int, word: str) -> QueryError:
+        nxt = self.next_raw(i)
+        kw = word.upper()
+        if nxt is None:
+            return self.err("E123", f"expected BY after {kw}", self.end, 0, expected=["BY"])
+        if nxt.kind == "ERROR":
+            assert nxt.error is not None
+            return nxt.error
+        return self.err("E123", f"expected BY after {kw}", nxt.start, nxt.end - nxt.start,
+                        expected=["BY"])  # fmt: skip
+
+    def e126(self, raw: RawToken, nxt: RawToken) -> QueryError:
+        a = nxt.text if nxt.kind in _OPERAND_KINDS else "a"
+        return self.err("E126", "DISTINCT belongs inside an aggregate", raw.start,
+                        raw.end - raw.start,
+                        hint=f"count(DISTINCT {a}), list(DISTINCT {a}) or GROUP BY {a}")  # fmt: skip
+
+    def pending_operand(self, ps: lalr.Snapshot) -> Any:
+        """The operand just completed at ``ps`` (what a comparison operator would now follow)."""
+        stack = lalr.probe(ps, lalr.new_token("CMP_OP", "==", self.end, self.end, "=="))
+        if stack is None:
+            return None
+        node = stack[-2] if len(stack) >= 2 else None
+        return node if isinstance(node, ast.Property | ast.PrefixSelector | ast.Literal |
+                                  ast.Negation | ast.Call) else None  # fmt: skip
+
+    def fail(self, i: int, ttype: str, ps: lalr.Snapshot, used: int) -> QueryError:
+        """The one error to report when the token at ``i`` (``len(toks)``: the end) fails."""
+        toks = self.toks
+        at_end = i >= len(toks)
+        raw = None if at_end else toks[i]
+        if raw is None:
+            start, length, found = self.end, 0, ""
+        else:
+            stop = toks[min(i + max(used, 1), len(toks)) - 1].end
+            start, length, found = raw.start, stop - raw.start, self.text[raw.start : stop]
+        accepted = lalr.accepts(ps)
+        hist = self.hist
+        last = hist[-1] if hist else None
+        prev = hist[-2] if len(hist) >= 2 else None
+        word = raw.text.lower() if raw is not None and raw.kind == "WORD" else None
+
+        # a ')' without '('
+        if raw is not None and raw.kind == "PUNCT" and raw.value == ")" and not self.parens:
+            return self.err("E122", "')' has no matching '('", start, 1)
+        # SAMPLE arguments
+        if last is not None and (
+            last.type == "SAMPLE" or (last.type == "NUMBER" and prev and prev.type == "SAMPLE")
+        ):
+            if last.type == "NUMBER":
+                start, length = last.start_pos, last.end_pos - last.start_pos
+            return self.err("E120", "SAMPLE needs an object {…} or a percentage such as 5%",
+                            start, length)  # fmt: skip
+        # '*' mixed with select items
+        if (
+            last is not None and last.type == "STAR" and prev and prev.type == "SELECT"
+            and ttype in ("_COMMA", "AS")
+        ):  # fmt: skip
+            s = last.start_pos
+            return self.err("E114", "'*' must be the only item of the select list", s, 1)
+        if ttype == "STAR" and self.at_item_start() and last and last.type == "_COMMA":
+            return self.err("E114", "'*' must be the only item of the select list", start, 1)
+        # a select item is missing
+        if ttype == "_COMMA" and self.at_item_start():
+            return self.err("E113", "a select item is missing", start, 1,
+                            hint="remove the trailing ','; a property named like a keyword "
+                                 "is written e['from']")  # fmt: skip
+        if (
+            last is not None and last.type == "NAME" and prev is not None
+            and (prev.type == "SELECT" or (prev.type == "_COMMA" and self.clause_seq == ["SELECT"]
+                                           and not self.parens))
+            and str(last).lower() in _CLAUSE_WORDS
+        ):  # fmt: skip
+            w = str(last)
+            return self.err("E113", "a select item is missing", last.start_pos, len(w),
+                            hint="remove the trailing ','; a property named like a keyword "
+                                 f"is written e['{w.lower()}']")  # fmt: skip
+        # a clause keyword given twice or out of order
+        clause = _CLAUSE_WORDS.get(word) if word is not None else None
+        boundary = "$END" in accepted or any(t in accepted for t in _CLAUSE_TERMINALS)
+        if clause is not None and boundary:
+            if clause in self.clauses:
+                ln, col = line_column(self.text, self.clauses[clause])
+                first = f"the first one is at line {ln}, column {col}"
+                if clause in ("WHERE", "HAVING"):
+                    first += "; combine the conditions with AND"
+                return self.err("E124", f"{clause} appears twice", start, length, hint=first)
+            later = [c for c in self.clause_seq if CLAUSE_ORDER[c] > CLAUSE_ORDER[clause]]
+            if later:
+                return self.err("E125", f"{clause} cannot come after {later[-1]}", start, length,
+                                hint=_CLAUSE_HINT)  # fmt: skip
+        # an unclosed '('
+        if (at_end or clause is not None) and self.parens and "RPAR" in accepted:
+            return self.err("E122", "'(' is not closed", self.parens[-1][0], 1)
+        # a bare operand used as a condition
+        if "CMP_OP" in accepted and (
+            at_end or clause is not None or ttype in ("AND", "OR", "RPAR")
+        ):
+            node = self.pending_operand(ps)
+            if node is not None:
+                otext = self.text[node.span.start : node.span.end]
+                short = describe_token(otext)
+                how = f"compare it, e.g. {short} == true or {short} != null"
+                if isinstance(node, ast.Negation):  # already a boolean
+                    how = f"compare it, e.g. {short} == true"
+                return self.err("E118", f"'{short}' is not a condition", node.span.start,
+                                node.span.length, hint=how)  # fmt: skip
+        expected = _expected(accepted)
+        if at_end:
+            return self.err("E101", "the query ends too early: expected "
+                            + _join_expected(expected), start, 0, expected=expected)  # fmt: skip
+        assert raw is not None
+        suggestion = None
+        if raw.kind == "WORD":
+            keywords = [s for s in expected if s.isupper() and s not in ("NOT IN",)]
+            suggestion = suggest(raw.text, keywords)
+        hint = raw.hint
+        if raw.kind == "WORD" and (raw.text == "-" or (
+            raw.text.startswith("-") and raw.number is not None
+        )):  # fmt: skip
+            hint = "MQL has no arithmetic; '-' joins words into one name"
+        elif word in _TIME_WORDS and self.clause_seq[-1:] == ["WINDOW"]:
+            hint = "window lengths are plain seconds"
+        message = f"expected {_join_expected(expected)}, found '{describe_token(found)}'"
+        return self.err("E102", message, start, length, expected=expected,
+                        suggestion=suggestion, hint=hint)  # fmt: skip
