@@ -42,6 +42,11 @@ from mantis_py.testing.nats import NatsCluster  # noqa: E402
 
 QUERY = "select country, count(*) as n, p99(latency_ms) as p99 from {app} window 1 group by country"
 TICKS = os.sysconf("SC_CLK_TCK")
+CHILDREN: list[subprocess.Popen[bytes]] = []  # killed by pid at exit, whatever happens
+
+
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -52,10 +57,15 @@ def cpu_seconds(pid: int) -> float:
 class Gateway:
     def __init__(self, nats: list[str], workdir: Path, name: str) -> None:
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
+        config = workdir / "gateway.toml"
+        # thousands of agents: the default connection caps are sized for one team's laptop
+        config.write_text("[limits]\nconnections_per_user = 20000\nconnections_total = 40000\n")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mantis_py", "gateway", "--port", "0", "--cluster",
-             ",".join(nats), "--cluster-name", "bench", "--log-level", "WARNING"],
+             ",".join(nats), "--cluster-name", "bench", "--log-level", "WARNING",
+             "--config", str(config)],
             stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT, start_new_session=True)
+        CHILDREN.append(self.proc)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         self.port = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
@@ -88,6 +98,7 @@ class Sims:
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sim_agents.py"),
                                       json.dumps(cfg)], env=env, cwd=ROOT,
                                      start_new_session=True)
+        CHILDREN.append(self.proc)
 
     def stop(self) -> dict[str, Any]:
         if self.proc.poll() is None:
@@ -192,6 +203,7 @@ def bench_overhead(nats: NatsCluster, workdir: Path, n: int, seconds: float) -> 
     edge = Gateway(nats.urls[1:] + nats.urls[:1], workdir, "edge")
     try:
         time.sleep(2.0)
+        progress(f"overhead: {n} agents on the owner")
         sims = Sims(workdir, "direct", "d", n, [owner.ws], 1)
         wait_for(lambda: instances(owner, "direct") == n, 60)
         client = Client(owner.ws, QUERY.format(app="direct"))
@@ -200,6 +212,7 @@ def bench_overhead(nats: NatsCluster, workdir: Path, n: int, seconds: float) -> 
         client.close()
         sims.stop()
         time.sleep(1.0)
+        progress(f"overhead: {n} agents on another gateway")
         sims = Sims(workdir, "remote", "r", n, [edge.ws], 2)
         wait_for(lambda: instances(owner, "remote") == n, 60)
         client = Client(owner.ws, QUERY.format(app="remote"))
@@ -235,6 +248,7 @@ def bench_failover(nats: NatsCluster, workdir: Path, n: int, steady: int,
         sims.append(Sims(workdir, "steady", "s", steady // 2, [g1.ws], 5))
         sims.append(Sims(workdir, "steady", "t", steady - steady // 2, [g3.ws], 6))
         wait_for(lambda: instances(g1, "bench") == n and instances(g1, "steady") == steady, 90)
+        progress("failover: agents connected; queries submitted")
         moving = Client(g1.ws, QUERY.format(app="bench"))
         still = Client(g1.ws, QUERY.format(app="steady"))
         ok = wait_for(lambda: any(c.get("reporting") == n for _, _, c in moving.windows()), 60)
@@ -243,6 +257,7 @@ def bench_failover(nats: NatsCluster, workdir: Path, n: int, steady: int,
         time.sleep(3.0)
         killed = time.time()
         g2.kill9()
+        progress("failover: gateway 2 killed")
         time.sleep(after)
         moving.close()
         still.close()
@@ -293,10 +308,24 @@ def main() -> int:
     ap.add_argument("--after", type=float, default=15.0, help="seconds observed after the kill")
     ap.add_argument("--only", choices=("overhead", "failover"), default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir)")
     args = ap.parse_args()
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench timed out")))
+    signal.alarm(600)
+    try:
+        return run(args)
+    finally:
+        for proc in CHILDREN:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def run(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mantis-cluster-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         with NatsCluster(3, workdir, name="bench") as nats:
             if args.only in (None, "overhead"):
                 out["overhead"] = bench_overhead(nats, workdir, args.agents, args.seconds)
