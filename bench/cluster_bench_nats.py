@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -281,7 +282,8 @@ def bench_failover(nats: NatsCluster, workdir: Path, n: int, steady: int,
     short = [c for _, _, c in storm if c and c.get("reporting") != steady]
     unknown = sum(1 for _, _, c in storm if not c)
     storm_k = {int(w[0]) for _, w, _ in storm}
-    missing = [k for k in range(int(killed) - 2, int(killed + after) - 3) if k not in storm_k]
+    missing = [k for k in range(math.ceil(killed - 2), math.floor(killed + after - 3) + 1)
+               if k not in storm_k]
     return {
         "moved_agents": n, "steady_agents": steady,
         "reconnected": len(reconnect),

@@ -254,3 +254,27 @@ def test_gateway_cluster_flags_refuse_mistakes_in_one_line(args: list[str], mess
     assert proc.returncode == 2
     assert message in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_nats_slow_consumer_drops_show_in_meta() -> None:
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    bus = Bus([n1, n2])
+    edge.open_agent("b1", ANONYMOUS, now)
+    edge.receive_agent_data("b1", codec.encode(Hello("shop", "i1", ("default",))), now)
+    bus.pump(now)
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    bus.pump(now + 0.1)
+    sub = next(iter(owner.registry.subs))
+    n1.slow_consumer(f"mantis.t.data.{sub}", 3)  # what the NATS thread reports for that subject
+    n1.slow_consumer("mantis.t.hb", 1)  # not a query's data: counted on the node only
+    owner.poll(now + 1.5)
+    metas = []
+    while (frame := owner.next_frame("c", now + 1.5)) is not None:
+        msg = codec.to_plain(codec.decode(frame[0]))
+        if msg["type"] == "meta":
+            metas.append(msg)
+    assert metas[-1]["dropped"] == {"nats_slow_consumer": 3}
+    assert n1.counters["slow_consumer"] == 4

@@ -17,7 +17,7 @@ def _open(port: int) -> bool:
 
 def test_demo_runs_as_a_cluster_and_stops_everything() -> None:
     proc = subprocess.run([sys.executable, "-m", "mantis_py", "demo", "--gateways", "3",
-                           "--port", "0", "--for", "9s"], capture_output=True, text=True,
+                           "--port", "0", "--for", "6s"], capture_output=True, text=True,
                           timeout=90)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr

@@ -278,3 +278,30 @@ def test_alert_fires_once_for_the_cluster_and_moves_when_its_owner_dies(
     survivors = [g for g in stack.gateways if g is not owners[0]]
     states = {g.name: g.get("/v1/alerts")["alerts"][0]["state"] for g in survivors}
     assert sorted(states.values()) == ["firing", "insufficient_data"], states
+
+
+def test_the_nats_thread_bounds_its_queue_and_counts_what_it_drops(nats3: NatsCluster) -> None:
+    from mantis_py.gateway.cluster.bridge import NatsBridge
+    from mantis_py.gateway.cluster.config import ClusterConfig
+
+    woken: list[int] = []
+    cfg = ClusterConfig(tuple(nats3.urls[:1]), "bq")
+    receiver = NatsBridge(cfg, "receiver", lambda: woken.append(1), max_inbound=5)
+    sender = NatsBridge(ClusterConfig(tuple(nats3.urls[1:2]), "bq"), "sender", lambda: None)
+    receiver.start()
+    sender.start()
+    try:
+        receiver.set_interest({"mantis.bq.data.s1"})
+        wait_for(lambda: any(s.get("num_subscriptions", 0) for s in
+                             [nats3.nodes[1].monitor("subsz")]), 5)
+        time.sleep(0.5)  # the interest reaches every node
+        sender.publish([("mantis.bq.data.s1", b"{}")] * 100)
+        wait_for(lambda: sum(receiver.drops.values()) >= 95, 5)
+        got = receiver.take()
+        assert len(got) == 5
+        assert receiver.take_drops() == {"mantis.bq.data.s1": 95}
+        assert woken  # the trio side was woken (once per batch, not per message)
+        assert len(woken) < 100
+    finally:
+        receiver.stop()
+        sender.stop()

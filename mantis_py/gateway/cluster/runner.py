@@ -72,11 +72,11 @@ class ClusterRunner:
                 if now - last_tick >= TICK_S:
                     last_tick = now
                     node.tick(now)
+                    want = node.interest()  # O(agents): once per tick, not per batch
+                    if want != interest:
+                        interest = want
+                        bridge.set_interest(want)
                 bridge.publish(node.outgoing())
-                want = node.interest()
-                if want != interest:
-                    interest = want
-                    bridge.set_interest(want)
                 server.after()
         finally:
             with trio.CancelScope(shield=True):
