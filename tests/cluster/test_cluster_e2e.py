@@ -203,18 +203,18 @@ def test_no_data_crosses_the_routes_while_nobody_queries(
         time.sleep(seconds)
         return nats3.route_msgs() - r0, heartbeats() - h0
 
-    idle_msgs, idle_hb = measure(3.0)
+    idle_msgs, idle_hb = measure(2.5)
     # each heartbeat crosses to at most the two other nodes; nothing else may cross
-    assert idle_hb >= 6
+    assert idle_hb >= 5
     assert idle_msgs <= 2 * (idle_hb + 3), (idle_msgs, idle_hb)
     client = QueryClient(stack.gateways[0].ws, RAW)  # events: one message per edge per flush
     stack.clients.append(client)
     time.sleep(1.0)
-    busy_msgs, busy_hb = measure(3.0)
+    busy_msgs, busy_hb = measure(2.0)
     assert busy_msgs > 2 * (busy_hb + 3), (busy_msgs, busy_hb)  # the measure sees data
     client.close()
-    time.sleep(6.0)  # leases lapse, edges withdraw
-    quiet_msgs, quiet_hb = measure(3.0)
+    time.sleep(5.5)  # leases lapse (4 s), edges withdraw
+    quiet_msgs, quiet_hb = measure(2.5)
     assert quiet_msgs <= 2 * (quiet_hb + 3), (quiet_msgs, quiet_hb)
 
 
@@ -266,7 +266,7 @@ def test_alert_fires_once_for_the_cluster_and_moves_when_its_owner_dies(
     stack.spread_agents(tmp_path, per_gateway=1)
     wait_for(stack.all_connected, 15)
     wait_for(lambda: received, 20)
-    time.sleep(3.0)  # every gateway had time to fire, had it evaluated the rule
+    time.sleep(2.0)  # every gateway had time to fire, had it evaluated the rule
     assert [h["state"] for h in received] == ["firing"]
     states = {g.name: g.get("/v1/alerts")["alerts"][0]["state"] for g in stack.gateways}
     owners = [g for g in stack.gateways if states[g.name] == "firing"]
