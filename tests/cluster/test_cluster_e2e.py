@@ -305,3 +305,35 @@ def test_the_nats_thread_bounds_its_queue_and_counts_what_it_drops(nats3: NatsCl
     finally:
         receiver.stop()
         sender.stop()
+
+
+def test_the_nats_thread_authenticates_with_user_and_password(tmp_path: Path) -> None:
+    import subprocess
+
+    from mantis_py.gateway.cluster.bridge import NatsBridge
+    from mantis_py.gateway.cluster.config import ClusterConfig
+    from mantis_py.testing.nats import free_ports, nats_server_binary
+
+    (port,) = free_ports(1)
+    with open(tmp_path / "nats.log", "wb") as log:
+        server = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port),
+                                   "--user", "gw", "--pass", "s3cret"],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    bridges = []
+    try:
+        url = (f"nats://127.0.0.1:{port}",)
+        good = NatsBridge(ClusterConfig(url, "auth", user="gw", password="s3cret"), "good",
+                          lambda: None)
+        bad = NatsBridge(ClusterConfig(url, "auth", user="gw", password="wrong"), "bad",
+                         lambda: None)
+        bridges = [good, bad]
+        for b in bridges:
+            b.start()
+        wait_for(lambda: good.connected_url is not None, 10)
+        wait_for(lambda: any("Authorization Violation" in e for e in list(bad.events)), 10)
+        assert bad.connected_url is None
+    finally:
+        for b in bridges:
+            b.stop()
+        server.terminate()
+        server.wait(5)
