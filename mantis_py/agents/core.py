@@ -107,6 +107,7 @@ class AgentConfig:
     batch_interval_s: float = 0.05
     batch_max_bytes: int = 64 * 1024
     stats_interval_s: float = 1.0
+    stats_max_interval_s: float = 60.0
     expire_after_s: float = 30.0
     resubscribe_grace_s: float = 10.0
     cpu_budget: float = 0.05
@@ -131,7 +132,7 @@ class AgentConfig:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
         for name in (
             "batch_interval_s", "stats_interval_s", "expire_after_s", "resubscribe_grace_s",
-            "error_report_interval_s",
+            "error_report_interval_s", "stats_max_interval_s",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
@@ -311,7 +312,11 @@ class AgentCore:
         self.link_gen = 0
         self.connects = 0
         self.last_heard = 0.0
+        self.link_heard = 0.0  # last frame on the current link (or its start): link liveness
+        self.heartbeat_s: float | None = None  # the gateway's ping period (from welcome)
         self.next_stats = 0.0
+        self._stats_sent: Any = None  # the loss counters of the last stats sent on this link
+        self._stats_due = 0.0
         self.now = 0.0
         self.sample_rate = 1.0
         self._cpu_mark: tuple[float, float] | None = None
@@ -398,6 +403,8 @@ class AgentCore:
         self.now = now
         self.link = AgentLink()
         self.link_gen += 1
+        self.link_heard = now
+        self.heartbeat_s = None
         self.connects += 1
         self._out = []
         cfg = self.config
@@ -430,6 +437,7 @@ class AgentCore:
         self.link.receive(msg)
         self.now = now
         self.last_heard = now
+        self.link_heard = now
         _HANDLERS[type(msg)](self, msg, now)
 
     def disconnected(self, now: float, unsent: Iterable[Frame] = ()) -> None:
@@ -467,6 +475,17 @@ class AgentCore:
             if sub.link_gen != self.link_gen:
                 sub.confirm_by = now + self.config.resubscribe_grace_s
         self.next_stats = now
+        self.heartbeat_s = float(msg.heartbeat_s) if msg.heartbeat_s > 0 else None
+        self._stats_sent = None  # the first stats of a link always goes out
+
+    def link_silent(self, now: float) -> bool:
+        """True when the current link has been silent for three ping periods (the gateway
+        announced the period in ``welcome``; 10 s until then): the runner drops the link and
+        reconnects, to the next gateway of its list. The websocket's own keepalive pings are
+        off for agent links (docs/protocol.md §Liveness), so this is how a half-open link ends."""
+        if self.link is None:
+            return False
+        return now - self.link_heard > 3.0 * (self.heartbeat_s or 10.0)
 
     def _on_ping(self, msg: Ping, now: float) -> None:
         self._send(Pong(nonce=msg.nonce))
@@ -588,8 +607,15 @@ class AgentCore:
                 self._poll_partials(sub, now)
             self._report_errors(sub, now)
         if self.is_open and now >= self.next_stats:
+            # Checked every stats_interval_s, sent only when a loss counter moved (what the
+            # gateway reads: drops, errors, sampling), and at least every stats_max_interval_s:
+            # an idle agent costs the gateway no stats frames (docs/agent.md §Statistics).
             self.next_stats = now + self.config.stats_interval_s
-            self._send(self._stats_message())
+            msg = self._stats_message()
+            losses = _losses(msg)
+            if (losses != self._stats_sent or now >= self._stats_due) and self._send(msg):
+                self._stats_sent = losses
+                self._stats_due = now + self.config.stats_max_interval_s
         return more
 
     def _process_batch(self, st: _Stream, batch: list[tuple[float, Any]], now: float) -> None:
@@ -1001,6 +1027,15 @@ class AgentCore:
             streams={k: v.to_json() for k, v in s.streams.items()},
             subs={k: v.to_json() for k, v in s.subs.items()},
         )
+
+
+def _losses(msg: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The members of a stats message the gateway acts on (losses, errors, sampling); flow
+    counters (offered, sent, matched, ...) change with every event and are left out."""
+    streams = {name: (c.get("dropped"), c.get("lost")) for name, c in msg.streams.items()}
+    subs = {sid: (c.get("dropped"), c.get("errors"), c.get("parts_dropped"),
+                  c.get("sample_rate")) for sid, c in msg.subs.items()}
+    return streams, subs
 
 
 _HANDLERS: dict[type[Any], Callable[[AgentCore, Any, float], None]] = {

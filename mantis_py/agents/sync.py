@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from .subscriptions import Engine
 
-__all__ = ["Agent", "RunnerSettings", "agent_url", "backoff_delays"]
+__all__ = ["Agent", "GatewayList", "RunnerSettings", "agent_url", "agent_urls", "backoff_delays"]
 
 
 _CONFIG_FIELDS = frozenset(f.name for f in fields(AgentConfig))
@@ -125,6 +125,39 @@ def agent_url(gateway: str) -> str:
     if "/" not in rest or (rest.endswith("/") and rest.count("/") == 1):
         return f"{scheme}://{rest.rstrip('/')}/v1/agent"
     return gateway
+
+
+def agent_urls(gateway: str | Sequence[str]) -> list[str]:
+    """The agent endpoints of one gateway address or a list of them (fail-over order).
+
+    Raises:
+        ConfigurationError: an empty list, or an entry that is not a ``ws://`` / ``wss://`` URL.
+    """
+    gateways = [gateway] if isinstance(gateway, str) else list(gateway)
+    if not gateways:
+        raise ConfigurationError("gateway: give at least one ws:// or wss:// URL")
+    for g in gateways:
+        if not isinstance(g, str):
+            raise ConfigurationError(f"gateway must be a ws:// or wss:// URL, got {g!r}")
+    return [agent_url(g) for g in gateways]
+
+
+class GatewayList:
+    """Which gateway of the list to use (docs/agent.md §Fail-over): a random one first (so a
+    fleet spreads over the gateways), the same one for as long as links to it work, the next one
+    after any failure (a refused connection, a lost or silent link). Both runners share it."""
+
+    def __init__(self, urls: list[str], rng: random.Random) -> None:
+        self.urls = urls
+        self.index = rng.randrange(len(urls))
+
+    @property
+    def current(self) -> str:
+        return self.urls[self.index]
+
+    def failed(self) -> None:
+        """The current gateway failed: move on to the next one."""
+        self.index = (self.index + 1) % len(self.urls)
 
 
 def make_config(
@@ -230,7 +263,9 @@ class Agent(HostSide):
 
     Args:
         app: the application name queries use in FROM.
-        gateway: the gateway URL (``ws://host:port`` or ``wss://``; ``/v1/agent`` is appended).
+        gateway: the gateway URL (``ws://host:port`` or ``wss://``; ``/v1/agent`` is appended),
+            or a list of them: the agent starts on a random one, stays while it works and moves
+            to the next one after a failure (docs/agent.md §Fail-over).
         token: bearer token for the gateway, if it requires one.
         instance: this process's id (default ``hostname-pid``).
         mask: field names (any depth) or dotted paths (from the root) to mask before matching.
@@ -248,7 +283,7 @@ class Agent(HostSide):
     def __init__(
         self,
         app: str,
-        gateway: str = "ws://127.0.0.1:7100",
+        gateway: str | Sequence[str] = "ws://127.0.0.1:7100",
         token: str | None = None,
         instance: str | None = None,
         mask: Sequence[str] = (),
@@ -264,17 +299,22 @@ class Agent(HostSide):
         self.config, self.settings, self._default_instance = make_config(
             app, instance, mask, tags, zone, settings
         )
-        self.url = agent_url(gateway)
+        self._rng = rng if rng is not None else random.Random()
+        self.gateways = GatewayList(agent_urls(gateway), self._rng)
         self.token = token
         self.ssl = ssl
         self._engine = engine
-        self._rng = rng if rng is not None else random.Random()
         self._thread: threading.Thread | None = None
         self._forked = False
         self._started = False
         self._closed = False
         self._setup()
         _LIVE.add(self)
+
+    @property
+    def url(self) -> str:
+        """The agent endpoint in use (or tried next)."""
+        return self.gateways.current
 
     def _setup(self) -> None:
         self._bind_core(
@@ -330,6 +370,7 @@ class Agent(HostSide):
                 welcomed = self._connect_and_serve()
                 if stop.is_set():
                     break
+                self.gateways.failed()  # sticky until it fails; then the next one
                 if welcomed:  # a link that worked resets the backoff
                     delays = backoff_delays(
                         self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
@@ -369,6 +410,7 @@ class Agent(HostSide):
                 close_timeout=min(s.close_timeout_s, 0.5),
                 max_size=s.max_frame_bytes,
                 logger=WS_LOGGER,
+                ping_interval=None,  # liveness: the gateway's mantis pings (link_silent)
                 legacy=True,
             )
         except Exception as exc:
@@ -413,6 +455,9 @@ class Agent(HostSide):
                     self.last_error = "send failed or stalled"
                     break
                 self._report_cpu()
+                if core.link_silent(now):
+                    self.last_error = "gateway silent for three ping periods"
+                    break
                 if more:
                     time.sleep(0)  # let host threads run between chunks
         except RemoteProtocolError as exc:

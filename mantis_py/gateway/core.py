@@ -26,7 +26,7 @@ Every query decision (accepted, refused, error, rate limited) produces one audit
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -57,7 +57,7 @@ from ..wire.messages import (
 from .auth import Principal, audit_record
 from .config import GatewayConfig
 from .limits import OutboundItem, OutboundQueue, TokenBucket
-from .merge import Attachment, Run, output_kind
+from .merge import Attachment, Run, member_key, output_kind
 from .metrics import Metrics
 from .registry import AgentInfo, Registry
 from .registry import Subscribe as SubscribeOut
@@ -105,6 +105,7 @@ class AgentState:
     principal: Principal
     info: AgentInfo | None = None
     last_ping: float = 0.0
+    last_heard: float = 0.0  # any frame from the agent (pongs answer every ping)
 
 
 def _default_prepare() -> Prepare:
@@ -137,20 +138,17 @@ class GatewayCore:
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
         self._close: list[tuple[str, int, str]] = []
+        self._close_agents: list[str] = []
+        # agent pings, due time order (one period for all): the tick pops the due ones instead
+        # of looking at every agent
+        self._pings: deque[tuple[float, str]] = deque()
         self._audit: list[dict[str, Any]] = []
         self._started = now
         self._caps = self._build_caps(config.caps)
         self._stats: dict[tuple[str, str], tuple[dict[str, dict[str, int]],
                                                  dict[str, dict[str, int]]]] = {}
-        # Cluster mode (gateway/cluster/node.py sets it): merger keys become app + instance, so
-        # an agent that moves between gateways is one member; None = a single gateway.
+        # Cluster mode: gateway/cluster/node.py sets it (docs/cluster.md); None = a single gateway.
         self.cluster: Any = None
-        self._key_prefix: dict[str, str] = {}
-
-    def _key(self, agent_id: str, stream: str) -> str:
-        """The merger key of one agent and source: ``<agent id>/<stream>`` on a single gateway,
-        ``<app>\\x1f<instance>/<stream>`` in a cluster."""
-        return f"{self._key_prefix.get(agent_id, agent_id)}/{stream}"
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
@@ -175,6 +173,11 @@ class GatewayCore:
         out, self._close = self._close, []
         return out
 
+    def agents_to_close(self) -> list[str]:
+        """Agent connections to drop: silent for three ping periods (a dead peer)."""
+        out, self._close_agents = self._close_agents, []
+        return out
+
     def audit_to_log(self) -> list[dict[str, Any]]:
         """Audit records of query decisions made since the last call."""
         out, self._audit = self._audit, []
@@ -184,7 +187,9 @@ class GatewayCore:
 
     def open_agent(self, agent_id: str, principal: Principal, now: float) -> None:
         """An agent websocket was accepted (after auth); its hello is expected next."""
-        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now)
+        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now,
+                                           last_heard=now)
+        self._pings.append((now + self.config.heartbeat_s, agent_id))
         self.metrics.inc("connections_total", kind="agent")
 
     def _send_agent(self, agent_id: str, msg: Any) -> None:
@@ -200,6 +205,7 @@ class GatewayCore:
             RemoteProtocolError: malformed or out-of-order frame; close with ``close_code``.
         """
         state = self.agents[agent_id]
+        state.last_heard = now
         self.metrics.inc("frames_in_total", kind="agent")
         self.metrics.inc("bytes_in_total", len(data), kind="agent")
         msg = state.link.receive_data(data)
@@ -219,8 +225,6 @@ class GatewayCore:
             msg.zone, msg.version, msg.pid, now,
         )
         state.info = info
-        if self.cluster is not None:
-            self._key_prefix[state.agent_id] = f"{msg.app}\x1f{msg.instance}"
         # Stats are cumulative per agent process; remember them across reconnects.
         self._stats.setdefault((msg.app, msg.instance), ({}, {}))
         self._send_agent(state.agent_id, Welcome(state.agent_id, self.config.heartbeat_s))
@@ -233,13 +237,21 @@ class GatewayCore:
             sub.agent_id, Subscribe(sub.sub, sub.query, sub.stream, sub.start, dict(sub.caps))
         )
 
+    def _member(self, agent_id: str, stream: str) -> str:
+        """The merger member of one agent connection's part of ``stream`` (app + instance +
+        stream: the same member whichever connection or gateway carries it)."""
+        info = self.registry.agents.get(agent_id)
+        if info is None:
+            return f"{agent_id}/{stream}"
+        return member_key(info.app, info.instance, stream)
+
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
-        key = self._key(agent_id, stream)
+        key = self._member(agent_id, stream)
         if self.cluster is not None:
-            self.cluster.local_joined(sid, key, now)
+            self.cluster.local_joined(sid, key, agent_id, now)
         for run_id in self.registry.runs_of(sid):
-            self.runs[run_id].add_agent(key, now)
+            self.runs[run_id].add_agent(key, agent_id, now)
 
     def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
         info = state.info
@@ -272,7 +284,7 @@ class GatewayCore:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
-        key = self._key(state.agent_id, msg.stream)
+        key = member_key(info.app, instance, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
@@ -306,16 +318,21 @@ class GatewayCore:
         if sub is None:
             self.metrics.inc("dropped_total", reason="unknown_subscription")
             return
-        key = self._key(state.agent_id, sub.stream)
+        info = state.info
+        assert info is not None
+        key = member_key(info.app, info.instance, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
                 try:
-                    run.merger.receive_part(key, msg.part, now)
+                    ready = run.merger.receive_part(key, msg.part, now)
                 except Exception as exc:
                     self._fail_run(run, exc, now)
                     continue
-                self._poll_run(run, now)
+                # O(1) per part: the window goes out now when this was its last expected part,
+                # otherwise on the tick (``poll``) once its grace is over.
+                if ready:
+                    self._poll_run(run, now)
 
     def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
         info = state.info
@@ -351,9 +368,10 @@ class GatewayCore:
         sub = self.registry.subs.get(msg.sub)
         if sub is None:
             return
+        key = self._member(state.agent_id, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs[run_id]
-            run.remove_agent(self._key(state.agent_id, sub.stream), now)
+            run.remove_agent(key, state.agent_id, now)
             for att in run.attachments.values():
                 att.dropped["agent_refused"] += 1
                 att.force_meta = True
@@ -376,14 +394,14 @@ class GatewayCore:
         self._agent_out.pop(agent_id, None)
         if state is None or state.info is None:
             return
+        info = state.info
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
-            key = self._key(agent_id, sub.stream)
+            key = member_key(info.app, info.instance, sub.stream)
             if self.cluster is not None:
                 self.cluster.local_left(sid, key)
             for run_id in sub.runs:
-                self.runs[run_id].remove_agent(key, now)
-        self._key_prefix.pop(agent_id, None)
+                self.runs[run_id].remove_agent(key, agent_id, now)
 
     # ------------------------------------------------------------------ clients
 
@@ -511,7 +529,7 @@ class GatewayCore:
             sub = self.registry.subs[sid]
             for agent_id in sorted(sub.agents):
                 if agent_id not in sub.refused:
-                    run.add_agent(self._key(agent_id, sub.stream), now)
+                    run.add_agent(self._member(agent_id, sub.stream), agent_id, now)
         for msg in out:
             self._send_subscribe(msg)
         return run
@@ -608,7 +626,7 @@ class GatewayCore:
         # In a cluster, the applications other gateways have agents of count too (heartbeats).
         remote = self.cluster.remote_apps() if self.cluster is not None else set()
         for app, _stream in run.sources:
-            if self.registry.agents_of(app) or app in remote:
+            if self.registry.has_agents(app) or app in remote:
                 continue
             suggestion = None
             if app not in self.registry.apps_seen and app not in remote:
@@ -681,7 +699,7 @@ class GatewayCore:
     def _expected(self, run: Run) -> int:
         """How many agent parts a run expects (in a cluster: every gateway's members)."""
         if self.cluster is not None:
-            return len(run.agent_keys)
+            return len(run.members)
         return self.registry.expected_agents(run.run_id)
 
     def _fail_run(self, run: Run, exc: Exception, now: float) -> None:
@@ -724,11 +742,25 @@ class GatewayCore:
                     att.force_meta = False
             if client.queue.too_slow(now):
                 self._close.append((client.client_id, 4008, "too slow"))
+        self._ping_agents(now)
+
+    def _ping_agents(self, now: float) -> None:
+        """Ping the agents whose period is over (renews their leases; they answer ``pong``),
+        and name those silent for three periods in ``agents_to_close()``. O(due agents)."""
         heartbeat = self.config.heartbeat_s
-        for agent in self.agents.values():
-            if agent.link.is_open and now - agent.last_ping >= heartbeat:
+        pings = self._pings
+        while pings and pings[0][0] <= now:
+            _, agent_id = pings.popleft()
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                continue  # closed since
+            if now - agent.last_heard > 3 * heartbeat:
+                self._close_agents.append(agent_id)
+                continue
+            if agent.link.is_open:
                 agent.last_ping = now
-                self._send_agent(agent.agent_id, Ping(f"{now:.3f}"))
+                self._send_agent(agent_id, Ping(f"{now:.3f}"))
+            pings.append((now + heartbeat, agent_id))
 
     # ------------------------------------------------------------------ views
 

@@ -110,6 +110,11 @@ class GatewayServer:
             session = self.sessions.get(cid)
             if session is not None:
                 session.notify()
+        for aid in core.agents_to_close():  # silent for three ping periods: drop the link
+            channel = self.agent_channels.get(aid)
+            if channel is not None:
+                log.warning("agent %s is silent; closing its link", aid)
+                channel.close()
         for cid, code, reason in core.clients_to_close():
             session = self.sessions.get(cid)
             if session is not None:
@@ -268,7 +273,8 @@ class GatewayServer:
 
             await upgrade(stream, request.raw, run, subprotocols=[SUBPROTOCOL],
                           max_size=limits.agent_frame_max,
-                          open_timeout=limits.handshake_timeout_s, max_queue=64)
+                          open_timeout=limits.handshake_timeout_s, max_queue=64,
+                          ping_interval=None, ping_timeout=None)  # liveness: mantis pings
         else:
             async def run(ws: ServerConnection) -> None:
                 await handlers.serve_client(self, ws, principal)

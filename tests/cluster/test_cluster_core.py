@@ -12,7 +12,7 @@ from mantis_py.errors import ConfigurationError
 from mantis_py.gateway.auth import ANONYMOUS
 from mantis_py.gateway.cluster.config import ClusterConfig, parse_cluster, parse_urls
 from mantis_py.gateway.cluster.node import ClusterNode
-from mantis_py.gateway.cluster.state import ClusterState, DedupMerger, rendezvous, subject_token
+from mantis_py.gateway.cluster.state import ClusterState, FloorMerger, rendezvous, subject_token
 from mantis_py.gateway.config import GatewayConfig, parse_config
 from mantis_py.gateway.core import GatewayCore
 from mantis_py.query import prepare
@@ -85,7 +85,7 @@ def test_members_follow_the_gateway_that_announced_them_last() -> None:
     assert (moved, removed) == ([], [])
     # g3 goes silent: its member expires after member_ttl
     assert st.expire_members(4.0) == []
-    assert st.expire_members(5.5) == [("s", "shop\x1fi1/default")]
+    assert st.expire_members(5.5) == [("s", "shop\x1fi1/default", "g3")]
 
 
 class _Merger:
@@ -95,8 +95,9 @@ class _Merger:
 
     def add_agent(self, key: str, now: float) -> None: ...
 
-    def receive_part(self, key: str, part: dict[str, Any], now: float) -> None:
+    def receive_part(self, key: str, part: dict[str, Any], now: float) -> bool:
         self.parts.append((key, part["k"]))
+        return True
 
     def poll(self, now: float) -> list[Any]:
         return []
@@ -105,18 +106,18 @@ class _Merger:
         return {}
 
 
-def test_dedup_drops_a_second_part_and_parts_of_windows_begun_before_joining() -> None:
+def test_parts_of_windows_begun_before_an_agent_joined_are_not_merged() -> None:
     inner = _Merger()
-    m = DedupMerger(inner)
+    m = FloorMerger(inner)
     m.add_agent("a", 10.5)
-    m.receive_part("a", {"k": 10}, 11.0)  # window [10, 11) began before a joined: not merged
+    assert m.receive_part("a", {"k": 10}, 11.0) is False  # [10, 11) began before a joined
     m.receive_part("a", {"k": 11}, 12.0)
-    m.receive_part("a", {"k": 11}, 12.1)  # the same window again (old and new gateway)
-    m.receive_part("b", {"k": 11}, 12.1)
-    assert inner.parts == [("a", 11), ("b", 11)]
-    notices = m.poll(12.2)
-    assert [(n.name, n.value) for n in notices] == [("duplicate-part", 1)]
-    assert m.statistics()["partial_windows"] == 1
+    m.receive_part("b", {"k": 10}, 12.1)  # b has no floor: the engine merger decides
+    m.set_floor("a", 12.5)  # a moved gateway at 12.5
+    m.receive_part("a", {"k": 12}, 13.0)
+    m.receive_part("a", {"k": 13}, 14.0)
+    assert inner.parts == [("a", 11), ("b", 10), ("a", 13)]
+    assert m.statistics()["partial_windows"] == 2
 
 
 def test_subject_tokens_are_safe() -> None:

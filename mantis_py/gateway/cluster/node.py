@@ -36,7 +36,7 @@ from typing import Any
 from ...wire import codec
 from ..merge import Run
 from .config import ClusterConfig
-from .state import ClusterState, DedupMerger, Forwarder, Lease, subject_token
+from .state import ClusterState, FloorMerger, Forwarder, Lease, subject_token
 
 __all__ = ["ClusterNode"]
 
@@ -76,15 +76,15 @@ class ClusterNode:
         return self.state.remote_apps()
 
     def wrap_merger(self, merger: Any) -> Any:
-        return DedupMerger(merger)
+        return FloorMerger(merger)
 
-    def has_members(self, run: Run) -> bool:
-        return bool(run.agent_keys)
-
-    def local_joined(self, sid: str, key: str, now: float) -> None:
+    def local_joined(self, sid: str, key: str, conn: str, now: float) -> None:
+        """An agent of this gateway (connection ``conn``) runs ``sid`` as member ``key``."""
+        previous = self.state.holder(sid, key)
         self.state.claim_local(sid, key, now)
-        for run in self._owner_runs(sid):
-            _rejoin(run, key, now)
+        if previous is not None and previous != self.node:  # it moved here from another gateway
+            for run in self._owner_runs(sid):
+                _rejoin(run, key, conn, now)
 
     def local_left(self, sid: str, key: str) -> None:
         self.state.release_local(sid, key)
@@ -175,9 +175,9 @@ class ClusterNode:
                 self.counters["out_data"] += 1
                 self._out.append((f"{self.prefix}.data.{lease.sub}", _encode(body)))
         # owner: remote members whose gateway went silent
-        for sid, key in state.expire_members(now):
+        for sid, key, holder in state.expire_members(now):
             for run in self._owner_runs(sid):
-                run.remove_agent(key, now)
+                run.remove_agent(key, _remote(holder), now)
         live = self._owner_subs()
         for sid in [s for s in state.holders if s not in live]:
             state.forget_sub(sid)
@@ -224,14 +224,15 @@ class ClusterNode:
         if members is not None:
             keys = [str(k) for k in members]
             moved, removed = self.state.on_members(sid, node, keys, now)
+            conn = _remote(node)
             for run in runs:
-                for key in keys:
-                    if key not in run.agent_keys and self.state.holder(sid, key) == node:
-                        run.add_agent(key, now)
                 for key in moved:
-                    _rejoin(run, key, now)
+                    _rejoin(run, key, conn, now)
+                for key in keys:
+                    if key not in run.members and self.state.holder(sid, key) == node:
+                        run.add_agent(key, conn, now)
                 for key in removed:
-                    run.remove_agent(key, now)
+                    run.remove_agent(key, conn, now)
         recs = msg.get("r") or ()
         parts = msg.get("p") or ()
         for run in runs:
@@ -275,18 +276,26 @@ class ClusterNode:
         st = core.registry.subs[lease.sub]
         for agent_id in sorted(st.agents):
             if agent_id not in st.refused:
-                run.add_agent(core._key(agent_id, st.stream), now)
+                run.add_agent(core._member(agent_id, st.stream), agent_id, now)
         for msg in out:
             core._send_subscribe(msg)
 
 
-def _rejoin(run: Run, key: str, now: float) -> None:
-    """``key`` moved gateway (or reconnected) at ``now``: end its membership and start a new one,
-    so the window in progress neither waits for it nor takes its partial part (its coverage
-    shows the agent missing), and the next windows expect it again."""
-    if key in run.agent_keys:
-        run.remove_agent(key, now)
-    run.add_agent(key, now)
+def _remote(node: str) -> str:
+    """The connection name under which a remote gateway carries its members in a run."""
+    return f"@{node}"
+
+
+def _rejoin(run: Run, key: str, conn: str, now: float) -> None:
+    """``key`` moved gateway at ``now`` and is now carried by ``conn`` only: the merger ends its
+    membership and starts a new one, so the window in progress neither waits for it nor takes its
+    partial part (its coverage shows the agent missing), and the next windows expect it again."""
+    if key in run.members:
+        run.merger.remove_agent(key, now)
+        run.merger.add_agent(key, now)
+        run.members[key] = {conn}
+    else:
+        run.add_agent(key, conn, now)
 
 
 def _remote_run_id(sid: str) -> str:

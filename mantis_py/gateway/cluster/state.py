@@ -205,47 +205,39 @@ class ClusterState:
         if held is not None and held.get(key, ("",))[0] == self.node:
             del held[key]
 
-    def expire_members(self, now: float) -> list[tuple[str, str]]:
-        """(sub, key) held by a remote gateway that has not announced them for ``member_ttl``."""
+    def expire_members(self, now: float) -> list[tuple[str, str, str]]:
+        """(sub, key, holder) held by a remote gateway silent about them for ``member_ttl``."""
         out = []
         for sub, held in self.holders.items():
             for key, (holder, last) in list(held.items()):
                 if holder != self.node and now - last > self.member_ttl:
                     del held[key]
-                    out.append((sub, key))
+                    out.append((sub, key, holder))
         return out
 
     def forget_sub(self, sub: str) -> None:
         self.holders.pop(sub, None)
 
 
-class DedupMerger:
-    """Wraps an engine merger for a cluster owner.
+class FloorMerger:
+    """Wraps an engine merger for a cluster owner: a part for a window that began before the
+    agent (re)joined this owner's merge (it moved gateway mid-window, so its part holds only what
+    it saw since) is not merged; the window's coverage shows the agent missing instead of a
+    silently short sum (``partial_windows`` in :meth:`statistics`). Duplicate parts are the
+    engine merger's business (``duplicate-parts``)."""
 
-    - A second part for the same agent key and window is dropped and counted
-      (``duplicate_part``): an agent whose part reached the owner twice (old and new gateway)
-      never counts twice.
-    - A part for a window that began before the agent (re)joined this owner's merge (it moved
-      gateway mid-window, so its part holds only what it saw since) is not merged: the window's
-      coverage shows the agent missing instead of a silently short sum (``partial_windows`` in
-      :meth:`statistics`).
-    """
-
-    def __init__(self, merger: Any, keep: int = 64) -> None:
+    def __init__(self, merger: Any) -> None:
         self.inner = merger
-        self._seen: dict[int, set[str]] = {}
-        self._keep = keep
         self._floor: dict[str, float] = {}
         self._window = getattr(merger, "_window", None)
-        self.duplicates = 0
         self.partial_windows = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def set_floor(self, key: str, now: float) -> None:
         """``key`` (re)joined at ``now``: ignore its parts of windows that began earlier."""
         self._floor[key] = now
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def add_agent(self, key: str, now: float) -> None:
         self._floor[key] = now
@@ -254,48 +246,25 @@ class DedupMerger:
     def remove_agent(self, key: str, now: float) -> None:
         self.inner.remove_agent(key, now)
 
-    def receive_events(self, key: str, records: list[dict[str, Any]], now: float) -> None:
-        self.inner.receive_events(key, records, now)
+    def receive_events(self, key: str, records: list[dict[str, Any]], now: float) -> Any:
+        return self.inner.receive_events(key, records, now)
 
-    def receive_part(self, key: str, part: dict[str, Any], now: float) -> None:
+    def receive_part(self, key: str, part: dict[str, Any], now: float) -> Any:
         k = part.get("k") if isinstance(part, dict) else None
-        if isinstance(k, int):
-            floor = self._floor.get(key)
-            if floor is not None and self._window is not None \
-                    and window_bounds(k, *self._window)[0] < floor:
-                self.partial_windows += 1
-                return
-            seen = self._seen.get(k)
-            if seen is None:
-                seen = self._seen[k] = set()
-                if len(self._seen) > self._keep:
-                    del self._seen[min(self._seen)]
-            if key in seen:
-                self.duplicates += 1
-                return
-            seen.add(key)
-        self.inner.receive_part(key, part, now)
+        floor = self._floor.get(key)
+        if isinstance(k, int) and floor is not None and self._window is not None \
+                and window_bounds(k, *self._window)[0] < floor:
+            self.partial_windows += 1
+            return False
+        return self.inner.receive_part(key, part, now)
 
     def poll(self, now: float) -> list[Any]:
-        out = list(self.inner.poll(now))
-        if self.duplicates:
-            out.append(DuplicateNotice(self.duplicates))
-            self.duplicates = 0
-        return out
+        return list(self.inner.poll(now))
 
     def statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = dict(self.inner.statistics())
         stats["partial_windows"] = self.partial_windows
         return stats
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateNotice:
-    """A merger notice (``name``, ``detail``, ``value``): parts dropped as duplicates."""
-
-    value: int
-    name: str = "duplicate-part"
-    detail: str = "a second part for the same agent and window"
 
 
 class Forwarder:
@@ -327,8 +296,9 @@ class Forwarder:
         else:
             got.extend(records)
 
-    def receive_part(self, key: str, part: dict[str, Any], now: float) -> None:
+    def receive_part(self, key: str, part: dict[str, Any], now: float) -> bool:
         self.parts.append([key, part])
+        return False  # nothing to emit here: the owner merges
 
     def poll(self, now: float) -> list[Any]:
         return []

@@ -357,10 +357,10 @@ def _compile(a: Analysis) -> CompiledQuery:
     def fn(name: str, params: str, expr: str) -> None:
         lines.append(f"def {name}({params}{_bind(expr)}):\n    return {expr}\n")
 
-    fn("where", "e, m, tk", g.cond(q.where) if q.where is not None else "True")
+    cond = g.cond(q.where) if q.where is not None else "True"  # generated once, used thrice
+    fn("where", "e, m, tk", cond)
     # a batch filter: one loop, constants bound as defaults (fast locals), no per-event call;
     # compiled on first use (most queries never need it, and compile() dominates prepare time)
-    cond = g.cond(q.where) if q.where is not None else "True"
     batch_source = (
         f"def where_batch(es, m, tk{_bind(cond)}):\n    out = []\n    append = out.append\n"
         f"    for e in es:\n        if {cond}:\n            append(e)\n    return out\n"
@@ -519,92 +519,53 @@ def compile_fold(
     a: Analysis, aggs: tuple[Any, ...], cols: tuple[int, ...]
 ) -> tuple[Callable[..., None], Callable[..., tuple[Any, Any, int]], str]:
     """``fold(table, e, m, tk, ok)``: add one event (that passed SAMPLE and WHERE) to its group
-    in a ``groups.GroupTable``, with inline fast paths for ``count`` (an int state) and the int
-    case of ``sum``/``average`` (an ``aggregates.SumState``); every other aggregate calls its
-    ``add``. ``aggs``/``cols``: the aggregate objects and column indexes of the stateful columns.
+    in a ``groups.GroupTable``. Each aggregate folds through its own inline template
+    (``Aggregate.inline``: ``count``, ``sum``/``average`` and first values have one), or else a
+    call of its ``add``. ``aggs``/``cols``: the aggregate objects and column indexes of the
+    stateful columns.
     """
-    from ..state import aggregates
-    from ..state.aggregates import SumState, make_first
-
-    first = make_first()
-    first_inline = first.create() is None and first.add(None, 1, (1,)) == ((1,), 1)
-    buf_max = getattr(aggregates, "_BUF", 0)
-    if not (isinstance(buf_max, int) and buf_max > 1 and hasattr(SumState(), "buf")):
-        buf_max = 0
     g = _Gen(a.mode)
     q = a.query
-    lines = ["def fold(table, e, m, tk, ok):"]
+    body = ["groups = table.groups"]
     if q.group_by:
         raws = []
         for i, gp in enumerate(q.group_by):
-            lines.append(f"    v{i} = {g.operand(gp)}")
+            body.append(f"v{i} = {g.operand(gp)}")
             raws.append(f"v{i}")
         if len(raws) == 1:
-            lines.append("    hk = v0 if v0.__class__ is str else group_key(v0)")
+            body.append("hk = v0 if v0.__class__ is str else group_key(v0)")
         else:
-            lines.append(f"    hk = ({', '.join(f'group_key({r})' for r in raws)},)")
-        lines.append("    grp = table.groups.get(hk)")
-        lines.append("    if grp is None:")
-        lines.append(f"        grp = table.slot(hk, ({', '.join(raws)},), ok)")
-        lines.append("    if grp is table.other:")
-        lines.append("        table.folded += 1")
+            body.append(f"hk = ({', '.join(f'group_key({r})' for r in raws)},)")
+        body.append("grp = groups.get(hk)")
+        body.append("if grp is None:")
+        body.append(f"    grp = table.slot(hk, ({', '.join(raws)},), ok)")
+        body.append("if grp is table.other:")
+        body.append("    table.folded += 1")
     else:
-        lines.append("    grp = table.groups[()]")
-    lines.append("    if grp[1] is None:")
-    lines.append("        grp[1] = ok")
-    lines.append("    st = grp[2]")
+        body.append("grp = groups[()]")
+    body.append("if grp[1] is None:")
+    body.append("    grp[1] = ok")
+    body.append("st = grp[2]")
     for i, (agg, j) in enumerate(zip(aggs, cols, strict=True)):
         col = a.columns[j]
-        add = g.const(agg.add)
         if col.role == "first":
-            lines.append(f"    v = {g.operand(col.operand)}")
-            lines.append("    if v is not None:")
-            if first_inline:
-                # the first-value state is None or (order key, value) (aggregates.make_first)
-                lines.append(f"        s = st[{i}]")
-                lines.append("        if s is None or ok < s[0]:")
-                lines.append(f"            st[{i}] = (ok, v)")
-            else:
-                lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
-            continue
-        call = col.operand
-        assert isinstance(call, ast.Call)
-        arg = call.args[0] if call.args else None
-        state = agg.create()
-        plain = not call.distinct
-        if plain and call.name == "count" and type(state) is int:
-            if arg is None or isinstance(arg, (ast.Star, ast.Literal)):
-                lines.append(f"    st[{i}] += 1")
-            else:
-                lines.append(f"    if {g.operand(arg)} is not None:")
-                lines.append(f"        st[{i}] += 1")
-            continue
-        value = "True" if arg is None or isinstance(arg, ast.Star) else g.operand(arg)
-        if plain and call.name in ("sum", "average") and isinstance(state, SumState):
-            lines.append(f"    v = {value}")
-            lines.append("    if v.__class__ is int:")
-            lines.append(f"        s = st[{i}]")
-            lines.append("        s.i += v")
-            lines.append("        s.n += 1")
-            if buf_max:
-                # floats wait in SumState.buf until aggregates folds a full buffer exactly
-                lines.append("    elif v.__class__ is float and v - v == 0.0:")
-                lines.append(f"        b = st[{i}].buf")
-                lines.append(f"        if len(b) < {buf_max - 1}:")
-                lines.append("            b.append(v)")
-                lines.append("        else:")
-                lines.append(f"            st[{i}] = {add}(st[{i}], v, ok)")
-            else:
-                lines.append("    elif v is not None:")
-                lines.append(f"        st[{i}] = {add}(st[{i}], v, ok)")
-            continue
-        lines.append(f"    st[{i}] = {add}(st[{i}], {value}, ok)")
-    body = "\n".join(lines[1:])
+            value: str | None = g.operand(col.operand)
+        else:
+            call = col.operand
+            assert isinstance(call, ast.Call)
+            arg = call.args[0] if call.args else None
+            value = None if arg is None or isinstance(arg, ast.Star) else g.operand(arg)
+        slot = f"st[{i}]"
+        if agg.inline is not None:
+            body.extend(agg.inline(slot, value, lambda agg=agg: g.const(agg.add)))
+        else:
+            body.append(f"{slot} = {g.const(agg.add)}({slot}, {value or 'True'}, ok)")
+    fold = "\n".join("    " + ln for ln in body)
     # fold_run: the same body inlined in a loop over (event, time, line) items of one window (no
     # call per event); it stops at the first item outside [start, end) and returns
     # (that item or None, the largest time seen, errors)
     cond = g.cond(q.where) if q.where is not None else "True"
-    inner = "\n".join("            " + ln[4:] for ln in lines[1:]).replace("table.groups.get(", "groups.get(")
+    inner = "\n".join("            " + ln for ln in body[1:])
     run = (
         "    groups = table.groups\n    errors = 0\n    top = start\n"
         "    for e, t, line in items:\n"
@@ -615,10 +576,9 @@ def compile_fold(
         "        except Exception:\n            errors += 1\n"
         "    return None, top, errors\n"
     )
-    run_all = run + "\n" + body
     source = (
-        f"def fold(table, e, m, tk, ok{_bind(body)}):\n{body}\n\n"
-        f"def fold_run(table, items, start, end, m, tk=None{_bind(run_all)}):\n{run}"
+        f"def fold(table, e, m, tk, ok{_bind(fold)}):\n{fold}\n\n"
+        f"def fold_run(table, items, start, end, m, tk=None{_bind(run)}):\n{run}"
     )
     ns: dict[str, Any] = dict(ENV)
     ns.update(g.consts)

@@ -21,6 +21,15 @@ Theory of operation:
   ``{"$int": "0x…"}`` (hex, because Python limits decimal conversion to 4,300 digits); an object
   with a key starting with ``$`` is wrapped ``{"$obj": {...}}``.
 
+- ``inline`` (optional) is the aggregate's own template for the compiler's fold loops:
+  ``inline(slot, value, add)`` returns Python lines, indented from column 0, that do what
+  ``slot = add(slot, value, ok)`` does, faster. ``slot`` is an assignable expression holding the
+  state, ``value`` an expression for the argument (None for ``count(*)``: every event counts),
+  ``add()`` binds :attr:`Aggregate.add` and returns its name (call it only when the code needs
+  the call, so that no unused constant is bound), and ``ok`` is the order key in scope.
+  Templates may use the temporaries ``v``, ``s`` and ``b``. Without a template the compiler emits
+  the call. DISTINCT wrappers have none.
+
 The table :data:`FUNCTIONS` maps each function name to its factory; :func:`make_aggregate` adds
 the DISTINCT wrapper.
 """
@@ -76,6 +85,8 @@ class Aggregate:
     decode: Callable[[Any], Any]
     notices: Callable[[Any], dict[str, int]]
     distinct: bool = False
+    inline: Callable[[str, str | None, Callable[[], str]], list[str]] | None = None
+    """The compiler's inline template (see the module docstring), or None."""
 
 
 def _no_notices(state: Any) -> dict[str, int]:
@@ -149,9 +160,17 @@ def _identity(x: Any) -> Any:
     return x
 
 
+def _count_inline(slot: str, value: str | None, add: Callable[[], str]) -> list[str]:
+    """The state is a plain int."""
+    if value is None:
+        return [f"{slot} += 1"]
+    return [f"if {value} is not None:", f"    {slot} += 1"]
+
+
 def _make_count(q: Fraction | None, caps: Caps) -> Aggregate:
     return Aggregate(
-        "count", int, _count_add, _count_merge, _identity, encode_value, decode_value, _no_notices
+        "count", int, _count_add, _count_merge, _identity, encode_value, decode_value, _no_notices,
+        inline=_count_inline,
     )
 
 
@@ -275,16 +294,35 @@ def _sum_decode(obj: Any) -> SumState:
     )
 
 
+def _sum_inline(slot: str, value: str | None, add: Callable[[], str]) -> list[str]:
+    """:func:`_sum_add` inlined: ints go straight into ``i``/``n``; finite floats wait in ``buf``,
+    and the call folds the buffer exactly when it would fill."""
+    return [
+        f"v = {value or 'True'}",
+        "if v.__class__ is int:",
+        f"    s = {slot}",
+        "    s.i += v",
+        "    s.n += 1",
+        "elif v.__class__ is float and v - v == 0.0:",
+        f"    b = {slot}.buf",
+        f"    if len(b) < {_BUF - 1}:",
+        "        b.append(v)",
+        "    else:",
+        f"        {slot} = {add()}({slot}, v, ok)",
+    ]
+
+
 def _make_sum(q: Fraction | None, caps: Caps) -> Aggregate:
     return Aggregate(
-        "sum", SumState, _sum_add, _sum_merge, _sum_result, _sum_encode, _sum_decode, _no_notices
+        "sum", SumState, _sum_add, _sum_merge, _sum_result, _sum_encode, _sum_decode, _no_notices,
+        inline=_sum_inline,
     )
 
 
 def _make_average(q: Fraction | None, caps: Caps) -> Aggregate:
     return Aggregate(
         "average", SumState, _sum_add, _sum_merge, _avg_result, _sum_encode, _sum_decode,
-        _no_notices,
+        _no_notices, inline=_sum_inline,
     )
 
 
@@ -507,9 +545,20 @@ def _first_decode(obj: Any) -> Any:
     return None if obj is None else (_dec_key(obj[0]), decode_value(obj[1]))
 
 
+def _first_inline(slot: str, value: str | None, add: Callable[[], str]) -> list[str]:
+    """:func:`_first_add` inlined: the state is None or (order key, value)."""
+    return [
+        f"v = {value or 'True'}",
+        "if v is not None:",
+        f"    s = {slot}",
+        "    if s is None or ok < s[0]:",
+        f"        {slot} = (ok, v)",
+    ]
+
+
 _FIRST = Aggregate(
     "first", _none, _first_add, _first_merge, _first_result, _first_encode, _first_decode,
-    _no_notices,
+    _no_notices, inline=_first_inline,
 )
 
 
