@@ -1,8 +1,8 @@
 """A subprocess of real agents for the cluster tests: ``python agent_proc.py CONFIG_JSON``.
 
 Config: {"app", "instances": [...], "gateways": [ws urls], "rate": events/s per agent,
-"out": dir, "seed"}. Each agent starts on ``gateways[0]`` and moves to the next URL when its
-link fails (the order is the fail-over order). Every published event is written to
+"out": dir, "seed"}. Each agent is ``Agent(gateway=[...])``, started on ``gateways[0]``; it moves
+to the next URL when its link fails. Every published event is written to
 ``out/<instance>.jsonl`` with its exact time ``ts`` (the agent stamps the same time), and
 ``out/<instance>.status.json`` is rewritten every 0.2 s: connected, gateway URL, live
 subscription ids. Stops on SIGTERM or when ``out/stop`` exists.
@@ -18,29 +18,20 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from mantis_py.agents import host
-from mantis_py.agents.sync import Agent, agent_url
+from mantis_py.agents.sync import Agent
 
 COUNTRIES = ("fr", "de", "us", "br", "jp")
 _T = [0.0]
 
 
-class ListAgent(Agent):
-    """An agent that tries the next gateway of its list after a failed or lost link."""
-
-    def __init__(self, app: str, urls: list[str], **kw: Any) -> None:
-        super().__init__(app, gateway=urls[0], **kw)
-        self._urls = [agent_url(u) for u in urls]
-        self._at = 0
-
-    def _connect_and_serve(self) -> bool:
-        ok = super()._connect_and_serve()
-        if not self._stop.is_set():
-            self._at = (self._at + 1) % len(self._urls)
-            self.url = self._urls[self._at]
-        return bool(ok)
+def make_agent(app: str, urls: list[str], instance: str) -> Agent:
+    """An agent on the gateway list ``urls`` (its fail-over order), starting on the first one
+    (the tests place agents; a fleet would start on a random one)."""
+    agent = Agent(app, gateway=urls, instance=instance, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    agent.gateways.index = 0
+    return agent.start()
 
 
 def main() -> None:
@@ -48,9 +39,7 @@ def main() -> None:
     out = Path(cfg["out"])
     rng = random.Random(cfg.get("seed", 0))
     host._now = lambda: _T[0]  # the agents stamp events with the time we record
-    agents = {inst: ListAgent(cfg["app"], cfg["gateways"], instance=inst,
-                              reconnect_min_s=0.2, reconnect_max_s=1.0).start()
-              for inst in cfg["instances"]}
+    agents = {inst: make_agent(cfg["app"], cfg["gateways"], inst) for inst in cfg["instances"]}
     files = {inst: open(out / f"{inst}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
              for inst in agents}
     seqs = dict.fromkeys(agents, 0)
