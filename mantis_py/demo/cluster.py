@@ -6,7 +6,8 @@ Recipe (docs/cluster.md):
 2. start ``N`` gateways (``mantis-py gateway --cluster ...``), gateway ``i`` on port ``port + i``
    and NATS node ``i`` first, every one with the same config (the plays-per-second alert: the
    cluster gives it to exactly one gateway);
-3. spread the simulated services' agents over the gateways (instance ``i`` on gateway ``i % N``);
+3. spread the simulated services' agents over the gateways (instance ``i`` on gateway ``i % N``,
+   the other gateways next in its list: kill a gateway and its agents move);
 4. print the first gateway's dashboard URL: queries there see every agent of the cluster;
 5. comment as the single-gateway demo does; the alert state is read from every gateway (the one
    that evaluates the rule reports it);
@@ -111,8 +112,13 @@ def run_cluster_demo(port: int = 7100, duration: float = 600.0, *, gateways: int
         prepare("select count(*) from playback window 1", mode="live", apps=None)
         started = time.time()
         for i, (app, instance, share) in enumerate(INSTANCES):
-            svc = Service(app, instance, share, f"ws://127.0.0.1:{ports[i % gateways]}",
-                          scenario, started, seed=i, zone=ZONES[i % len(ZONES)])
+            # each service's agent knows every gateway (its own first): kill one, they move
+            own = i % gateways
+            gw_urls = [f"ws://127.0.0.1:{ports[(own + j) % gateways]}" for j in range(gateways)]
+            svc = Service(app, instance, share, gw_urls[0], scenario, started, seed=i,
+                          zone=ZONES[i % len(ZONES)])
+            svc.agent.gateways.urls = [u + "/v1/agent" for u in gw_urls]
+            svc.agent.gateways.index = 0
             services.append(svc)
             svc.start()
         _banner(ports, urls, duration, scenario, workdir, out)
