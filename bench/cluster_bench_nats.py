@@ -323,35 +323,54 @@ def main() -> int:
                 proc.wait()
 
 
-def run(args: argparse.Namespace) -> int:
+def section(*, agents: int = 300, seconds: float = 8.0, failover_agents: int = 1000,
+            steady: int = 200, after: float = 15.0, only: str | None = None,
+            workdir: str | None = None) -> dict[str, Any]:
+    """Run the cluster section(s); the ``cluster`` object of the JSON output."""
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="mantis-cluster-bench-") as tmp:
-        workdir = Path(args.workdir or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        with NatsCluster(3, workdir, name="bench") as nats:
-            if args.only in (None, "overhead"):
-                out["overhead"] = bench_overhead(nats, workdir, args.agents, args.seconds)
-            if args.only in (None, "failover"):
-                out["failover"] = bench_failover(nats, workdir, args.failover_agents,
-                                                 args.steady, args.after)
-    if args.json:
-        print(json.dumps({"cluster": out}))
-        return 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="mantis-cluster-bench-") as tmp:
+            work = Path(workdir or tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            with NatsCluster(3, work, name="bench") as nats:
+                if only in (None, "overhead"):
+                    out["overhead"] = bench_overhead(nats, work, agents, seconds)
+                if only in (None, "failover"):
+                    out["failover"] = bench_failover(nats, work, failover_agents, steady, after)
+    finally:
+        for proc in CHILDREN:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return out
+
+
+def report(out: dict[str, Any]) -> None:
+    """Print the figures of :func:`section` with their targets."""
     if "overhead" in out:
         o = out["overhead"]
-        print(f"owner CPU per merged part, {o['agents']} agents, 1-s windows:")
+        print(f"cluster: owner CPU per merged part, {o['agents']} agents, 1-s windows:")
         print(f"  direct    {o['direct']['us_per_part']:>8} us/part  ({o['direct']})")
         print(f"  via NATS  {o['via_nats']['us_per_part']:>8} us/part  ({o['via_nats']})")
         print(f"  ratio     {o['ratio']:>8}          target <= {o['target_ratio']}")
     if "failover" in out:
         f = out["failover"]
-        print(f"kill -9 of a gateway holding {f['moved_agents']} agents "
+        print(f"cluster: kill -9 of a gateway holding {f['moved_agents']} agents "
               f"({f['steady_agents']} others never move):")
         print(f"  reconnected {f['reconnected']}/{f['moved_agents']}; reconnection "
               f"p50 {f['reconnect_s']['p50']} s, p99 {f['reconnect_s']['p99']} s, "
               f"max {f['reconnect_s']['max']} s   target p99 <= {f['target_reconnect_p99_s']} s")
         print(f"  first full-coverage window after the kill: {f['first_full_window_after_kill']}")
         print(f"  agents that never moved: {f['steady_windows']}   target: {f['target_steady']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = section(agents=args.agents, seconds=args.seconds, failover_agents=args.failover_agents,
+                  steady=args.steady, after=args.after, only=args.only, workdir=args.workdir)
+    if args.json:
+        print(json.dumps({"cluster": out}))
+    else:
+        report(out)
     return 0
 
 
