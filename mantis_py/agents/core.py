@@ -114,6 +114,11 @@ class AgentConfig:
     min_sample_rate: float = 0.001
     error_report_interval_s: float = 10.0
     max_control_frames: int = 1000
+    max_poll_gap_s: float = 1.0
+    subscribe_rate_per_s: float = 1.0
+    subscribe_burst: int = 30
+    compile_cpu_burst_s: float = 1.0
+    allow_unmasked: bool = False
 
     def __post_init__(self) -> None:
         if not self.app or not isinstance(self.app, str):
@@ -125,14 +130,15 @@ class AgentConfig:
         for name in (
             "max_queue_events", "max_queue_bytes", "max_queries_per_stream", "max_streams",
             "max_known_streams", "max_event_bytes", "max_depth", "batch_max_bytes",
-            "max_control_frames",
+            "max_control_frames", "subscribe_burst",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
         for name in (
             "batch_interval_s", "stats_interval_s", "expire_after_s", "resubscribe_grace_s",
-            "error_report_interval_s", "stats_max_interval_s",
+            "error_report_interval_s", "stats_max_interval_s", "max_poll_gap_s",
+            "subscribe_rate_per_s", "compile_cpu_burst_s",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
@@ -320,6 +326,12 @@ class AgentCore:
         self.now = 0.0
         self.sample_rate = 1.0
         self._cpu_mark: tuple[float, float] | None = None
+        # subscription churn cap: new queries compiled, a token bucket (rate, burst)
+        self._sub_tokens = float(config.subscribe_burst)
+        self._sub_last: float | None = None
+        # compile CPU: earned at cpu_budget seconds per second, at most compile_cpu_burst_s
+        self._compile_cpu = config.compile_cpu_burst_s
+        self._compile_last: float | None = None
         self._out: list[Frame] = []
         for name in config.streams:
             self._register(name)
@@ -516,6 +528,19 @@ class AgentCore:
             text = f"queries already run on {busy} streams (limit {cfg.max_streams})"
             self._send(SubError(sub=msg.sub, code="limit_streams", message=text))
             return
+        # Churn cap: compiling is the expensive part of a subscription; a gateway that keeps
+        # subscribing and unsubscribing gets refusals instead of the host's CPU.
+        if self._sub_last is not None:
+            self._sub_tokens = min(float(cfg.subscribe_burst), self._sub_tokens + max(
+                0.0, now - self._sub_last) * cfg.subscribe_rate_per_s)
+        self._sub_last = now
+        self.report_control_cpu(now, 0.0)
+        if self._sub_tokens < 1.0 or self._compile_cpu < 0.0:
+            text = (f"too many new queries: at most {cfg.subscribe_rate_per_s:g} per second "
+                    f"(burst {cfg.subscribe_burst}) and {cfg.cpu_budget:.0%} of a core compiling")
+            self._send(SubError(sub=msg.sub, code="limit_churn", message=text))
+            return
+        self._sub_tokens -= 1.0
         try:
             engine = self.engine
             prepared = engine.prepare(msg.query)
@@ -527,7 +552,9 @@ class AgentCore:
                 rng=random.Random(self.rng.getrandbits(64)),
                 caps=engine.make_caps(msg.caps),
             )
-            source.start(msg.start)
+            # Never catch up windows that started before this agent received the query; a poll
+            # gap over max_gap marks windows not covered; never more than 30 s of catch-up.
+            source.start(max(msg.start, now), max_gap=cfg.max_poll_gap_s, horizon=30.0)
             a = prepared.analysis
             sub = Subscription(
                 id=msg.sub,
@@ -539,7 +566,8 @@ class AgentCore:
                 prefixes=tuple(a.field_prefixes),
                 star=bool(a.star),
                 link_gen=self.link_gen,
-                unmasked=msg.caps.get("unmasked") is True,
+                # the service, not whoever answers on the gateway's address, decides
+                unmasked=cfg.allow_unmasked is True and msg.caps.get("unmasked") is True,
             )
         except Exception as exc:
             self._send(SubError(sub=msg.sub, code="compile", message=str(exc)[:1000]))
@@ -903,6 +931,18 @@ class AgentCore:
         for sub in list(self.subs.values()):
             if sub.confirm_by is not None and now > sub.confirm_by:
                 self._remove(sub)
+
+    def report_control_cpu(self, now: float, cpu_seconds: float) -> None:
+        """CPU the runner spent handling gateway messages (compiling queries, mostly). It is paid
+        from a bucket earned at ``cpu_budget`` seconds per second (at most
+        ``compile_cpu_burst_s``); while the bucket is overdrawn, new queries are refused
+        (``limit_churn``), so compiling stays within the budget over time."""
+        last = self._compile_last
+        if last is not None and now > last:
+            self._compile_cpu = min(self.config.compile_cpu_burst_s,
+                                    self._compile_cpu + (now - last) * self.config.cpu_budget)
+        self._compile_last = now if last is None else max(last, now)
+        self._compile_cpu -= cpu_seconds
 
     def report_cpu(self, now: float, cpu_seconds: float) -> None:
         """Feed the agent thread's cumulative CPU time; adjusts the sample rate to the budget.

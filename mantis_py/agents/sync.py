@@ -269,6 +269,9 @@ class Agent(HostSide):
         token: bearer token for the gateway, if it requires one.
         instance: this process's id (default ``hostname-pid``).
         mask: field names (any depth) or dotted paths (from the root) to mask before matching.
+        allow_unmasked: let subscriptions the gateway marks unmasked (users whose token may see
+            masked fields) receive masked values. False by default: masked values never leave
+            the process, whatever a gateway asks.
         tags: free-form labels sent in hello; ``tags["zone"]`` is the default zone.
         zone: availability zone (the ``_zone`` meta field).
         ssl: an ``ssl.SSLContext`` for ``wss://``.
@@ -293,8 +296,10 @@ class Agent(HostSide):
         ssl: ssl_module.SSLContext | None = None,
         engine: Engine | None = None,
         rng: random.Random | None = None,
+        allow_unmasked: bool = False,
         **settings: Any,
     ) -> None:
+        settings["allow_unmasked"] = allow_unmasked
         self._args = (app, instance, tuple(mask), dict(tags or {}), zone, dict(settings))
         self.config, self.settings, self._default_instance = make_config(
             app, instance, mask, tags, zone, settings
@@ -391,8 +396,9 @@ class Agent(HostSide):
             self._stop.wait(min(left, self.settings.idle_tick_s))
 
     def _report_cpu(self) -> None:
-        # Compiling queries (handling gateway messages) is excluded: it is bounded by the query
-        # limits, and a one-off compile must not make the agent sample events down.
+        # Handling gateway messages (compiling queries) is charged separately
+        # (``report_control_cpu``): over time it stays within ``cpu_budget`` because new queries
+        # are refused while it is overdrawn, and a one-off compile never samples events down.
         self._core.report_cpu(time.time(), time.thread_time() - self._cpu_excluded)
 
     def _connect_and_serve(self) -> bool:
@@ -436,7 +442,9 @@ class Agent(HostSide):
                 while data is not None:
                     c0 = time.thread_time()
                     core.receive_data(data, now)
-                    self._cpu_excluded += time.thread_time() - c0
+                    spent = time.thread_time() - c0
+                    self._cpu_excluded += spent
+                    core.report_control_cpu(now, spent)  # compiles: their own share of the budget
                     welcomed = welcomed or core.is_open
                     try:
                         data = ws.recv(timeout=0)

@@ -120,7 +120,9 @@ class TrioAgent(HostSide):
                         nonlocal welcomed
                         try:
                             async for data in ws:
+                                t0 = time.perf_counter()
                                 core.receive_data(data, time.time())
+                                core.report_control_cpu(time.time(), time.perf_counter() - t0)
                                 welcomed = welcomed or core.is_open
                         except RemoteProtocolError as exc:
                             self.last_error = f"protocol: {exc}"
@@ -185,6 +187,7 @@ async def open_agent(
     ssl: ssl_module.SSLContext | None = None,
     engine: Engine | None = None,
     rng: random.Random | None = None,
+    allow_unmasked: bool = False,
     **settings: Any,
 ) -> AsyncIterator[TrioAgent]:
     """Run an agent in the caller's trio program (arguments as for :class:`~.sync.Agent`;
@@ -195,6 +198,7 @@ async def open_agent(
         async with open_agent(app="playback", gateway="ws://127.0.0.1:7100") as agent:
             agent.publish({"event": "play"})
     """
+    settings["allow_unmasked"] = allow_unmasked  # masked values leave only if the service says so
     agent = TrioAgent(app, gateway, token, instance, mask, tags, zone, ssl, engine, rng, settings)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(agent.run)

@@ -134,6 +134,9 @@ class GatewayCore:
         self.runs: dict[str, Run] = {}
         self._shared_runs: dict[tuple[str, str], str] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._check_buckets: dict[str, TokenBucket] = {}
+        self._compile_buckets: dict[str, TokenBucket] = {}
+        self._failed: dict[tuple[str, str], QueryError] = {}
         self._ids = itertools.count(1)
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
@@ -262,6 +265,8 @@ class GatewayCore:
         instance = info.instance
         routes: dict[Any, list[list[dict[str, Any]]]] = {}  # subs tag -> record lists of runs
         by_run: dict[str, list[dict[str, Any]]] = {}
+        unknown: dict[Any, int] = {}  # subs tag -> how many of its ids are not (or no longer) ours
+        unknown_records = 0
         # Hot path (ingest): records are the freshly decoded dicts; the merger's record shape
         # {"t", "i", "s", "e", "m"} is made by adding the two gateway-known members in place.
         try:
@@ -280,10 +285,17 @@ class GatewayCore:
                     if type(tags) is not list or not all(type(x) is str for x in tags):
                         raise TypeError("subs must be a list of subscription ids")
                     targets = routes[key] = self._route(tags, msg.stream, by_run)
+                    lost = self._unknown_tags(tags, msg.stream)
+                    if lost:
+                        unknown[key] = lost
+                if unknown and key in unknown:  # dropped records are counted one by one
+                    unknown_records += unknown[key]
                 for target in targets:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
+        if unknown_records:
+            self.metrics.inc("dropped_total", unknown_records, reason="unknown_subscription")
         key = member_key(info.app, instance, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
@@ -303,14 +315,19 @@ class GatewayCore:
         for sid in tags:
             sub = self.registry.subs.get(sid)
             if sub is None or sub.stream != stream:
-                # withdrawn a moment ago (in flight) or never ours: counted, not an error
-                self.metrics.inc("dropped_total", reason="unknown_subscription")
+                # withdrawn a moment ago (in flight) or never ours: counted per record by the
+                # caller (_unknown_tags), not an error
                 continue
             for run_id in sub.runs:
                 if run_id not in seen:
                     seen.add(run_id)
                     targets.append(by_run.setdefault(run_id, []))
         return targets
+
+    def _unknown_tags(self, tags: list[str], stream: str) -> int:
+        """How many subscription ids of ``tags`` are not (or no longer) live on ``stream``."""
+        subs = self.registry.subs
+        return sum(1 for sid in tags if (s := subs.get(sid)) is None or s.stream != stream)
 
     def _on_partial(self, state: AgentState, msg: Partial, now: float) -> None:
         self.metrics.inc("parts_in_total")
@@ -405,6 +422,75 @@ class GatewayCore:
 
     # ------------------------------------------------------------------ clients
 
+    def admit_check(self, user: str, now: float) -> bool:
+        """Take one ``POST /v1/check`` from ``user``'s rate limit: the same rate and burst as query
+        submissions, in a bucket of its own (checking while typing never starves submitting)."""
+        bucket = self._check_buckets.get(user)
+        if bucket is None:
+            lim = self.limits
+            if len(self._check_buckets) >= 10_000:  # one per configured user; bounded anyway
+                self._check_buckets.clear()
+            bucket = self._check_buckets[user] = TokenBucket(lim.submissions_per_s,
+                                                             lim.submissions_burst, now)
+        return bucket.try_take(now)
+
+    def prepare_for(self, principal: Principal, text: str, mode: str = "live") -> Any:
+        """``prepare`` for a client, safe to call from a worker thread: no app list (a query for
+        an app with no agent yet waits for it, and no error names an app the client may not
+        read). A failure is remembered for a moment, so the core does not compile twice what
+        the shell just compiled off the event loop."""
+        key = (text, mode)
+        failed = self._failed.get(key)
+        if failed is not None:
+            raise failed
+        try:
+            return self.prepare(text, mode=mode, apps=None)
+        except QueryError as exc:
+            if len(self._failed) >= 256:
+                self._failed.clear()
+            self._failed[key] = exc
+            raise exc from None
+
+    # -- compile budget: CPU seconds of query compilation per user ---------------------------
+
+    def _compile_bucket(self, user: str, now: float) -> TokenBucket:
+        bucket = self._compile_buckets.get(user)
+        if bucket is None:
+            if len(self._compile_buckets) >= 10_000:
+                self._compile_buckets.clear()
+            lim = self.limits
+            bucket = self._compile_buckets[user] = TokenBucket(
+                lim.compile_cpu_per_s, lim.compile_cpu_burst_s, now)
+        return bucket
+
+    def charge_compile(self, user: str, cpu_seconds: float, now: float) -> None:
+        """The shell measured ``cpu_seconds`` of compilation for ``user``: account it
+        (``compile_cpu_seconds_total{user}``) and debit the user's compile budget."""
+        self.metrics.inc("compile_cpu_seconds_total", cpu_seconds, user=user)
+        self._compile_bucket(user, now).charge(now, cpu_seconds)
+
+    def compile_allowed(self, user: str, now: float) -> bool:
+        """False while ``user`` owes compile CPU (its budget is negative)."""
+        return self._compile_bucket(user, now).available(now) >= 0.0
+
+    def compile_request(self, client_id: str, data: bytes | str,
+                        now: float) -> tuple[Principal, str] | None:
+        """Shell hook, before :meth:`receive_client_data`: when ``data`` is a query this client
+        may submit now (rate limit and compile budget), (principal, text) to compile off
+        the event loop; ``receive_client_data`` then finds the result in the prepare cache."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return None
+        try:
+            msg = codec.decode(data, ("query",))
+        except Exception:
+            return None
+        if not isinstance(msg, Query) or client.bucket.available(now) < 1.0:
+            return None
+        if not self.compile_allowed(client.principal.user, now):
+            return None
+        return client.principal, msg.query
+
     def open_client(self, client_id: str, principal: Principal, now: float, kind: str = "ws",
                     queue: OutboundQueue | None = None) -> ClientState:
         """A client connection was accepted (after auth and connection caps)."""
@@ -464,10 +550,19 @@ class GatewayCore:
             )
             self._refuse(client, qid, text, [], err, "rate_limited", now)
             return
+        if not self.compile_allowed(user, now):
+            err = error_object(
+                "rate limited: this user's queries took too much compile CPU recently "
+                f"(budget {self.limits.compile_cpu_per_s:g} s per second)", "rate_limited",
+                hint="wait a moment and submit again; smaller queries compile faster",
+            )
+            self._refuse(client, qid, text, [], err, "rate_limited", now)
+            return
         try:
-            # apps=None: an application with no agent yet is not an error; the query is
-            # accepted and waits for its agents (a ``waiting`` meta names it, see poll()).
-            prepared = self.prepare(text, mode="live", apps=None)
+            # no app list: an application with no agent yet is not an error; the query is
+            # accepted and waits for its agents (a ``waiting`` meta names it, see poll()), and
+            # no error ever names an application the client may not read.
+            prepared = self.prepare_for(client.principal, text)
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
             return

@@ -84,7 +84,9 @@ class Swarm:
                     await trio.sleep(0.02)
 
     async def _agent(self, i: int) -> None:
-        core = AgentCore(AgentConfig(app=self.app, instance=f"{self.prefix}{i}", cpu_budget=1.0),
+        # max_poll_gap_s: this runner polls once a second by design, not every 10 ms
+        core = AgentCore(AgentConfig(app=self.app, instance=f"{self.prefix}{i}", cpu_budget=1.0,
+                                     max_poll_gap_s=3.0),
                          random.Random(self.seed * 100_003 + i))
         self.cores.append(core)
         rng = self.rng

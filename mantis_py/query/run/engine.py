@@ -341,6 +341,17 @@ class SourceRunner:
         self._windows: dict[int, GroupTable] = {}
         self._seq = 0
         self._plan = p.agg_plan(caps) if p.ships == "partials" else None
+        # Observation bookkeeping (partials), set by a live agent (None: off, e.g. a split replay
+        # that polls once at the end): a window is covered only if this runner was polled
+        # throughout it. A pause longer than ``max_gap`` (SIGSTOP, a GC pause, a frozen VM, a busy
+        # agent thread) leaves a gap; windows overlapping a gap ship ``"covered": false`` and the
+        # gateway does not count them. Windows that ended more than ``horizon`` seconds ago are
+        # skipped outright (counted in ``skipped_windows``): the gateway closed them long ago.
+        self.max_gap: float | None = None
+        self.horizon: float | None = None
+        self.skipped_windows = 0
+        self._last_poll: float | None = None
+        self._gaps: list[tuple[float, float]] = []
 
     def meta_values(self) -> dict[str, Any]:
         """The meta fields this query references, with their values (``{}`` for most queries)."""
@@ -366,10 +377,16 @@ class SourceRunner:
             self.errors += 1
             return False
 
-    def start(self, now: float) -> None:
-        """Partials: the first window is the first one starting at or after ``now``."""
+    def start(self, now: float, *, max_gap: float | None = None,
+              horizon: float | None = None) -> None:
+        """Partials: the first window is the first one starting at or after ``now``.
+
+        A live agent passes ``max_gap`` / ``horizon`` (see ``__init__``); observation starts
+        at ``now``, so a slow compile after receiving the query counts as a gap."""
         if self._window is not None:
             self._next_k = first_live_window(now, *self._window)
+        if max_gap is not None:
+            self.max_gap, self.horizon, self._last_poll = max_gap, horizon, now
 
     def offer(self, event: Any, t: float) -> None:
         """Partials: SAMPLE + WHERE + fold into the partial states of the event's windows."""
@@ -405,7 +422,18 @@ class SourceRunner:
         """Partials: one JSON-able part per window whose end ≤ ``now`` (empty windows too)."""
         if self._plan is None or self._window is None or self._next_k is None:
             return []
+        last, self._last_poll = self._last_poll, now
+        if last is not None and self.max_gap is not None and now - last > self.max_gap:
+            self._gaps.append((last, now))
         n, m = self._window
+        # never catch up more than `horizon` seconds of windows (a day-old start, start = 0)
+        oldest = self._next_k if self.horizon is None else first_live_window(
+            now - self.horizon - n, n, m)
+        if self._next_k < oldest:
+            self.skipped_windows += oldest - self._next_k
+            for old in [k for k in self._windows if k < oldest]:
+                del self._windows[old]
+            self._next_k = oldest
         out = []
         while True:
             k = self._next_k
@@ -420,8 +448,13 @@ class SourceRunner:
             part["k"] = k
             part["window"] = [start, end]
             part["errors"] = self.errors
+            if any(g0 < end and g1 > start for g0, g1 in self._gaps):
+                part["covered"] = False  # not observed throughout: never a zero-count window
             out.append(part)
             self._next_k = k + 1
+        if self._gaps:
+            first = window_bounds(self._next_k, n, m)[0]
+            self._gaps = [g for g in self._gaps if g[1] > first]
         return out
 
 
@@ -435,6 +468,7 @@ class _Window:
     reported: dict[str, bool] = field(default_factory=dict)
     hits: int = 0  # reported members that the window waits for (live, added before its start)
     others: list[str] = field(default_factory=list)  # reported members not counted in ``hits``
+    blind: set[str] = field(default_factory=set)  # reported ``covered: false``: never coverage
 
 
 class Merger:
@@ -568,6 +602,8 @@ class Merger:
             win.hits += 1
         else:
             win.others.append(member)
+        if part.get("covered") is False:  # the member did not observe the whole window
+            win.blind.add(member)
         return k == self._next_k and self._head_complete()
 
     def receive_events(self, agent_id: str, records: list[dict[str, Any]], now: float) -> None:
@@ -779,10 +815,14 @@ class Merger:
         expected = members.full + members.expected_gone(start)
         if win is None:
             return 0, expected
-        reporting = win.hits
+        blind = win.blind
+        # parts that say their agent did not observe the window never count as coverage
+        reporting = win.hits - sum(1 for name in blind if win.reported.get(name))
         seen: set[str] = set()
         for name in win.others:
             members.visits += 1
+            if name in blind:
+                continue
             if name not in seen and not win.reported[name] and members.covered_before(name, start):
                 seen.add(name)
         return reporting + len(seen), expected
