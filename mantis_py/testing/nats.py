@@ -149,13 +149,14 @@ class NatsCluster:
         routes = ",".join(f"nats-route://127.0.0.1:{n.cluster_port}" for n in self.nodes)
         self._spawn(nats_server_binary(), self.nodes[index], routes)
 
-    def route_msgs(self) -> int:
-        """Messages sent over routes, summed over live nodes (``/routez`` ``out_msgs``)."""
+    def route_msgs(self, what: str = "out_msgs") -> int:
+        """Messages (or ``what="out_bytes"``: bytes) sent over routes, summed over live nodes
+        (``/routez``)."""
         total = 0
         for node in self.nodes:
             if node.alive():
                 for route in node.monitor("routez").get("routes") or []:
-                    total += int(route.get("out_msgs", 0))
+                    total += int(route.get(what, 0))
         return total
 
     def stop(self) -> None:

@@ -99,8 +99,11 @@ def test_groupby_equals_replay_raw_exactly_once_and_one_subscription_per_agent(
     # Windows that began before every agent ran the query hold part of it (an agent starts a
     # subscription in the current window); compare from two windows after the submission.
     settled = time.time() + 2.0
-    time.sleep(2.5)
-    subs_during = {inst: tuple(s.get("subs", ())) for inst, s in stack.statuses().items()}
+    def two_subs() -> dict[str, tuple[str, ...]] | None:
+        subs = {inst: tuple(s.get("subs", ())) for inst, s in stack.statuses().items()}
+        return subs if all(len(x) == 2 for x in subs.values()) else None
+
+    subs_during = wait_for(two_subs, 10)
     wait_for(lambda: sum(_full(c, 6) for w, _, c in grouped1.windows() if w[0] >= settled) >= 3,
              20)
     stack.stop_publishing()
@@ -193,6 +196,9 @@ def test_no_data_crosses_the_routes_while_nobody_queries(
     stack.gateways = start_gateways(nats3.urls, tmp_path, cluster_name="idle")
     stack.spread_agents(tmp_path, per_gateway=1, rate=50)
     wait_for(stack.all_connected, 15)
+    # each gateway uses its own NATS node (the first of its list), so data would cross routes
+    used = {g.get("/healthz")["cluster"]["nats"] for g in stack.gateways}
+    assert used == set(nats3.urls)
 
     def heartbeats() -> int:
         return sum(g.get("/healthz")["cluster"]["counters"].get("out_hb", 0)
@@ -209,7 +215,8 @@ def test_no_data_crosses_the_routes_while_nobody_queries(
     assert idle_msgs <= 2 * (idle_hb + 3), (idle_msgs, idle_hb)
     client = QueryClient(stack.gateways[0].ws, RAW)  # events: one message per edge per flush
     stack.clients.append(client)
-    time.sleep(1.0)
+    # rows flow from the agents of every gateway before the busy measure
+    wait_for(lambda: len({r["inst"] for r in client.rows()}) == 3, 15)
     busy_msgs, busy_hb = measure(2.0)
     assert busy_msgs > 2 * (busy_hb + 3), (busy_msgs, busy_hb)  # the measure sees data
     client.close()

@@ -176,7 +176,10 @@ class NatsBridge:
             log.warning("NATS: reconnected to %s", self.connected_url)
 
         kwargs: dict[str, Any] = {
+            # the URLs in the order given (list the nearest node first); the other nodes of the
+            # NATS cluster are learned from the server and tried after them
             "servers": list(cfg.nats), "name": self.name, "no_echo": True,
+            "dont_randomize": True,
             "allow_reconnect": True, "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.2, "connect_timeout": 2,
             "ping_interval": cfg.ping_interval_s, "max_outstanding_pings": cfg.max_outstanding_pings,
