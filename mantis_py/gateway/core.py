@@ -718,6 +718,8 @@ class GatewayCore:
         """``{"app", "suggestion"}`` for the first application of ``run`` with no connected
         agent, or None when every application has one. The suggestion is the nearest name among
         applications this gateway has seen (a typo shows up here), None for a known app."""
+        if len(run.sources) == 1 and self.registry.expected_agents(run.run_id) > 0:
+            return None  # the common case, without a walk over every agent
         # In a cluster, the applications other gateways have agents of count too (heartbeats).
         remote = self.cluster.remote_apps() if self.cluster is not None else set()
         for app, _stream in run.sources:
