@@ -27,6 +27,10 @@ Sections (``--only``):
   (target >= 95 %), windows whose counts equal what the agents published, median / p90 emission
   delay after the window's end (target median <= 1 s), gateway CPU us per agent-second and its
   ratio to the smallest N (linear cost: the ratio stays near 1).
+- ``cluster``: three gateways over a 3-node NATS cluster (``bench/cluster_bench_nats.py``): owner
+  CPU per merged part arriving via NATS vs directly (target <= 1.5x), and ``kill -9`` of a gateway
+  holding ``--failover-agents`` agents: reconnection p99, first full-coverage window after the
+  kill, window delay of the agents that never moved.
 
 The machine running it is shared: keep runs short, and read the ratios rather than the absolutes.
 """
@@ -275,6 +279,9 @@ async def bench_scale(tmp: Path, n: int, seconds: float, per_proc: int, events: 
     }
 
 
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def bench_merge(scales: list[int], windows: int = 3) -> list[dict[str, Any]]:
     """The gateway's merge alone (pure, in this process): N members, one part each per window,
     the merger polled after every part as the gateway did before issue 13 (and still may). CPU
@@ -308,7 +315,7 @@ def bench_merge(scales: list[int], windows: int = 3) -> list[dict[str, Any]]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    only = set(args.only.split(",")) if args.only else {"merge", "idle", "scale"}
+    only = set(args.only.split(",")) if args.only else {"merge", "idle", "scale", "cluster"}
     out: dict[str, Any] = {"query": QUERY}
     if "merge" in only:
         out["merge"] = bench_merge([int(x) for x in args.merge_scales.split(",")])
@@ -345,14 +352,24 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                           f"(x{r['cpu_ratio_to_smallest']} of {rows[0]['agents']} agents; "
                           f"target: flat); coverage seen {r['coverage_seen']}", flush=True)
             out["scale"] = rows
+    if "cluster" in only:  # several gateways over NATS: bench/cluster_bench_nats.py
+        sys.path.insert(0, BENCH_DIR)
+        import cluster_bench_nats
+
+        out["cluster"] = await trio.to_thread.run_sync(
+            lambda: cluster_bench_nats.section(failover_agents=args.failover_agents))
+        if not args.json:
+            cluster_bench_nats.report(out["cluster"])
     return out
 
 
 def cli() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="", help="comma-separated sections: merge, idle, scale")
+    ap.add_argument("--only", default="", help="comma-separated sections: merge, idle, scale, cluster")
     ap.add_argument("--merge-scales", default="1000,2000,5000",
                     help="member counts for the merge section")
+    ap.add_argument("--failover-agents", type=int, default=1000,
+                    help="cluster section: agents on the gateway that is killed")
     ap.add_argument("--idle", type=int, default=1000, help="idle agents (default 1000)")
     ap.add_argument("--scales", default="1000,2000,5000", help="agent counts for the scale section")
     ap.add_argument("--seconds", type=float, default=12.0, help="measured seconds per step")
