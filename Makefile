@@ -24,6 +24,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/query_bench.py
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/e2e_bench.py
+	$(BIN)/python bench/cluster_bench.py
+	$(BIN)/python bench/integrations_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check mantis_py tests bench

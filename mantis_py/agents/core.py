@@ -107,12 +107,18 @@ class AgentConfig:
     batch_interval_s: float = 0.05
     batch_max_bytes: int = 64 * 1024
     stats_interval_s: float = 1.0
+    stats_max_interval_s: float = 60.0
     expire_after_s: float = 30.0
     resubscribe_grace_s: float = 10.0
     cpu_budget: float = 0.05
     min_sample_rate: float = 0.001
     error_report_interval_s: float = 10.0
     max_control_frames: int = 1000
+    max_poll_gap_s: float = 1.0
+    subscribe_rate_per_s: float = 1.0
+    subscribe_burst: int = 30
+    compile_cpu_burst_s: float = 1.0
+    allow_unmasked: bool = False
 
     def __post_init__(self) -> None:
         if not self.app or not isinstance(self.app, str):
@@ -124,14 +130,15 @@ class AgentConfig:
         for name in (
             "max_queue_events", "max_queue_bytes", "max_queries_per_stream", "max_streams",
             "max_known_streams", "max_event_bytes", "max_depth", "batch_max_bytes",
-            "max_control_frames",
+            "max_control_frames", "subscribe_burst",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
         for name in (
             "batch_interval_s", "stats_interval_s", "expire_after_s", "resubscribe_grace_s",
-            "error_report_interval_s",
+            "error_report_interval_s", "stats_max_interval_s", "max_poll_gap_s",
+            "subscribe_rate_per_s", "compile_cpu_burst_s",
         ):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
@@ -311,10 +318,20 @@ class AgentCore:
         self.link_gen = 0
         self.connects = 0
         self.last_heard = 0.0
+        self.link_heard = 0.0  # last frame on the current link (or its start): link liveness
+        self.heartbeat_s: float | None = None  # the gateway's ping period (from welcome)
         self.next_stats = 0.0
+        self._stats_sent: Any = None  # the loss counters of the last stats sent on this link
+        self._stats_due = 0.0
         self.now = 0.0
         self.sample_rate = 1.0
         self._cpu_mark: tuple[float, float] | None = None
+        # subscription churn cap: new queries compiled, a token bucket (rate, burst)
+        self._sub_tokens = float(config.subscribe_burst)
+        self._sub_last: float | None = None
+        # compile CPU: earned at cpu_budget seconds per second, at most compile_cpu_burst_s
+        self._compile_cpu = config.compile_cpu_burst_s
+        self._compile_last: float | None = None
         self._out: list[Frame] = []
         for name in config.streams:
             self._register(name)
@@ -398,6 +415,8 @@ class AgentCore:
         self.now = now
         self.link = AgentLink()
         self.link_gen += 1
+        self.link_heard = now
+        self.heartbeat_s = None
         self.connects += 1
         self._out = []
         cfg = self.config
@@ -430,6 +449,7 @@ class AgentCore:
         self.link.receive(msg)
         self.now = now
         self.last_heard = now
+        self.link_heard = now
         _HANDLERS[type(msg)](self, msg, now)
 
     def disconnected(self, now: float, unsent: Iterable[Frame] = ()) -> None:
@@ -467,6 +487,17 @@ class AgentCore:
             if sub.link_gen != self.link_gen:
                 sub.confirm_by = now + self.config.resubscribe_grace_s
         self.next_stats = now
+        self.heartbeat_s = float(msg.heartbeat_s) if msg.heartbeat_s > 0 else None
+        self._stats_sent = None  # the first stats of a link always goes out
+
+    def link_silent(self, now: float) -> bool:
+        """True when the current link has been silent for three ping periods (the gateway
+        announced the period in ``welcome``; 10 s until then): the runner drops the link and
+        reconnects, to the next gateway of its list. The websocket's own keepalive pings are
+        off for agent links (docs/protocol.md §Liveness), so this is how a half-open link ends."""
+        if self.link is None:
+            return False
+        return now - self.link_heard > 3.0 * (self.heartbeat_s or 10.0)
 
     def _on_ping(self, msg: Ping, now: float) -> None:
         self._send(Pong(nonce=msg.nonce))
@@ -497,6 +528,19 @@ class AgentCore:
             text = f"queries already run on {busy} streams (limit {cfg.max_streams})"
             self._send(SubError(sub=msg.sub, code="limit_streams", message=text))
             return
+        # Churn cap: compiling is the expensive part of a subscription; a gateway that keeps
+        # subscribing and unsubscribing gets refusals instead of the host's CPU.
+        if self._sub_last is not None:
+            self._sub_tokens = min(float(cfg.subscribe_burst), self._sub_tokens + max(
+                0.0, now - self._sub_last) * cfg.subscribe_rate_per_s)
+        self._sub_last = now
+        self.report_control_cpu(now, 0.0)
+        if self._sub_tokens < 1.0 or self._compile_cpu < 0.0:
+            text = (f"too many new queries: at most {cfg.subscribe_rate_per_s:g} per second "
+                    f"(burst {cfg.subscribe_burst}) and {cfg.cpu_budget:.0%} of a core compiling")
+            self._send(SubError(sub=msg.sub, code="limit_churn", message=text))
+            return
+        self._sub_tokens -= 1.0
         try:
             engine = self.engine
             prepared = engine.prepare(msg.query)
@@ -508,7 +552,9 @@ class AgentCore:
                 rng=random.Random(self.rng.getrandbits(64)),
                 caps=engine.make_caps(msg.caps),
             )
-            source.start(msg.start)
+            # Never catch up windows that started before this agent received the query; a poll
+            # gap over max_gap marks windows not covered; never more than 30 s of catch-up.
+            source.start(max(msg.start, now), max_gap=cfg.max_poll_gap_s, horizon=30.0)
             a = prepared.analysis
             sub = Subscription(
                 id=msg.sub,
@@ -520,7 +566,8 @@ class AgentCore:
                 prefixes=tuple(a.field_prefixes),
                 star=bool(a.star),
                 link_gen=self.link_gen,
-                unmasked=msg.caps.get("unmasked") is True,
+                # the service, not whoever answers on the gateway's address, decides
+                unmasked=cfg.allow_unmasked is True and msg.caps.get("unmasked") is True,
             )
         except Exception as exc:
             self._send(SubError(sub=msg.sub, code="compile", message=str(exc)[:1000]))
@@ -588,8 +635,15 @@ class AgentCore:
                 self._poll_partials(sub, now)
             self._report_errors(sub, now)
         if self.is_open and now >= self.next_stats:
+            # Checked every stats_interval_s, sent only when a loss counter moved (what the
+            # gateway reads: drops, errors, sampling), and at least every stats_max_interval_s:
+            # an idle agent costs the gateway no stats frames (docs/agent.md §Statistics).
             self.next_stats = now + self.config.stats_interval_s
-            self._send(self._stats_message())
+            msg = self._stats_message()
+            losses = _losses(msg)
+            if (losses != self._stats_sent or now >= self._stats_due) and self._send(msg):
+                self._stats_sent = losses
+                self._stats_due = now + self.config.stats_max_interval_s
         return more
 
     def _process_batch(self, st: _Stream, batch: list[tuple[float, Any]], now: float) -> None:
@@ -878,6 +932,18 @@ class AgentCore:
             if sub.confirm_by is not None and now > sub.confirm_by:
                 self._remove(sub)
 
+    def report_control_cpu(self, now: float, cpu_seconds: float) -> None:
+        """CPU the runner spent handling gateway messages (compiling queries, mostly). It is paid
+        from a bucket earned at ``cpu_budget`` seconds per second (at most
+        ``compile_cpu_burst_s``); while the bucket is overdrawn, new queries are refused
+        (``limit_churn``), so compiling stays within the budget over time."""
+        last = self._compile_last
+        if last is not None and now > last:
+            self._compile_cpu = min(self.config.compile_cpu_burst_s,
+                                    self._compile_cpu + (now - last) * self.config.cpu_budget)
+        self._compile_last = now if last is None else max(last, now)
+        self._compile_cpu -= cpu_seconds
+
     def report_cpu(self, now: float, cpu_seconds: float) -> None:
         """Feed the agent thread's cumulative CPU time; adjusts the sample rate to the budget.
 
@@ -1001,6 +1067,15 @@ class AgentCore:
             streams={k: v.to_json() for k, v in s.streams.items()},
             subs={k: v.to_json() for k, v in s.subs.items()},
         )
+
+
+def _losses(msg: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The members of a stats message the gateway acts on (losses, errors, sampling); flow
+    counters (offered, sent, matched, ...) change with every event and are left out."""
+    streams = {name: (c.get("dropped"), c.get("lost")) for name, c in msg.streams.items()}
+    subs = {sid: (c.get("dropped"), c.get("errors"), c.get("parts_dropped"),
+                  c.get("sample_rate")) for sid, c in msg.subs.items()}
+    return streams, subs
 
 
 _HANDLERS: dict[type[Any], Callable[[AgentCore, Any, float], None]] = {

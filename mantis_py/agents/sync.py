@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from .subscriptions import Engine
 
-__all__ = ["Agent", "RunnerSettings", "agent_url", "backoff_delays"]
+__all__ = ["Agent", "GatewayList", "RunnerSettings", "agent_url", "agent_urls", "backoff_delays"]
 
 
 _CONFIG_FIELDS = frozenset(f.name for f in fields(AgentConfig))
@@ -125,6 +125,39 @@ def agent_url(gateway: str) -> str:
     if "/" not in rest or (rest.endswith("/") and rest.count("/") == 1):
         return f"{scheme}://{rest.rstrip('/')}/v1/agent"
     return gateway
+
+
+def agent_urls(gateway: str | Sequence[str]) -> list[str]:
+    """The agent endpoints of one gateway address or a list of them (fail-over order).
+
+    Raises:
+        ConfigurationError: an empty list, or an entry that is not a ``ws://`` / ``wss://`` URL.
+    """
+    gateways = [gateway] if isinstance(gateway, str) else list(gateway)
+    if not gateways:
+        raise ConfigurationError("gateway: give at least one ws:// or wss:// URL")
+    for g in gateways:
+        if not isinstance(g, str):
+            raise ConfigurationError(f"gateway must be a ws:// or wss:// URL, got {g!r}")
+    return [agent_url(g) for g in gateways]
+
+
+class GatewayList:
+    """Which gateway of the list to use (docs/agent.md §Fail-over): a random one first (so a
+    fleet spreads over the gateways), the same one for as long as links to it work, the next one
+    after any failure (a refused connection, a lost or silent link). Both runners share it."""
+
+    def __init__(self, urls: list[str], rng: random.Random) -> None:
+        self.urls = urls
+        self.index = rng.randrange(len(urls))
+
+    @property
+    def current(self) -> str:
+        return self.urls[self.index]
+
+    def failed(self) -> None:
+        """The current gateway failed: move on to the next one."""
+        self.index = (self.index + 1) % len(self.urls)
 
 
 def make_config(
@@ -230,10 +263,15 @@ class Agent(HostSide):
 
     Args:
         app: the application name queries use in FROM.
-        gateway: the gateway URL (``ws://host:port`` or ``wss://``; ``/v1/agent`` is appended).
+        gateway: the gateway URL (``ws://host:port`` or ``wss://``; ``/v1/agent`` is appended),
+            or a list of them: the agent starts on a random one, stays while it works and moves
+            to the next one after a failure (docs/agent.md §Fail-over).
         token: bearer token for the gateway, if it requires one.
         instance: this process's id (default ``hostname-pid``).
         mask: field names (any depth) or dotted paths (from the root) to mask before matching.
+        allow_unmasked: let subscriptions the gateway marks unmasked (users whose token may see
+            masked fields) receive masked values. False by default: masked values never leave
+            the process, whatever a gateway asks.
         tags: free-form labels sent in hello; ``tags["zone"]`` is the default zone.
         zone: availability zone (the ``_zone`` meta field).
         ssl: an ``ssl.SSLContext`` for ``wss://``.
@@ -248,7 +286,7 @@ class Agent(HostSide):
     def __init__(
         self,
         app: str,
-        gateway: str = "ws://127.0.0.1:7100",
+        gateway: str | Sequence[str] = "ws://127.0.0.1:7100",
         token: str | None = None,
         instance: str | None = None,
         mask: Sequence[str] = (),
@@ -258,23 +296,30 @@ class Agent(HostSide):
         ssl: ssl_module.SSLContext | None = None,
         engine: Engine | None = None,
         rng: random.Random | None = None,
+        allow_unmasked: bool = False,
         **settings: Any,
     ) -> None:
+        settings["allow_unmasked"] = allow_unmasked
         self._args = (app, instance, tuple(mask), dict(tags or {}), zone, dict(settings))
         self.config, self.settings, self._default_instance = make_config(
             app, instance, mask, tags, zone, settings
         )
-        self.url = agent_url(gateway)
+        self._rng = rng if rng is not None else random.Random()
+        self.gateways = GatewayList(agent_urls(gateway), self._rng)
         self.token = token
         self.ssl = ssl
         self._engine = engine
-        self._rng = rng if rng is not None else random.Random()
         self._thread: threading.Thread | None = None
         self._forked = False
         self._started = False
         self._closed = False
         self._setup()
         _LIVE.add(self)
+
+    @property
+    def url(self) -> str:
+        """The agent endpoint in use (or tried next)."""
+        return self.gateways.current
 
     def _setup(self) -> None:
         self._bind_core(
@@ -330,6 +375,7 @@ class Agent(HostSide):
                 welcomed = self._connect_and_serve()
                 if stop.is_set():
                     break
+                self.gateways.failed()  # sticky until it fails; then the next one
                 if welcomed:  # a link that worked resets the backoff
                     delays = backoff_delays(
                         self.settings.reconnect_min_s, self.settings.reconnect_max_s, self._rng
@@ -350,8 +396,9 @@ class Agent(HostSide):
             self._stop.wait(min(left, self.settings.idle_tick_s))
 
     def _report_cpu(self) -> None:
-        # Compiling queries (handling gateway messages) is excluded: it is bounded by the query
-        # limits, and a one-off compile must not make the agent sample events down.
+        # Handling gateway messages (compiling queries) is charged separately
+        # (``report_control_cpu``): over time it stays within ``cpu_budget`` because new queries
+        # are refused while it is overdrawn, and a one-off compile never samples events down.
         self._core.report_cpu(time.time(), time.thread_time() - self._cpu_excluded)
 
     def _connect_and_serve(self) -> bool:
@@ -369,6 +416,7 @@ class Agent(HostSide):
                 close_timeout=min(s.close_timeout_s, 0.5),
                 max_size=s.max_frame_bytes,
                 logger=WS_LOGGER,
+                ping_interval=None,  # liveness: the gateway's mantis pings (link_silent)
                 legacy=True,
             )
         except Exception as exc:
@@ -394,7 +442,9 @@ class Agent(HostSide):
                 while data is not None:
                     c0 = time.thread_time()
                     core.receive_data(data, now)
-                    self._cpu_excluded += time.thread_time() - c0
+                    spent = time.thread_time() - c0
+                    self._cpu_excluded += spent
+                    core.report_control_cpu(now, spent)  # compiles: their own share of the budget
                     welcomed = welcomed or core.is_open
                     try:
                         data = ws.recv(timeout=0)
@@ -413,6 +463,9 @@ class Agent(HostSide):
                     self.last_error = "send failed or stalled"
                     break
                 self._report_cpu()
+                if core.link_silent(now):
+                    self.last_error = "gateway silent for three ping periods"
+                    break
                 if more:
                     time.sleep(0)  # let host threads run between chunks
         except RemoteProtocolError as exc:

@@ -27,7 +27,7 @@ from ..errors import RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
 from .core import AgentCore
 from .host import HostSide
-from .sync import WS_LOGGER, agent_url, backoff_delays, make_config
+from .sync import WS_LOGGER, GatewayList, agent_urls, backoff_delays, make_config
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -44,7 +44,7 @@ class TrioAgent(HostSide):
     def __init__(
         self,
         app: str,
-        gateway: str,
+        gateway: str | Sequence[str],
         token: str | None,
         instance: str | None,
         mask: Sequence[str],
@@ -56,15 +56,20 @@ class TrioAgent(HostSide):
         settings: Mapping[str, Any],
     ) -> None:
         self.config, self.settings, _ = make_config(app, instance, mask, tags, zone, settings)
-        self.url = agent_url(gateway)
+        self._rng = rng if rng is not None else random.Random()
+        self.gateways = GatewayList(agent_urls(gateway), self._rng)
         self.token = token
         self.ssl = ssl
-        self._rng = rng if rng is not None else random.Random()
         self._bind_core(AgentCore(self.config, random.Random(self._rng.getrandbits(64)), engine))
         self._busy = 0.0  # seconds spent inside the core (the CPU budget's measure)
         self._unsent: list[Any] = []
         self._closing = False  # on exit: the writer flushes everything, not only due batches
         self.last_error: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The agent endpoint in use (or tried next)."""
+        return self.gateways.current
 
     # ------------------------------------------------------------ tasks
 
@@ -81,6 +86,7 @@ class TrioAgent(HostSide):
         delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s, self._rng)
         while True:
             welcomed = await self._connect_and_serve()
+            self.gateways.failed()  # sticky until it fails; then the next one
             if welcomed:
                 delays = backoff_delays(s.reconnect_min_s, s.reconnect_max_s, self._rng)
             deadline = trio.current_time() + next(delays)
@@ -105,6 +111,7 @@ class TrioAgent(HostSide):
                 close_timeout=min(s.close_timeout_s, 0.5),
                 max_size=s.max_frame_bytes,
                 logger=WS_LOGGER,
+                ping_interval=None,  # liveness: the gateway's mantis pings (link_silent)
             ) as ws:
                 core.connected(time.time())
                 async with trio.open_nursery() as nursery:
@@ -113,7 +120,9 @@ class TrioAgent(HostSide):
                         nonlocal welcomed
                         try:
                             async for data in ws:
+                                t0 = time.perf_counter()
                                 core.receive_data(data, time.time())
+                                core.report_control_cpu(time.time(), time.perf_counter() - t0)
                                 welcomed = welcomed or core.is_open
                         except RemoteProtocolError as exc:
                             self.last_error = f"protocol: {exc}"
@@ -144,6 +153,9 @@ class TrioAgent(HostSide):
             frames = core.data_to_send(now, max_bytes=s.max_send_backlog, force=self._closing)
             if not await self._send(ws, frames):
                 return
+            if core.link_silent(now):
+                self.last_error = "gateway silent for three ping periods"
+                return
             tick = s.tick_s if core.subs or not core.is_open else s.idle_tick_s
             await trio.sleep(0 if more else tick)
 
@@ -165,7 +177,7 @@ class TrioAgent(HostSide):
 @asynccontextmanager
 async def open_agent(
     app: str,
-    gateway: str = "ws://127.0.0.1:7100",
+    gateway: str | Sequence[str] = "ws://127.0.0.1:7100",
     token: str | None = None,
     instance: str | None = None,
     mask: Sequence[str] = (),
@@ -175,15 +187,18 @@ async def open_agent(
     ssl: ssl_module.SSLContext | None = None,
     engine: Engine | None = None,
     rng: random.Random | None = None,
+    allow_unmasked: bool = False,
     **settings: Any,
 ) -> AsyncIterator[TrioAgent]:
-    """Run an agent in the caller's trio program (arguments as for :class:`~.sync.Agent`).
+    """Run an agent in the caller's trio program (arguments as for :class:`~.sync.Agent`;
+    ``gateway`` may be a list of URLs: fail-over as in docs/agent.md §Fail-over).
 
     Example::
 
         async with open_agent(app="playback", gateway="ws://127.0.0.1:7100") as agent:
             agent.publish({"event": "play"})
     """
+    settings["allow_unmasked"] = allow_unmasked  # masked values leave only if the service says so
     agent = TrioAgent(app, gateway, token, instance, mask, tags, zone, ssl, engine, rng, settings)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(agent.run)

@@ -59,7 +59,7 @@ def parse_duration(text: str) -> float:
     >>> parse_duration("2m"), parse_duration("500ms"), parse_duration("10")
     (120.0, 0.5, 10.0)
     """
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*", text.lower())
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|)", text.strip().lower())
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"bad duration {text!r}: use a number with s, m, h or ms, e.g. 30s")
     return float(m.group(1)) * _UNITS[m.group(2)]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from .services import WebServices, start_web_services
 from .traffic import SERVICES, Scenario
 
 __all__ = [
@@ -284,6 +285,7 @@ class Stack:
     services: list[Service]
     log_path: Path
     started: float
+    web: Any = None  # the real web services and their traffic (services.WebServices), if running
 
     @property
     def url(self) -> str:
@@ -362,7 +364,8 @@ def _stack_in(workdir: Path, port: int, config: str | None, scenario: Scenario,
     config_path = workdir / "gateway.toml"
     config_path.write_text(demo_config(port) if config is None else config.replace("{port}", str(port)))
     log_path = workdir / "gateway.log"
-    services: list[Service] = []
+    services: list[Any] = []
+    web: WebServices | None = None
     with open(log_path, "wb") as log:
         proc = start_gateway(config_path, port, log, workdir)
         try:
@@ -381,13 +384,20 @@ def _stack_in(workdir: Path, port: int, config: str | None, scenario: Scenario,
             prepare(ALERT_QUERY, mode="live", apps=None)
             started = time.time()
             gateway_url = f"ws://127.0.0.1:{port}"
-            for i, (app, instance, share) in enumerate(instances):
+            # Real web services driven by real HTTP (services.py); without the demo extra,
+            # the simulated services publish the same events.
+            web = start_web_services(instances, gateway_url, scenario, started, ZONES)
+            if web is not None:
+                services.extend(web.services)
+            for i, (app, instance, share) in enumerate(() if web is not None else instances):
                 svc = Service(app, instance, share, gateway_url, scenario, started, seed=i,
                               zone=ZONES[i % len(ZONES)])
                 services.append(svc)
                 svc.start()
-            yield Stack(port, proc, services, log_path, started)
+            yield Stack(port, proc, services, log_path, started, web)
         finally:
+            if web is not None:
+                web.stop()
             for svc in services:
                 svc.stop()
             stop_gateway(proc)
@@ -410,6 +420,8 @@ def run_demo(
     try:
         with open_stack(port, scenario=scenario) as stack:
             _banner(stack.port, duration, scenario, out)
+            if stack.web is not None:
+                out.write(stack.web.banner())
             out.write(f"  gateway log: {stack.log_path}\n\n")
             watcher = PlaysWatcher(stack.port)
             watcher.start()

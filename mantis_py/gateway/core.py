@@ -26,7 +26,7 @@ Every query decision (accepted, refused, error, rate limited) produces one audit
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -57,7 +57,7 @@ from ..wire.messages import (
 from .auth import Principal, audit_record
 from .config import GatewayConfig
 from .limits import OutboundItem, OutboundQueue, TokenBucket
-from .merge import Attachment, Run, output_kind
+from .merge import Attachment, Run, member_key, output_kind
 from .metrics import Metrics
 from .registry import AgentInfo, Registry
 from .registry import Subscribe as SubscribeOut
@@ -105,6 +105,7 @@ class AgentState:
     principal: Principal
     info: AgentInfo | None = None
     last_ping: float = 0.0
+    last_heard: float = 0.0  # any frame from the agent (pongs answer every ping)
 
 
 def _default_prepare() -> Prepare:
@@ -133,10 +134,17 @@ class GatewayCore:
         self.runs: dict[str, Run] = {}
         self._shared_runs: dict[tuple[str, str], str] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._check_buckets: dict[str, TokenBucket] = {}
+        self._compile_buckets: dict[str, TokenBucket] = {}
+        self._failed: dict[tuple[str, str], QueryError] = {}
         self._ids = itertools.count(1)
         self._agent_out: dict[str, list[bytes]] = {}
         self._wake: set[str] = set()
         self._close: list[tuple[str, int, str]] = []
+        self._close_agents: list[str] = []
+        # agent pings, due time order (one period for all): the tick pops the due ones instead
+        # of looking at every agent
+        self._pings: deque[tuple[float, str]] = deque()
         self._audit: list[dict[str, Any]] = []
         self._started = now
         self._caps = self._build_caps(config.caps)
@@ -166,6 +174,11 @@ class GatewayCore:
         out, self._close = self._close, []
         return out
 
+    def agents_to_close(self) -> list[str]:
+        """Agent connections to drop: silent for three ping periods (a dead peer)."""
+        out, self._close_agents = self._close_agents, []
+        return out
+
     def audit_to_log(self) -> list[dict[str, Any]]:
         """Audit records of query decisions made since the last call."""
         out, self._audit = self._audit, []
@@ -175,7 +188,9 @@ class GatewayCore:
 
     def open_agent(self, agent_id: str, principal: Principal, now: float) -> None:
         """An agent websocket was accepted (after auth); its hello is expected next."""
-        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now)
+        self.agents[agent_id] = AgentState(agent_id, GatewayLink(), principal, last_ping=now,
+                                           last_heard=now)
+        self._pings.append((now + self.config.heartbeat_s, agent_id))
         self.metrics.inc("connections_total", kind="agent")
 
     def _send_agent(self, agent_id: str, msg: Any) -> None:
@@ -191,6 +206,7 @@ class GatewayCore:
             RemoteProtocolError: malformed or out-of-order frame; close with ``close_code``.
         """
         state = self.agents[agent_id]
+        state.last_heard = now
         self.metrics.inc("frames_in_total", kind="agent")
         self.metrics.inc("bytes_in_total", len(data), kind="agent")
         msg = state.link.receive_data(data)
@@ -222,10 +238,19 @@ class GatewayCore:
             sub.agent_id, Subscribe(sub.sub, sub.query, sub.stream, sub.start, dict(sub.caps))
         )
 
+    def _member(self, agent_id: str, stream: str) -> str:
+        """The merger member of one agent connection's part of ``stream`` (app + instance +
+        stream: the same member whichever connection or gateway carries it)."""
+        info = self.registry.agents.get(agent_id)
+        if info is None:
+            return f"{agent_id}/{stream}"
+        return member_key(info.app, info.instance, stream)
+
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
+        key = self._member(agent_id, stream)
         for run_id in self.registry.runs_of(sid):
-            self.runs[run_id].add_agent(f"{agent_id}/{stream}", now)
+            self.runs[run_id].add_agent(key, agent_id, now)
 
     def _on_events(self, state: AgentState, msg: Events, now: float) -> None:
         info = state.info
@@ -236,6 +261,8 @@ class GatewayCore:
         instance = info.instance
         routes: dict[Any, list[list[dict[str, Any]]]] = {}  # subs tag -> record lists of runs
         by_run: dict[str, list[dict[str, Any]]] = {}
+        unknown: dict[Any, int] = {}  # subs tag -> how many of its ids are not (or no longer) ours
+        unknown_records = 0
         # Hot path (ingest): records are the freshly decoded dicts; the merger's record shape
         # {"t", "i", "s", "e", "m"} is made by adding the two gateway-known members in place.
         try:
@@ -254,11 +281,18 @@ class GatewayCore:
                     if type(tags) is not list or not all(type(x) is str for x in tags):
                         raise TypeError("subs must be a list of subscription ids")
                     targets = routes[key] = self._route(tags, msg.stream, by_run)
+                    lost = self._unknown_tags(tags, msg.stream)
+                    if lost:
+                        unknown[key] = lost
+                if unknown and key in unknown:  # dropped records are counted one by one
+                    unknown_records += unknown[key]
                 for target in targets:
                     target.append(rec)
         except (KeyError, TypeError, IndexError) as exc:
             raise RemoteProtocolError(f"events: malformed record ({exc})", close_code=4000) from None
-        key = f"{state.agent_id}/{msg.stream}"
+        if unknown_records:
+            self.metrics.inc("dropped_total", unknown_records, reason="unknown_subscription")
+        key = member_key(info.app, instance, msg.stream)
         for run_id, records in by_run.items():
             run = self.runs.get(run_id)
             if run is not None and records:
@@ -277,8 +311,8 @@ class GatewayCore:
         for sid in tags:
             sub = self.registry.subs.get(sid)
             if sub is None or sub.stream != stream:
-                # withdrawn a moment ago (in flight) or never ours: counted, not an error
-                self.metrics.inc("dropped_total", reason="unknown_subscription")
+                # withdrawn a moment ago (in flight) or never ours: counted per record by the
+                # caller (_unknown_tags), not an error
                 continue
             for run_id in sub.runs:
                 if run_id not in seen:
@@ -286,22 +320,32 @@ class GatewayCore:
                     targets.append(by_run.setdefault(run_id, []))
         return targets
 
+    def _unknown_tags(self, tags: list[str], stream: str) -> int:
+        """How many subscription ids of ``tags`` are not (or no longer) live on ``stream``."""
+        subs = self.registry.subs
+        return sum(1 for sid in tags if (s := subs.get(sid)) is None or s.stream != stream)
+
     def _on_partial(self, state: AgentState, msg: Partial, now: float) -> None:
         self.metrics.inc("parts_in_total")
         sub = self.registry.subs.get(msg.sub)
         if sub is None:
             self.metrics.inc("dropped_total", reason="unknown_subscription")
             return
-        key = f"{state.agent_id}/{sub.stream}"
+        info = state.info
+        assert info is not None
+        key = member_key(info.app, info.instance, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs.get(run_id)
             if run is not None:
                 try:
-                    run.merger.receive_part(key, msg.part, now)
+                    ready = run.merger.receive_part(key, msg.part, now)
                 except Exception as exc:
                     self._fail_run(run, exc, now)
                     continue
-                self._poll_run(run, now)
+                # O(1) per part: the window goes out now when this was its last expected part,
+                # otherwise on the tick (``poll``) once its grace is over.
+                if ready:
+                    self._poll_run(run, now)
 
     def _on_stats(self, state: AgentState, msg: Stats, now: float) -> None:
         info = state.info
@@ -337,9 +381,10 @@ class GatewayCore:
         sub = self.registry.subs.get(msg.sub)
         if sub is None:
             return
+        key = self._member(state.agent_id, sub.stream)
         for run_id in list(sub.runs):
             run = self.runs[run_id]
-            run.remove_agent(f"{state.agent_id}/{sub.stream}", now)
+            run.remove_agent(key, state.agent_id, now)
             for att in run.attachments.values():
                 att.dropped["agent_refused"] += 1
                 att.force_meta = True
@@ -362,12 +407,83 @@ class GatewayCore:
         self._agent_out.pop(agent_id, None)
         if state is None or state.info is None:
             return
+        info = state.info
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
+            key = member_key(info.app, info.instance, sub.stream)
             for run_id in sub.runs:
-                self.runs[run_id].remove_agent(f"{agent_id}/{sub.stream}", now)
+                self.runs[run_id].remove_agent(key, agent_id, now)
 
     # ------------------------------------------------------------------ clients
+
+    def admit_check(self, user: str, now: float) -> bool:
+        """Take one ``POST /v1/check`` from ``user``'s rate limit: the same rate and burst as query
+        submissions, in a bucket of its own (checking while typing never starves submitting)."""
+        bucket = self._check_buckets.get(user)
+        if bucket is None:
+            lim = self.limits
+            if len(self._check_buckets) >= 10_000:  # one per configured user; bounded anyway
+                self._check_buckets.clear()
+            bucket = self._check_buckets[user] = TokenBucket(lim.submissions_per_s,
+                                                             lim.submissions_burst, now)
+        return bucket.try_take(now)
+
+    def prepare_for(self, principal: Principal, text: str, mode: str = "live") -> Any:
+        """``prepare`` for a client, safe to call from a worker thread: no app list (a query for
+        an app with no agent yet waits for it, and no error names an app the client may not
+        read). A failure is remembered for a moment, so the core does not compile twice what
+        the shell just compiled off the event loop."""
+        key = (text, mode)
+        failed = self._failed.get(key)
+        if failed is not None:
+            raise failed
+        try:
+            return self.prepare(text, mode=mode, apps=None)
+        except QueryError as exc:
+            if len(self._failed) >= 256:
+                self._failed.clear()
+            self._failed[key] = exc
+            raise exc from None
+
+    # -- compile budget: CPU seconds of query compilation per user ---------------------------
+
+    def _compile_bucket(self, user: str, now: float) -> TokenBucket:
+        bucket = self._compile_buckets.get(user)
+        if bucket is None:
+            if len(self._compile_buckets) >= 10_000:
+                self._compile_buckets.clear()
+            lim = self.limits
+            bucket = self._compile_buckets[user] = TokenBucket(
+                lim.compile_cpu_per_s, lim.compile_cpu_burst_s, now)
+        return bucket
+
+    def charge_compile(self, user: str, cpu_seconds: float, now: float) -> None:
+        """The shell measured ``cpu_seconds`` of compilation for ``user``: account it
+        (``compile_cpu_seconds_total{user}``) and debit the user's compile budget."""
+        self.metrics.inc("compile_cpu_seconds_total", cpu_seconds, user=user)
+        self._compile_bucket(user, now).charge(now, cpu_seconds)
+
+    def compile_allowed(self, user: str, now: float) -> bool:
+        """False while ``user`` owes compile CPU (its budget is negative)."""
+        return self._compile_bucket(user, now).available(now) >= 0.0
+
+    def compile_request(self, client_id: str, data: bytes | str,
+                        now: float) -> tuple[Principal, str] | None:
+        """Shell hook, before :meth:`receive_client_data`: when ``data`` is a query this client
+        may submit now (rate limit and compile budget), (principal, text) to compile off
+        the event loop; ``receive_client_data`` then finds the result in the prepare cache."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return None
+        try:
+            msg = codec.decode(data, ("query",))
+        except Exception:
+            return None
+        if not isinstance(msg, Query) or client.bucket.available(now) < 1.0:
+            return None
+        if not self.compile_allowed(client.principal.user, now):
+            return None
+        return client.principal, msg.query
 
     def open_client(self, client_id: str, principal: Principal, now: float, kind: str = "ws",
                     queue: OutboundQueue | None = None) -> ClientState:
@@ -428,10 +544,19 @@ class GatewayCore:
             )
             self._refuse(client, qid, text, [], err, "rate_limited", now)
             return
+        if not self.compile_allowed(user, now):
+            err = error_object(
+                "rate limited: this user's queries took too much compile CPU recently "
+                f"(budget {self.limits.compile_cpu_per_s:g} s per second)", "rate_limited",
+                hint="wait a moment and submit again; smaller queries compile faster",
+            )
+            self._refuse(client, qid, text, [], err, "rate_limited", now)
+            return
         try:
-            # apps=None: an application with no agent yet is not an error; the query is
-            # accepted and waits for its agents (a ``waiting`` meta names it, see poll()).
-            prepared = self.prepare(text, mode="live", apps=None)
+            # no app list: an application with no agent yet is not an error; the query is
+            # accepted and waits for its agents (a ``waiting`` meta names it, see poll()), and
+            # no error ever names an application the client may not read.
+            prepared = self.prepare_for(client.principal, text)
         except QueryError as exc:
             self._refuse(client, qid, text, [], exc.to_dict(), "error", now)
             return
@@ -491,7 +616,7 @@ class GatewayCore:
             sub = self.registry.subs[sid]
             for agent_id in sorted(sub.agents):
                 if agent_id not in sub.refused:
-                    run.add_agent(f"{agent_id}/{sub.stream}", now)
+                    run.add_agent(self._member(agent_id, sub.stream), agent_id, now)
         for msg in out:
             self._send_subscribe(msg)
         return run
@@ -586,7 +711,7 @@ class GatewayCore:
         agent, or None when every application has one. The suggestion is the nearest name among
         applications this gateway has seen (a typo shows up here), None for a known app."""
         for app, _stream in run.sources:
-            if self.registry.agents_of(app):
+            if self.registry.has_agents(app):
                 continue
             suggestion = None
             if app not in self.registry.apps_seen:
@@ -696,11 +821,25 @@ class GatewayCore:
                     att.force_meta = False
             if client.queue.too_slow(now):
                 self._close.append((client.client_id, 4008, "too slow"))
+        self._ping_agents(now)
+
+    def _ping_agents(self, now: float) -> None:
+        """Ping the agents whose period is over (renews their leases; they answer ``pong``),
+        and name those silent for three periods in ``agents_to_close()``. O(due agents)."""
         heartbeat = self.config.heartbeat_s
-        for agent in self.agents.values():
-            if agent.link.is_open and now - agent.last_ping >= heartbeat:
+        pings = self._pings
+        while pings and pings[0][0] <= now:
+            _, agent_id = pings.popleft()
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                continue  # closed since
+            if now - agent.last_heard > 3 * heartbeat:
+                self._close_agents.append(agent_id)
+                continue
+            if agent.link.is_open:
                 agent.last_ping = now
-                self._send_agent(agent.agent_id, Ping(f"{now:.3f}"))
+                self._send_agent(agent_id, Ping(f"{now:.3f}"))
+            pings.append((now + heartbeat, agent_id))
 
     # ------------------------------------------------------------------ views
 

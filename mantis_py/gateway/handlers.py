@@ -56,6 +56,9 @@ class GatewayHost(Protocol):
 
     def single_query(self, client_id: str) -> bool: ...
 
+    async def compile_off_loop(self, principal: Principal, text: str,
+                               mode: str = "live") -> Any: ...
+
 
 class ClientSession:
     """Shell-side state of one client: its wake-up event and a pending eviction."""
@@ -145,6 +148,12 @@ async def serve_client(server: GatewayHost, ws: ServerConnection, principal: Pri
                         server.metrics.inc("protocol_errors_total", code="1003")
                         await _close(ws, 1003, "binary frames are not supported", deadline)
                         break
+                    pending = core.compile_request(cid, message, time.time())
+                    if pending is not None:  # compile off the event loop; the core reuses it
+                        try:
+                            await server.compile_off_loop(pending[0], pending[1], "live")
+                        except Exception:  # QueryError: the core reports it (from the cache)
+                            pass
                     try:
                         core.receive_client_data(cid, message, time.time())
                     except RemoteProtocolError as exc:
@@ -263,6 +272,14 @@ async def serve_sse(server: GatewayHost, responder: Responder, principal: Princi
             nursery.start_soon(pinger)
             nursery.start_soon(watch_peer)
             nursery.start_soon(sender)
+            client = core.clients.get(cid)
+            now = time.time()
+            if (client is not None and client.bucket.available(now) >= 1.0
+                    and core.compile_allowed(client.principal.user, now)):
+                try:  # compile off the event loop; submit below finds it in the cache
+                    await server.compile_off_loop(client.principal, text)
+                except Exception:
+                    pass
             core.submit(cid, "sse", text, time.time())
             server.after()
     finally:

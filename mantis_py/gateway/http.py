@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -34,22 +34,44 @@ __all__ = ["HttpRequest", "ReplayStream", "Responder", "read_request", "upgrade"
 log = logging.getLogger("mantis_py.gateway.http")
 ws_log = logging.getLogger("mantis_py.gateway.ws")
 
-_SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token=)[^\s&'\"]+")
+# After "Authorization:" / "Bearer" the rest of the line is secret (a token may hold spaces,
+# quotes or '&'); after "token=" everything up to whitespace or a quote (URL-encoded values).
+_SECRET = re.compile(r"(?i)(authorization:[ \t]*|bearer[ \t]+)[^\r\n]+|(token=)[^\s'\"]+")
 
 
 class RedactSecrets(logging.Filter):
     """Replaces bearer tokens and ``token=`` values in log records: websockets logs handshake
-    headers and request lines at DEBUG level, and tokens must never reach a log (docs/operations.md)."""
+    headers and request lines at DEBUG level, and tokens must never reach a log (docs/operations.md).
+
+    Besides the patterns above, every token text the gateway has been presented recently
+    (:meth:`remember`, at most 1,024) is replaced wherever it appears, whatever it contains."""
+
+    known: ClassVar[dict[str, None]] = {}
+
+    @classmethod
+    def remember(cls, token: str | None) -> None:
+        if not token or len(token) < 4 or token in cls.known:
+            return
+        if len(cls.known) >= 1024:
+            cls.known.pop(next(iter(cls.known)))
+        cls.known[token] = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if _SECRET.search(text):
-            record.msg = _SECRET.sub(lambda m: m.group(1) + "<redacted>", text)
+        redacted = text
+        for token in list(self.known):  # whole known tokens first, then the patterns
+            if token in redacted:
+                redacted = redacted.replace(token, "<redacted>")
+        if _SECRET.search(redacted):
+            redacted = _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "<redacted>", redacted)
+        if redacted != text:
+            record.msg = redacted
             record.args = ()
         return True
 
 
 ws_log.addFilter(RedactSecrets())
+log.addFilter(RedactSecrets())
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,16 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = now
 
+    def available(self, now: float) -> float:
+        """Tokens available at ``now`` (nothing spent)."""
+        return min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
+
+    def charge(self, now: float, n: float) -> None:
+        """Spend ``n`` tokens after the fact (work already done): the balance may go negative,
+        and the debt is paid back at ``rate`` before ``try_take`` succeeds again."""
+        self.try_take(now, 0.0)
+        self._tokens -= n
+
     def try_take(self, now: float, n: float = 1.0) -> bool:
         """Spend ``n`` tokens if available; False (and nothing spent) otherwise."""
         elapsed = max(0.0, now - self._last)

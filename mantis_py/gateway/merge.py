@@ -4,8 +4,13 @@ Theory: the engine's ``PreparedQuery.merger(start=, grace=, caps=)`` does the re
 grace for late parts, group merge, HAVING / ORDER BY / LIMIT, docs/architecture.md). A :class:`Run`
 wraps one merger with what the gateway needs around it:
 
-- the set of merger agent keys it was told about (``"<agent id>/<stream>"``: one key per agent
-  and source, so coverage counts exactly the parts expected), added and removed idempotently;
+- its *members*: one per agent instance and source, named by :func:`member_key` (app, instance,
+  stream), so coverage counts exactly the parts expected and an agent that reconnects (even
+  before its old connection is noticed dead) is one member. Each member holds the set of
+  connections that carry it (``add_agent(member, conn, now)``); the merger hears
+  ``add_member`` when the first one arrives and ``remove_member`` when the last one leaves.
+  A connection is any string: an agent connection id here, or (cluster) a peer gateway's name
+  for members that report through another gateway;
 - the notices of the last poll (``late``, ``groups-folded``, ...), turned into drop counts for
   the next window's meta, and the last coverage the merger reported;
 - its *attachments*: the client queries it serves. A shared run serves every client that
@@ -19,7 +24,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Attachment", "Run", "output_kind"]
+__all__ = ["Attachment", "Run", "member_key", "output_kind"]
+
+
+def member_key(app: str, instance: str, stream: str) -> str:
+    """The merger member name of one agent instance's part of one source. Stable across
+    reconnects and gateways (it holds no connection id)."""
+    return f"{app}\x1f{instance}\x1f{stream}"
 
 # Notices that are losses and go into meta.dropped (name -> reason key), docs/mql.md#limits-and-notices.
 NOT_DROPS = frozenset({"coverage", "completed", "percentile-clamped"})
@@ -88,21 +99,30 @@ class Run:
         self.shared_key = shared_key
         self.shared = shared
         self.subs: tuple[str, ...] = ()
-        self.agent_keys: set[str] = set()
+        self.members: dict[str, set[str]] = {}  # member key -> connections carrying it
         self.attachments: dict[tuple[str, str], Attachment] = {}
         self._notices: Counter[str] = Counter()
         self._coverage: dict[str, int] | None = None
         self.empty_since: float | None = None  # when the last agent of its apps left
 
-    def add_agent(self, key: str, now: float) -> None:
-        if key not in self.agent_keys:
-            self.agent_keys.add(key)
-            self.merger.add_agent(key, now)
+    def add_agent(self, member: str, conn: str, now: float) -> None:
+        """Connection ``conn`` carries ``member``; the merger hears of the first one only."""
+        conns = self.members.get(member)
+        if conns is None:
+            self.members[member] = {conn}
+            self.merger.add_agent(member, now)
+        else:
+            conns.add(conn)
 
-    def remove_agent(self, key: str, now: float) -> None:
-        if key in self.agent_keys:
-            self.agent_keys.discard(key)
-            self.merger.remove_agent(key, now)
+    def remove_agent(self, member: str, conn: str, now: float) -> None:
+        """Connection ``conn`` no longer carries ``member``; the merger hears when none does."""
+        conns = self.members.get(member)
+        if conns is None or conn not in conns:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self.members[member]
+            self.merger.remove_agent(member, now)
 
     def notice(self, out: Any) -> None:
         """Record a merger notice (``name``, ``detail``, ``value``); losses become drop counts of

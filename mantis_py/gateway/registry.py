@@ -106,6 +106,9 @@ class Registry:
 
     def __init__(self) -> None:
         self.agents: dict[str, AgentInfo] = {}
+        # app -> its connected agents in connection order: per-app questions (the tick's "is
+        # anyone left?", a new subscription's agents) never walk every agent of every app
+        self._by_app: dict[str, dict[str, AgentInfo]] = {}
         self.subs: dict[str, SubState] = {}
         self._run_subs: dict[str, tuple[str, ...]] = {}
         self.apps_seen: set[str] = set()
@@ -114,7 +117,11 @@ class Registry:
 
     def add_agent(self, info: AgentInfo) -> list[Subscribe]:
         """Register an agent (after its ``hello``); returns the subscriptions to push to it."""
+        old = self.agents.get(info.agent_id)
+        if old is not None:
+            self._by_app.get(old.app, {}).pop(info.agent_id, None)
         self.agents[info.agent_id] = info
+        self._by_app.setdefault(info.app, {})[info.agent_id] = info
         self.apps_seen.add(info.app)
         out = []
         for state in self.subs.values():
@@ -131,6 +138,11 @@ class Registry:
         info = self.agents.pop(agent_id, None)
         if info is None:
             return []
+        of_app = self._by_app.get(info.app)
+        if of_app is not None:
+            of_app.pop(agent_id, None)
+            if not of_app:
+                del self._by_app[info.app]
         gone = []
         for state in self.subs.values():
             if agent_id in state.agents:
@@ -141,7 +153,11 @@ class Registry:
 
     def agents_of(self, app: str) -> list[AgentInfo]:
         """Connected agents of ``app``, in connection order."""
-        return [a for a in self.agents.values() if a.app == app]
+        return list(self._by_app.get(app, {}).values())
+
+    def has_agents(self, app: str) -> bool:
+        """True while at least one agent of ``app`` is connected. O(1)."""
+        return bool(self._by_app.get(app))
 
     def refuse(self, agent_id: str, sub: str, message: str) -> None:
         """Record an agent's ``sub_error``: it will not run ``sub``."""

@@ -56,7 +56,7 @@ from . import handlers
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
 from .core import GatewayCore
-from .http import HttpRequest, Responder, read_request, upgrade
+from .http import HttpRequest, RedactSecrets, Responder, read_request, upgrade
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
@@ -79,6 +79,11 @@ class GatewayServer:
         self.auth = Authenticator(config.tokens)
         self.caps = ConnectionCaps(config.limits.connections_per_user,
                                    config.limits.connections_total)
+        # agents have their own cap: a client flood can never lock the agents out
+        self.agent_caps = ConnectionCaps(config.limits.agent_connections_total,
+                                         config.limits.agent_connections_total)
+        # compilation runs in a worker thread, one at a time (see compile_off_loop)
+        self.compile_limiter = trio.CapacityLimiter(1)
         self.sessions: dict[str, handlers.ClientSession] = {}
         self.agent_channels: dict[str, trio.MemorySendChannel[bytes]] = {}
         self.alert_snapshot: Any = None
@@ -109,6 +114,11 @@ class GatewayServer:
             session = self.sessions.get(cid)
             if session is not None:
                 session.notify()
+        for aid in core.agents_to_close():  # silent for three ping periods: drop the link
+            channel = self.agent_channels.get(aid)
+            if channel is not None:
+                log.warning("agent %s is silent; closing its link", aid)
+                channel.close()
         for cid, code, reason in core.clients_to_close():
             session = self.sessions.get(cid)
             if session is not None:
@@ -178,6 +188,25 @@ class GatewayServer:
             self.core.close_client(cid, time.time())
             self.after()
 
+    async def compile_off_loop(self, principal: Principal, text: str, mode: str = "live") -> Any:
+        """``core.prepare_for`` in a worker thread, one compile at a time; the thread's CPU time
+        is charged to the user's compile budget. With the GIL a thread does not make Python
+        faster, but the event loop gets the interpreter back every switch interval (5 ms)
+        instead of after the whole compile, and the complexity budget (E308) bounds each one."""
+        spent: list[float] = []
+
+        def work() -> Any:
+            t0 = time.thread_time()
+            try:
+                return self.core.prepare_for(principal, text, mode)
+            finally:
+                spent.append(time.thread_time() - t0)
+
+        try:
+            return await trio.to_thread.run_sync(work, limiter=self.compile_limiter)
+        finally:
+            self.core.charge_compile(principal.user, sum(spent), time.time())
+
     # ------------------------------------------------------------------ connections
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
@@ -204,6 +233,7 @@ class GatewayServer:
 
     def _principal(self, request: HttpRequest, role: str) -> Principal:
         token = bearer_token(request.headers, request.query)
+        RedactSecrets.remember(token)  # whatever it holds, this text never reaches a log
         return self.auth.authenticate(token, role)
 
     async def _refuse(self, responder: Responder, status: int, message: str) -> None:
@@ -235,14 +265,15 @@ class GatewayServer:
                 return
             if role == "client":
                 _limit_send_buffer(stream, self.config.limits.client_sndbuf)
-            status = self.caps.try_open(principal.user if role == "client" else "\0agents")
+            caps = self.caps if role == "client" else self.agent_caps
+            status = caps.try_open(principal.user if role == "client" else "\0agents")
             if status is not None:
                 await self._refuse(responder, status, "too many connections")
                 return
             try:
                 await self._websocket(stream, request, principal, role)
             finally:
-                self.caps.close(principal.user if role == "client" else "\0agents")
+                caps.close(principal.user if role == "client" else "\0agents")
             return
         handler = _ROUTES.get((request.method, path))
         if handler is None and request.method == "GET" and path.startswith("/static/"):
@@ -267,7 +298,8 @@ class GatewayServer:
 
             await upgrade(stream, request.raw, run, subprotocols=[SUBPROTOCOL],
                           max_size=limits.agent_frame_max,
-                          open_timeout=limits.handshake_timeout_s, max_queue=64)
+                          open_timeout=limits.handshake_timeout_s, max_queue=64,
+                          ping_interval=None, ping_timeout=None)  # liveness: mantis pings
         else:
             async def run(ws: ServerConnection) -> None:
                 await handlers.serve_client(self, ws, principal)
@@ -344,6 +376,20 @@ class GatewayServer:
         await self._json(responder, 200, snapshot)
 
     async def _check(self, responder: Responder, request: HttpRequest) -> None:
+        # the same auth and rate limit as submitting a query (an open gateway: no tokens, no limit)
+        try:
+            principal = self._principal(request, "client")
+        except AuthenticationError as exc:
+            await self._refuse(responder, exc.status, str(exc))
+            return
+        if not self.auth.open and not self.core.admit_check(principal.user, time.time()):
+            self.metrics.inc("connections_refused_total", status="429")
+            rate = self.config.limits
+            refusal = json.dumps({"error": {
+                "message": f"rate limited: at most {rate.submissions_per_s:g} checks per second "
+                           f"(burst {rate.submissions_burst})", "status": 429}}).encode()
+            await responder.respond(429, refusal, "application/json", [("retry-after", "1")])
+            return
         body = await responder.read_body(64 * 1024)
         if body is None:
             await responder.respond(413, b'{"error":{"message":"body too large"}}',
@@ -361,9 +407,9 @@ class GatewayServer:
                                         "application/json")
                 return
         try:
-            # apps=None: as for a submitted query, an application without agents yet is not an
-            # error (the query would wait for them).
-            prepared = self.core.prepare(text, mode=mode, apps=None)
+            # no app list, as for a submitted query: an application without agents yet is not an
+            # error (the query would wait for them); compiled off the event loop
+            prepared = await self.compile_off_loop(principal, text, mode)
         except QueryError as exc:
             await self._json(responder, 400, {"error": exc.to_dict()})
             return

@@ -79,7 +79,7 @@ class FakeSource:
     def matches(self, event: Any, t: float) -> bool:
         return self._keep(event)
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, **observation: Any) -> None:
         w = self.prepared.window
         self.next_start = math.ceil(now / w) * w
 

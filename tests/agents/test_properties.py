@@ -69,7 +69,7 @@ def test_no_byte_sent_for_a_masked_subscription_holds_a_masked_value(data: st.Da
     unmasked one runs), masked filters are no oracle, and each kind sees its own event."""
     secret = f"zq{data.draw(st.integers(1000, 9999))}qz"
     mask = Mask(("password", "user.card"))
-    core = make_core(mask=mask.entries, seed=data.draw(st.integers(0, 99)))
+    core = make_core(mask=mask.entries, seed=data.draw(st.integers(0, 99)), allow_unmasked=True)
     pair = LinkPair(core, now=T)
     queries = data.draw(st.lists(st.sampled_from(QUERIES), min_size=1, max_size=6))
     unmasked: dict[str, bool] = {}
@@ -152,7 +152,8 @@ EVENTS: list[Any] = [
 @settings(max_examples=150, deadline=None)
 @given(st.lists(OPS, max_size=60), st.integers(0, 1000))
 def test_accounting_holds_under_random_operations(ops: list[tuple[Any, ...]], seed: int) -> None:
-    core = make_core(seed=seed, max_queue_events=8, max_queue_bytes=4000, mask=("password",))
+    core = make_core(seed=seed, max_queue_events=8, max_queue_bytes=4000, mask=("password",),
+                     allow_unmasked=True)
     pair = LinkPair(core, now=T)
     now = T
     cpu = 0.0

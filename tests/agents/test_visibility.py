@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from mantis_py.agents.buffer import Pending
 from mantis_py.agents.core import AgentCore
 from mantis_py.testing import LinkPair, records_of
@@ -13,6 +15,12 @@ from mantis_py.wire import Events, Partial, Subscribe
 from .helpers import check_accounting, make_core
 
 T = 1000.0
+
+
+@pytest.fixture
+def pair() -> LinkPair:
+    """These tests are about services that allow unmasked subscriptions (allow_unmasked=True)."""
+    return LinkPair(make_core(mask=("password", "user.card"), allow_unmasked=True), now=T)
 
 
 def sub(pair: LinkPair, sid: str, query: str, unmasked: bool = False) -> None:
@@ -119,7 +127,7 @@ def test_partials_see_their_own_kind_of_event(pair: LinkPair) -> None:
 
 
 def test_too_large_counts_the_larger_copy() -> None:
-    core = make_core(mask=("password",), max_event_bytes=100)
+    core = make_core(mask=("password",), allow_unmasked=True, max_event_bytes=100)
     pair = LinkPair(core, now=T)
     sub(pair, "m", "fake select=*")
     sub(pair, "u", "fake select=*", unmasked=True)
@@ -129,7 +137,7 @@ def test_too_large_counts_the_larger_copy() -> None:
 
 
 def test_a_pair_that_does_not_fit_is_lost_whole() -> None:
-    core = make_core(mask=("password",), max_queue_events=3)
+    core = make_core(mask=("password",), allow_unmasked=True, max_queue_events=3)
     pair = LinkPair(core, now=T)
     sub(pair, "m", "fake select=*")
     sub(pair, "u", "fake select=*", unmasked=True)

@@ -66,7 +66,7 @@ async def test_each_token_sees_masked_fields_as_its_rights_say(tmp_path: Path) -
     with trio.fail_after(40):
         async with open_gateway(config) as gw:
             agent = Agent("playback", f"ws://127.0.0.1:{gw.port}", token="tok-agent-333",
-                          mask=("password",), reconnect_min_s=0.05, reconnect_max_s=0.4).start()
+                          mask=("password",), allow_unmasked=True, reconnect_min_s=0.05, reconnect_max_s=0.4).start()
             try:
                 await wait_until(lambda: agent.connected)
                 seen: list[dict[str, Any]] = []

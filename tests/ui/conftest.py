@@ -50,8 +50,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    """A gateway and services whose playback outage starts 12 s in and lasts 10 s."""
-    with open_stack(0, config=UI_CONFIG, scenario=Scenario(outage_at=12, outage_for=10)) as s:
+    """A gateway and services whose playback outage starts 20 s in and lasts 15 s."""
+    with open_stack(0, config=UI_CONFIG, scenario=Scenario(outage_at=20, outage_for=15)) as s:
         s.wait_apps()
         yield s
 

@@ -22,6 +22,10 @@
      "select cache, count(*) as requests from edge window 2 group by cache"],
     ["logins", "Logins by result",
      "select result, count(*) as logins from login window 5 group by result"],
+    ["routes", "p99 latency by route",
+     "select route, p99(latency_ms) from playback/requests window 5 group by route"],
+    ["errorlogs", "ERROR logs",
+     "select _instance, logger, message, title, status from playback/log where level == 'ERROR'"],
   ];
 
   // ------------------------------------------------------------------ helpers

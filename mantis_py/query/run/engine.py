@@ -12,7 +12,12 @@ Theory of operation:
 - The **gateway half** is a :class:`Merger` (``p.merger(...)``). It merges parts (or cuts windows
   from shipped events), applies HAVING, ORDER BY and LIMIT, and emits each window once, in order,
   when every expected agent reported or at ``end + grace`` (§3.8.4). ``poll(now)`` returns
-  :class:`Rows`, :class:`Notice` and :class:`Complete` outputs.
+  :class:`Rows`, :class:`Notice` and :class:`Complete` outputs. The merger's inputs are keyed by
+  *member* names the caller chooses (the gateway: one per app, instance and stream), added and
+  removed with ``add_member`` / ``remove_member``; who is expected in a window is kept
+  incrementally (``membership.py``), so a part costs O(1) whatever the number of members, and a
+  second part from the same member for the same window is dropped and counted
+  (``duplicate-parts``).
 - Order keys (§3.17) are tuples: live ``(t_ms, instance, seq)``; replay ``(line,)``; count windows
   at the gateway use the arrival order.
 - Evaluation never raises (§3.1): every per-event call is wrapped; failures count in ``errors``.
@@ -35,6 +40,7 @@ from ..syntax import ast
 from .anomaly import ANOMALOUS, AnomalyRunner
 from .groups import AggPlan, GroupTable
 from .join import JoinSpec, LiveJoin
+from .membership import Membership
 
 __all__ = [
     "Complete",
@@ -94,6 +100,7 @@ _UNITS = {
     "join-unpaired": "events",
     "join-evicted": "events",
     "anomaly-groups-evicted": "groups",
+    "duplicate-parts": "parts",
 }
 
 
@@ -334,6 +341,17 @@ class SourceRunner:
         self._windows: dict[int, GroupTable] = {}
         self._seq = 0
         self._plan = p.agg_plan(caps) if p.ships == "partials" else None
+        # Observation bookkeeping (partials), set by a live agent (None: off, e.g. a split replay
+        # that polls once at the end): a window is covered only if this runner was polled
+        # throughout it. A pause longer than ``max_gap`` (SIGSTOP, a GC pause, a frozen VM, a busy
+        # agent thread) leaves a gap; windows overlapping a gap ship ``"covered": false`` and the
+        # gateway does not count them. Windows that ended more than ``horizon`` seconds ago are
+        # skipped outright (counted in ``skipped_windows``): the gateway closed them long ago.
+        self.max_gap: float | None = None
+        self.horizon: float | None = None
+        self.skipped_windows = 0
+        self._last_poll: float | None = None
+        self._gaps: list[tuple[float, float]] = []
 
     def meta_values(self) -> dict[str, Any]:
         """The meta fields this query references, with their values (``{}`` for most queries)."""
@@ -359,10 +377,16 @@ class SourceRunner:
             self.errors += 1
             return False
 
-    def start(self, now: float) -> None:
-        """Partials: the first window is the first one starting at or after ``now``."""
+    def start(self, now: float, *, max_gap: float | None = None,
+              horizon: float | None = None) -> None:
+        """Partials: the first window is the first one starting at or after ``now``.
+
+        A live agent passes ``max_gap`` / ``horizon`` (see ``__init__``); observation starts
+        at ``now``, so a slow compile after receiving the query counts as a gap."""
         if self._window is not None:
             self._next_k = first_live_window(now, *self._window)
+        if max_gap is not None:
+            self.max_gap, self.horizon, self._last_poll = max_gap, horizon, now
 
     def offer(self, event: Any, t: float) -> None:
         """Partials: SAMPLE + WHERE + fold into the partial states of the event's windows."""
@@ -398,7 +422,18 @@ class SourceRunner:
         """Partials: one JSON-able part per window whose end ≤ ``now`` (empty windows too)."""
         if self._plan is None or self._window is None or self._next_k is None:
             return []
+        last, self._last_poll = self._last_poll, now
+        if last is not None and self.max_gap is not None and now - last > self.max_gap:
+            self._gaps.append((last, now))
         n, m = self._window
+        # never catch up more than `horizon` seconds of windows (a day-old start, start = 0)
+        oldest = self._next_k if self.horizon is None else first_live_window(
+            now - self.horizon - n, n, m)
+        if self._next_k < oldest:
+            self.skipped_windows += oldest - self._next_k
+            for old in [k for k in self._windows if k < oldest]:
+                del self._windows[old]
+            self._next_k = oldest
         out = []
         while True:
             k = self._next_k
@@ -413,8 +448,13 @@ class SourceRunner:
             part["k"] = k
             part["window"] = [start, end]
             part["errors"] = self.errors
+            if any(g0 < end and g1 > start for g0, g1 in self._gaps):
+                part["covered"] = False  # not observed throughout: never a zero-count window
             out.append(part)
             self._next_k = k + 1
+        if self._gaps:
+            first = window_bounds(self._next_k, n, m)[0]
+            self._gaps = [g for g in self._gaps if g[1] > first]
         return out
 
 
@@ -422,9 +462,13 @@ class SourceRunner:
 
 
 @dataclass(slots=True)
-class _Agent:
-    added: float
-    removed: float | None = None
+class _Window:
+    """Who reported one time window: member -> whether it counts as a waited-for member."""
+
+    reported: dict[str, bool] = field(default_factory=dict)
+    hits: int = 0  # reported members that the window waits for (live, added before its start)
+    others: list[str] = field(default_factory=list)  # reported members not counted in ``hits``
+    blind: set[str] = field(default_factory=set)  # reported ``covered: false``: never coverage
 
 
 class Merger:
@@ -439,7 +483,9 @@ class Merger:
         self._limit = p.limit
         self._window = p.time_window
         self._count = p.count_window
-        self._agents: dict[str, list[_Agent]] = {}
+        self.members = Membership()
+        self._partials = p.ships == "partials" and self._window is not None
+        self._duplicates = 0
         self._out: list[Output] = []
         self._done = False
         self._late = 0
@@ -452,7 +498,7 @@ class Merger:
         self._next_k = first_live_window(start, *self._window) if self._window else 0
         # per time window k: partials -> [GroupTable, reported agent ids]; events -> [items]
         self._tables: dict[int, GroupTable] = {}
-        self._reported: dict[int, set[str]] = {}
+        self._reported: dict[int, _Window] = {}
         self._items: dict[int, list[Any]] = {}
         # count windows
         self._arrival = 0
@@ -472,48 +518,76 @@ class Merger:
             and self._limit is None and self._join is None and self._anomaly is None
         )
 
-    # ---------------------------------------------------------------- agents
+    # ---------------------------------------------------------------- members
 
-    def add_agent(self, agent_id: str, now: float) -> None:
-        """An agent started running the query at ``now``."""
-        self._agents.setdefault(agent_id, []).append(_Agent(now))
+    def add_member(self, member: str, now: float) -> None:
+        """``member`` (an opaque name: the gateway uses one per app, instance and stream) started
+        running the query at ``now``; it is expected in every window starting at or after
+        ``now`` while it stays. Adding a live member again changes nothing."""
+        self.members.add(member, now)
+        if not self._partials:
+            self.members.advance(now)  # nobody reads the history: keep nothing queued
 
-    def remove_agent(self, agent_id: str, now: float) -> None:
-        """An agent stopped running the query (disconnected or unsubscribed) at ``now``."""
-        for rec in self._agents.get(agent_id, ()):
-            if rec.removed is None:
-                rec.removed = now
+    def remove_member(self, member: str, now: float) -> None:
+        """``member`` stopped at ``now`` (disconnected, unsubscribed, its gateway died). It stays
+        expected (for coverage) in windows that began while it was live, but no window waits for
+        it any more. Removing a member that is not live changes nothing."""
+        if not self.members.remove(member, now):
+            return
+        if not self._partials:
+            self.members.advance(now)
+            return
+        for win in self._reported.values():  # open windows only: a handful
+            if win.reported.get(member):
+                win.reported[member] = False
+                win.hits -= 1
+                win.others.append(member)
 
-    def _expected(self, start: float, end: float) -> tuple[set[str], set[str]]:
-        """(agents that ran the query for the whole window, those among them still connected)."""
-        expected, waiting = set(), set()
-        for aid, recs in self._agents.items():
-            for rec in recs:
-                if rec.added <= start and (rec.removed is None or rec.removed >= end):
-                    expected.add(aid)
-                    if rec.removed is None:
-                        waiting.add(aid)
-                elif rec.added <= start and rec.removed is not None and rec.removed > start:
-                    expected.add(aid)
-        return expected, waiting
+    # the names the gateway used before members had their own (kept for callers and tests)
+    add_agent = add_member
+    remove_agent = remove_member
+
+    def _head_complete(self) -> bool:
+        """True when the oldest open window has a part from every member it waits for (and at
+        least one member is expected). O(1) but for windows nobody live is expected in."""
+        n, m = self._window  # type: ignore[misc]
+        start, _ = window_bounds(self._next_k, n, m)
+        members = self.members
+        members.advance(start)
+        win = self._reported.get(self._next_k)
+        hits = win.hits if win is not None else 0
+        if members.full:
+            return hits >= members.full
+        return members.expected_gone(start) > 0
 
     # ---------------------------------------------------------------- input
 
-    def receive_part(self, agent_id: str, part: dict[str, Any], now: float) -> None:
-        """Merge one agent's part (from ``SourceRunner.poll``)."""
+    def receive_part(self, member: str, part: dict[str, Any], now: float) -> bool:
+        """Merge one member's part (from ``SourceRunner.poll``). O(1) in the number of members.
+
+        Returns:
+            True when the oldest open window just got its last expected part: ``poll(now)``
+            emits it at once. Otherwise windows go out from ``poll`` on the caller's tick.
+        """
         if self._done:
             self._dropped_after_complete += 1
-            return
+            return False
         if self._plan is None:
-            return
+            return False
         try:
             k = int(part["k"])
         except Exception:
             self._errors += 1
-            return
+            return False
         if k < self._next_k:
             self._late += 1
-            return
+            return False
+        win = self._reported.get(k)
+        if win is None:
+            win = self._reported[k] = _Window()
+        if member in win.reported:
+            self._duplicates += 1  # a second part for one window (a replay after a reconnect)
+            return False
         table = self._tables.get(k)
         if table is None:
             table = self._tables[k] = GroupTable(self._plan)
@@ -521,7 +595,16 @@ class Merger:
             table.merge_encoded(part)
         except Exception:
             self._errors += 1
-        self._reported.setdefault(k, set()).add(agent_id)
+        n, m = self._window  # type: ignore[misc]
+        counted = self.members.waits_for(member, window_bounds(k, n, m)[0])
+        win.reported[member] = counted
+        if counted:
+            win.hits += 1
+        else:
+            win.others.append(member)
+        if part.get("covered") is False:  # the member did not observe the whole window
+            win.blind.add(member)
+        return k == self._next_k and self._head_complete()
 
     def receive_events(self, agent_id: str, records: list[dict[str, Any]], now: float) -> None:
         """Shipped events: ``{"t": ms, "i": instance, "s": seq, "e": event, "m": meta}``."""
@@ -680,8 +763,7 @@ class Merger:
         n, m = self._window  # type: ignore[misc]
         bounds = window_bounds(k, n, m)
         notices: dict[str, int] = {}
-        expected, _ = self._expected(*bounds)
-        reported = self._reported.pop(k, set())
+        win = self._reported.pop(k, None)
         if self._plan is not None:
             table = self._tables.pop(k, None) or GroupTable(self._plan)
             rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit_per_window(),
@@ -689,8 +771,9 @@ class Merger:
             notices.update(table.notices())
             notices["evaluation-errors"] = errs
             if self.prepared.ships == "partials":
-                self._coverage = (len(reported & expected), len(expected))
-                if len(reported & expected) < len(expected):
+                rep, exp = self._window_coverage(bounds[0], win)
+                self._coverage = (rep, exp)
+                if rep < exp:
                     notices["coverage"] = 0
         else:
             items = self._items.pop(k, [])
@@ -704,13 +787,9 @@ class Merger:
         if self._late:
             notices["late"] = self._late
             self._late = 0
-        # agents that left before this window started can never be expected again
-        for aid in list(self._agents):
-            recs = [r for r in self._agents[aid] if r.removed is None or r.removed >= bounds[0]]
-            if recs:
-                self._agents[aid] = recs
-            else:
-                del self._agents[aid]
+        if self._duplicates:
+            notices["duplicate-parts"] = self._duplicates
+            self._duplicates = 0
         self._out.append(Rows(bounds, rows))
         if self._a.kind == "aggregate" and not self._a.query.group_by and rows:
             self._emitted_windows += 1  # a window that HAVING drops does not count (§3.12)
@@ -726,6 +805,27 @@ class Merger:
             and self._emitted_windows >= self._limit
         ):
             self._complete()
+
+    def _window_coverage(self, start: int, win: _Window | None) -> tuple[int, int]:
+        """(reporting, expected) of the window starting at ``start``, the oldest open one.
+        Walks the members that reported it and not waited for, and the recent removals: O(parts
+        of this window) at most, never every member."""
+        members = self.members
+        members.advance(start)
+        expected = members.full + members.expected_gone(start)
+        if win is None:
+            return 0, expected
+        blind = win.blind
+        # parts that say their agent did not observe the window never count as coverage
+        reporting = win.hits - sum(1 for name in blind if win.reported.get(name))
+        seen: set[str] = set()
+        for name in win.others:
+            members.visits += 1
+            if name in blind:
+                continue
+            if name not in seen and not win.reported[name] and members.covered_before(name, start):
+                seen.add(name)
+        return reporting + len(seen), expected
 
     def _limit_per_window(self) -> int | None:
         # a non-grouped aggregate's LIMIT counts windows, not rows (§3.12)
@@ -751,15 +851,12 @@ class Merger:
             n, m = self._window
             while not self._done:
                 k = self._next_k
-                start, end = window_bounds(k, n, m)
+                _, end = window_bounds(k, n, m)
                 if now < end:
                     break
-                if now < end + self.grace:
-                    if self.prepared.ships != "partials":
-                        break
-                    expected, waiting = self._expected(start, end)
-                    if not expected or not waiting <= self._reported.get(k, set()):
-                        break
+                if now < end + self.grace and (
+                        self.prepared.ships != "partials" or not self._head_complete()):
+                    break
                 self._emit_window(k, now)
                 self._next_k = k + 1
         self._flush_pending()
@@ -773,7 +870,9 @@ class Merger:
         rep, exp = self._coverage
         return {
             "coverage": {"reporting": rep, "expected": exp},
-            "dropped": {"late": self._late, "after-complete": self._dropped_after_complete},
+            "dropped": {"late": self._late, "after-complete": self._dropped_after_complete,
+                        "duplicate-parts": self._duplicates},
+            "members": self.members.live,
             "errors": self._errors,
             "done": self._done,
         }

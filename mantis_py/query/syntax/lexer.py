@@ -34,6 +34,8 @@ __all__ = [
     "MAX_INT_DIGITS",
     "MAX_LITERAL_BYTES",
     "MAX_PATH_SEGMENTS",
+    "MAX_REGEXES",
+    "MAX_TOKENS",
     "SAMPLE_MEMBERS",
     "SAMPLE_STRATEGIES",
     "WHITESPACE",
@@ -42,6 +44,7 @@ __all__ = [
     "classify_number",
     "is_word_text",
     "number_fix",
+    "number_shape",
     "percentage_sample",
     "salt_text",
     "tokenize",
@@ -52,6 +55,11 @@ MAX_DEPTH = 64
 MAX_LITERAL_BYTES = 4096
 MAX_PATH_SEGMENTS = 64
 MAX_INT_DIGITS = 4300
+MAX_TOKENS = 2500
+"""Complexity budget (E308): tokens of one query. Bounds the work of parsing, analysing and
+compiling any query (a 1,000-item IN list needs about 2,000), checked while reading tokens."""
+MAX_REGEXES = 64
+"""Complexity budget (E308): regex literals of one query (each is compiled by RE2)."""
 
 _UNICODE_SPACES = (
     "\u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200E)) + ("\u202f\u205f\u3000\ufeff")
@@ -66,8 +74,7 @@ FORBIDDEN = frozenset(
 _NON_WORD = "'\",;*()[]=!<>~"
 _EXCLUDED = "".join(sorted(set(WHITESPACE) | FORBIDDEN | set(_NON_WORD) | {"&", "|"}))
 _WORD = re.compile(r"(?:[^" + re.escape(_EXCLUDED) + r"]|&(?!&)|\|(?!\|))+")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_NUMBERISH = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = frozenset("0123456789")
 _INDEX = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _INDEXISH = re.compile(r"[-+0-9.eE]+")
 _WS = frozenset(WHITESPACE)
@@ -130,9 +137,9 @@ def number_fix(word: str) -> str:
     sign = "-" if word.startswith("-") else ""
     body = word.lstrip("+-")
     exp = ""
-    m = re.search(r"[eE]", body)
-    if m:
-        body, exp = body[: m.start()], body[m.start() :]
+    cut = body.replace("E", "e").find("e")
+    if cut >= 0:
+        body, exp = body[:cut], body[cut:]
     if "." in body:
         ip, fp = body.split(".", 1)
         ip = ip.lstrip("0") or "0"
@@ -140,11 +147,55 @@ def number_fix(word: str) -> str:
     return f"{sign}{body.lstrip('0') or '0'}{exp}"
 
 
+def _digit_run(word: str, j: int) -> int:
+    """The end of the run of ASCII digits starting at ``j`` (C-speed ``lstrip``, no regex)."""
+    if j >= len(word) or word[j] not in _DIGITS:
+        return j
+    rest = word[j:]
+    return j + len(rest) - len(rest.lstrip("0123456789"))
+
+
+def number_shape(word: str) -> int:
+    """How ``word`` reads as a number, in one left-to-right pass (no regex, so no backtracking:
+    a 16 KB run of digits followed by a letter costs one scan, not the square of its length).
+
+    2: a valid number (``-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?``); 1: number-like but
+    malformed (a ``+`` sign, a leading zero, ``.5``, ``1.``); 0: not a number at all.
+    """
+    n = len(word)
+    i = 1 if n and word[0] in "+-" else 0
+    j = _digit_run(word, i)
+    int_digits = j - i
+    frac_digits = -1  # no '.'
+    if j < n and word[j] == ".":
+        k = j + 1
+        j = _digit_run(word, k)
+        frac_digits = j - k
+    if int_digits == 0 and frac_digits <= 0:
+        return 0
+    if j < n and word[j] in "eE":
+        j += 1
+        if j < n and word[j] in "+-":
+            j += 1
+        k = j
+        j = _digit_run(word, k)
+        if j == k:
+            return 0
+    if j != n:
+        return 0
+    strict = (
+        word[0] != "+" and int_digits > 0 and frac_digits != 0
+        and not (int_digits > 1 and word[i] == "0")
+    )
+    return 2 if strict else 1
+
+
 def classify_number(
     word: str, text: str, start: int
 ) -> tuple[bool, int | float | None, QueryError | None]:
     """(looks like a number, value, error) for a word: E108/E109 malformed, E307 out of range."""
-    if _NUMBER.fullmatch(word):
+    shape = number_shape(word)
+    if shape == 2:
         if "." in word or "e" in word or "E" in word:
             value: int | float = float(word)
             if value in (float("inf"), float("-inf")):
@@ -153,10 +204,10 @@ def classify_number(
         if len(word.lstrip("-")) > MAX_INT_DIGITS:
             return True, None, _out_of_range(word, text, start)
         return True, int(word), None
-    if _NUMBERISH.fullmatch(word):
+    if shape == 1:
         fix = number_fix(word)
         body = word.lstrip("+-")
-        mant = re.split(r"[eE]", body, maxsplit=1)[0]
+        mant = body.replace("E", "e").split("e", 1)[0]
         if word.startswith("+") or mant.startswith(".") or mant.endswith("."):
             err = query_error("E109", f"'{word}' is not a valid number", text, start, len(word),
                               suggestion=fix)  # fmt: skip
@@ -235,7 +286,11 @@ class _Tokenizer:
     def _run(self) -> None:
         text, n = self.text, self.n
         i = self.skip_ws(0)
+        out = self.out
         while i < n:
+            if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
+                raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
+                               hint="split it into smaller queries")  # fmt: skip
             c = text[i]
             if c in FORBIDDEN:
                 raise self.forbidden(i)
@@ -397,6 +452,10 @@ class _Tokenizer:
             raise self.err("E115", "regex flags after the closing '/' are not supported", i,
                            k - i, suggestion=fix)  # fmt: skip
         self.check_size(body, "regex literal", i, end)
+        self.regexes = getattr(self, "regexes", 0) + 1
+        if self.regexes > MAX_REGEXES:
+            raise self.err("E308", f"the query has more than {MAX_REGEXES} regex literals", i,
+                           end - i, hint="combine them into one pattern with |")  # fmt: skip
         self.emit("REGEX", i, end, body)
         return end
 

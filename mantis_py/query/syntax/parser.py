@@ -441,12 +441,32 @@ def parse(text: str) -> ast.Query:
         raise query_error("E100", "the query is empty", text, 0, 0,
                           hint="start with select * from <app>")  # fmt: skip
     try:
-        return _Parse(text).run()
+        q = _Parse(text).run()
     except QueryError:
         raise
     except lalr.DriverError as exc:  # pragma: no cover - a grammar/driver bug, never user input
         raise query_error("E102", f"the query cannot be read ({type(exc).__name__})", text, 0,
                           0) from exc  # fmt: skip
+    _check_budget(q, text)
+    return q
+
+
+MAX_SELECT_ITEMS = 250
+"""Complexity budget (E308): select items (the compiled row builder grows with them)."""
+MAX_GROUP_KEYS = 32
+"""Complexity budget (E308): GROUP BY keys."""
+
+
+def _check_budget(q: ast.Query, text: str) -> None:
+    """E308: the parts of the complexity budget that need the tree (tokens and regex literals
+    are counted by the tokenizer)."""
+    for items, limit, what in ((q.items, MAX_SELECT_ITEMS, "select items"),
+                               (q.group_by, MAX_GROUP_KEYS, "GROUP BY keys")):
+        if len(items) > limit:
+            span = items[limit].span
+            raise query_error("E308", f"the query has more than {limit} {what}", text,
+                              span.start, span.end - span.start,
+                              hint="split it into smaller queries")  # fmt: skip
 
 
 class _Parse:
@@ -464,6 +484,9 @@ class _Parse:
     def run(self) -> ast.Query:
         toks = self.toks
         n = len(toks)
+        last = toks[-1]
+        if last.kind == "ERROR" and last.error is not None and last.error.code == "E308":
+            raise last.error  # over the complexity budget: not worth parsing what came before
         first = toks[0]
         if first.kind == "ERROR":
             assert first.error is not None
