@@ -57,13 +57,22 @@ def test_a_reserved_word_is_never_written_bare(word: str) -> None:
 
 
 def _shorthand_literals(path: Path) -> set[str]:
+    """Percentile shorthands written as items of a list, tuple, set or dict in ``path`` (a name
+    table); a lone string such as an instance id ``"p1"`` is not a table."""
     tree = pyast.parse(path.read_text(encoding="utf-8"))
     names = set(vocabulary.PERCENTILE_SHORTHANDS)
-    return {
-        node.value
-        for node in pyast.walk(tree)
-        if isinstance(node, pyast.Constant) and isinstance(node.value, str) and node.value in names
-    }
+    found: set[str] = set()
+    for node in pyast.walk(tree):
+        items: list[pyast.expr | None] = []
+        if isinstance(node, pyast.List | pyast.Tuple | pyast.Set):
+            items = list(node.elts)
+        elif isinstance(node, pyast.Dict):
+            items = list(node.keys)
+        found |= {
+            i.value for i in items
+            if isinstance(i, pyast.Constant) and isinstance(i.value, str) and i.value in names
+        }
+    return found if len(found) >= 2 else set()
 
 
 def test_no_module_keeps_its_own_list_of_percentile_shorthands() -> None:
