@@ -187,7 +187,7 @@ def test_compile_cpu_beyond_the_budget_refuses_new_queries() -> None:
 
     core = mql_core(compile_cpu_burst_s=1.0)
     pair = LinkPair(core, now=T)
-    core.report_control_cpu(T, 1.2)
+    core.report_control_cpu(T, 1.2)  # (the default burst is 0.2 s; 1.0 here for round numbers)
     pair.send(Subscribe(sub="a", query="select a from app", stream="default", start=T), T)
     errs = [m for m in pair.pump(T) if isinstance(m, SubError)]
     assert [e.code for e in errs] == ["limit_churn"]
