@@ -387,7 +387,12 @@ class AgentCore:
                 more = more or bool(st.ingress.items)
         for sub in list(self.subs.values()):
             if sub.ships == "partials":
-                self._poll_partials(sub, now)
+                # A window closes only once the events queued before its end were folded:
+                # under a backlog (more than max_events per tick) closing at `now` would turn
+                # the still-queued events of that window into late drops.
+                queued = self.streams[sub.stream].ingress.items
+                oldest = queued[0][0] if queued else now
+                self._poll_partials(sub, min(now, oldest) if oldest > 0 else now)
             self._report_errors(sub, now)
         if self._link.is_open:
             self._stats.check(now, self._stats_message, self._send)

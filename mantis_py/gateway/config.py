@@ -29,8 +29,8 @@ File layout (every table and key optional)::
     connections_total = 2000     # clients (websocket and SSE)
     agent_connections_total = 2000  # agents: a separate cap, so a client flood never locks them out
     submissions_per_s = 5.0       # also POST /v1/check when tokens are configured
-    compile_cpu_per_s = 0.25      # per user: CPU seconds of query compilation earned per second
-    compile_cpu_burst_s = 2.0     # ... and stored at most
+    compile_cpu_per_s = 0.1       # per user: CPU seconds of query compilation earned per second
+    compile_cpu_burst_s = 1.0     # ... and stored at most
     submissions_burst = 10
     meta_interval_s = 1.0
     app_gone_s = 30.0             # unused: live queries wait for agents (kept so old files load)
@@ -89,8 +89,8 @@ class Limits:
     app_gone_s: float = 30.0  # unused: live queries wait for their agents, never time out
     request_head_max: int = 16 * 1024
     agent_connections_total: int = 2000
-    compile_cpu_per_s: float = 0.25
-    compile_cpu_burst_s: float = 2.0
+    compile_cpu_per_s: float = 0.1
+    compile_cpu_burst_s: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
