@@ -118,8 +118,7 @@ class MantisASGIMiddleware:
         self._header_masker = Masker(mask, "headers", ALWAYS_MASKED_HEADERS, fold=True)
         self._query_masker = Masker(mask, "query")
         self._counters = Counters()
-        # id(route object) -> (the route, its template), for routes at the top level
-        self._templates: dict[int, tuple[Any, str | None]] = {}
+        self._slow = bool(self._pick) or capture_query
 
     def statistics(self) -> IntegrationStatistics:
         """How many events were built, and how many failures of ours were swallowed."""
@@ -159,7 +158,7 @@ class MantisASGIMiddleware:
                     if body:
                         bytes_out += len(body)
                 elif t == "http.response.start":
-                    status = int(message["status"])
+                    status = message["status"]
             except Exception:
                 pass
             await send(message)
@@ -168,31 +167,38 @@ class MantisASGIMiddleware:
         try:
             await self.app(scope, tap_receive, tap_send)
         except BaseException as exc:
-            self._record(scope, scope.get("method", "GET"),
-                         500 if status is None else status, bytes_in, bytes_out, started, exc)
+            self._record(scope, scope.get("method", "GET"), 500 if status is None else status,
+                         bytes_in, bytes_out, started, exc)
             raise
-        # The common case, inline (one method call fewer per request than _record).
         latency_ms = (_clock() - started) * 1000.0
+        if self._slow:  # headers or query string to capture and mask
+            self._record(scope, scope.get("method", "GET"), status, bytes_in, bytes_out,
+                         started, None, latency_ms)
+            return
+        # The common case, inline: the keys every HTTP scope carries are read by subscript, a
+        # scope without one of them takes the careful path (_record) instead.
         try:
-            headers = scope.get("headers")
-            pick = self._pick
-            if pick:
-                self._record(scope, scope.get("method", "GET"), status, bytes_in, bytes_out,
-                             started, None, latency_ms)
-                return
-            user_agent = dict(headers).get(b"user-agent") if headers else None
-            client = scope.get("client")
-            path = scope.get("path") or "/"
+            user_agent = None
+            for name, value in scope["headers"]:
+                if name == b"user-agent":
+                    user_agent = value.decode("latin-1")
+                    break
+            path = scope["path"] or "/"
+            template = path
             route = scope.get("route")
-            template: str | None
-            if route is None:
-                template = None
-            elif scope.get("root_path") or scope.get("app_root_path"):
-                template = route_template(scope)  # mounted or behind a prefix: per request
-            else:
-                template = self._template(route, scope)
+            if route is not None:
+                if scope.get("root_path"):
+                    template = route_template(scope)  # mounted, or behind a prefix
+                else:
+                    try:
+                        template = route.path_format  # Starlette / FastAPI: the template
+                    except AttributeError:
+                        template = route_template(scope)
+                    if type(template) is not str:
+                        template = route_template(scope)
+            client = scope.get("client")
             event = {
-                "method": scope.get("method", "GET"),
+                "method": scope["method"],
                 "route": template or path,
                 "path": path,
                 "status": status,
@@ -200,28 +206,19 @@ class MantisASGIMiddleware:
                 "bytes_in": bytes_in,
                 "bytes_out": bytes_out,
                 "client": client[0] if client else None,
-                "user_agent": None if user_agent is None else user_agent.decode("latin-1"),
+                "user_agent": user_agent,
                 "exception": None,
-                "http_version": scope.get("http_version", "1.1"),
+                "http_version": scope["http_version"],
             }
-            if self._capture_query:
-                qs = scope.get("query_string") or b""
-                event["query"] = self._query_masker.query(qs.decode("latin-1"))
-            self._counters.built += 1
-            self._publish(event, self.stream)
+        except KeyError:  # a scope without a key every server sets
+            self._record(scope, scope.get("method", "GET"), status, bytes_in, bytes_out,
+                         started, None, latency_ms)
+            return
         except Exception:
             self._counters.failed += 1
-
-    def _template(self, route: Any, scope: Scope) -> str | None:
-        """The template of a top-level route object, cached by identity (Starlette's routes
-        define ``__eq__`` and are unhashable)."""
-        cached = self._templates.get(id(route))
-        if cached is not None and cached[0] is route:
-            return cached[1]
-        template = route_template(scope)
-        if len(self._templates) < 10_000:
-            self._templates[id(route)] = (route, template)
-        return template
+            return
+        self._counters.built += 1
+        self._publish(event, self.stream)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = _Exchange()
@@ -295,10 +292,12 @@ class MantisASGIMiddleware:
             route = scope.get("route")
             if route is None:
                 template: str | None = None
-            elif scope.get("root_path") or scope.get("app_root_path"):
+            elif scope.get("root_path"):
                 template = route_template(scope)
             else:
-                template = self._template(route, scope)
+                template = getattr(route, "path_format", None)
+                if not isinstance(template, str):
+                    template = route_template(scope)
             event: dict[str, Any] = {
                 "method": method,
                 "route": template or path,

@@ -62,6 +62,7 @@ class MantisLogHandler(logging.Handler):
         self._publish = getattr(agent, "_publish_owned", None) or agent.publish
         self._ignore = tuple(ignore)
         self._ignore_dotted = tuple(p + "." for p in self._ignore)
+        self._captured: set[str] = set()  # logger names seen and not ignored
         self._busy: set[int] = set()  # threads inside handle() right now (re-entry guard)
         self._counters = Counters()
 
@@ -73,15 +74,18 @@ class MantisLogHandler(logging.Handler):
         """Publish ``record`` if a query listens; never locks, recurses or raises."""
         if not self._has(self.stream):
             return False
+        name = record.name
+        if name not in self._captured:  # a logger not seen yet (or an ignored one)
+            if name in self._ignore or name.startswith(self._ignore_dotted):
+                return False
+            if len(self._captured) < 10_000:
+                self._captured.add(name)
         me = _get_ident()
         busy = self._busy
         if me in busy:
             return False  # logged from inside our own handling, on this thread
         busy.add(me)
         try:
-            name = record.name
-            if name in self._ignore or name.startswith(self._ignore_dotted):
-                return False
             if self.filters and not self.filter(record):
                 return False
             # The event, built inline in one display (a method call fewer per record).
