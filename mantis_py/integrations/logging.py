@@ -15,7 +15,7 @@ Theory of operation:
   record nobody asked for costs one call and builds nothing. The handler takes no lock (the
   agent's ``publish`` is safe from any thread), so it cannot take part in a deadlock.
 - It never recurses: records of the agent's own loggers (``mantis_py.*``, and the websocket
-  library's) are ignored, and a per-thread guard (the set of threads inside ``handle()``) drops any
+  library's) are ignored, and a per-thread guard (the threads inside ``handle()`` right now) drops any
   record logged while this handler is already handling one on the same thread.
 - It never raises into the logging call: a failure of ours is counted
   (:meth:`MantisLogHandler.statistics`) and swallowed, never routed to ``handleError``.
@@ -63,7 +63,7 @@ class MantisLogHandler(logging.Handler):
         self._ignore = tuple(ignore)
         self._ignore_dotted = tuple(p + "." for p in self._ignore)
         self._captured: set[str] = set()  # logger names seen and not ignored
-        self._busy: set[int] = set()  # threads inside handle() right now (re-entry guard)
+        self._busy: dict[int, bool] = {}  # threads inside handle() right now (re-entry guard)
         self._counters = Counters()
 
     def statistics(self) -> IntegrationStatistics:
@@ -84,7 +84,7 @@ class MantisLogHandler(logging.Handler):
         busy = self._busy
         if me in busy:
             return False  # logged from inside our own handling, on this thread
-        busy.add(me)
+        busy[me] = True  # a subscript store and a del: no call on the path
         try:
             if self.filters and not self.filter(record):
                 return False
@@ -112,7 +112,7 @@ class MantisLogHandler(logging.Handler):
             self._counters.failed += 1
             return False
         finally:
-            busy.discard(me)
+            del busy[me]
 
     def emit(self, record: logging.LogRecord) -> None:
         """For callers that use ``emit()`` directly: the same as :meth:`handle`."""
