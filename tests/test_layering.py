@@ -78,6 +78,35 @@ def test_only_the_agent_runners_do_io(path: Path) -> None:
     assert not _touches(names, "mantis_py.gateway")
 
 
+AGENT_LAYERS = (
+    {"config", "buffer", "convert", "subscriptions", "stats", "budget", "link"},
+    {"stream"},
+    {"pipeline"},
+    {"core"},
+    {"host"},
+    {"sync"},
+    {"trio"},
+)
+"""The agent's modules bottom-up (docs/architecture.md): each imports only from earlier layers
+(its own layer too, except where a cycle would form, which the cycle test catches)."""
+
+
+@pytest.mark.parametrize("path", _modules("agents"), ids=lambda p: p.name)
+def test_agent_modules_import_only_lower_layers(path: Path) -> None:
+    layer = {name: i for i, names in enumerate(AGENT_LAYERS) for name in names}
+    if path.name == "__init__.py":
+        return  # the package facade re-exports from every layer
+    here = layer.get(path.stem)
+    assert here is not None, f"agents/{path.name} is in no layer of AGENT_LAYERS"
+    for name in _imports(path):
+        if name.startswith("mantis_py.agents."):
+            other = name.split(".")[2]
+            assert layer[other] <= here, f"agents/{path.name} imports the higher layer {other}"
+        elif _touches({name}, "mantis_py.query"):
+            # the agent imports cheaply: the engine is loaded on the first subscription only
+            assert path.name == "subscriptions.py", f"agents/{path.name} imports {name}"
+
+
 @pytest.mark.parametrize("path", _modules("gateway"), ids=lambda p: p.name)
 def test_gateway_never_imports_the_agent(path: Path) -> None:
     names = _imports(path)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .core import AgentConfig as AgentConfig
+from .config import AgentConfig as AgentConfig
 from .core import AgentCore as AgentCore
-from .core import AgentStatistics as AgentStatistics
-from .core import StreamStatistics as StreamStatistics
-from .core import SubscriptionStatistics as SubscriptionStatistics
+from .stats import AgentStatistics as AgentStatistics
+from .stats import StreamStatistics as StreamStatistics
+from .stats import SubscriptionStatistics as SubscriptionStatistics
 from .sync import Agent as Agent
 
 if TYPE_CHECKING:

@@ -11,42 +11,34 @@ Theory of operation. Two kinds of callers share one core:
   (the count cap may be overshot by at most the number of publishing threads).
 - *The runner* (one agent thread or trio task) calls everything else: ``connected`` /
   ``receive_data`` / ``disconnected`` for the link, ``poll(now)`` to drain the ingress queues
-  (convert, mask, SAMPLE + WHERE, project once to the union of fields, tag, encode, buffer) and to
-  expire leases, ``data_to_send(now)`` for frames (batches are cut at 64 KiB or after 50 ms),
-  ``report_cpu`` for the CPU budget, ``statistics()`` for the counters.
+  through the pipeline and to expire leases, ``data_to_send(now)`` for frames (batches are cut
+  at 64 KiB or after 50 ms), ``report_cpu`` for the CPU budget, ``statistics()`` for the counters.
 
-Accounting, exact per stream (checked by tests; see docs/agent.md §Statistics):
+The core composes the parts, each in its own module (read them in this order):
 
-    offered  = skipped_no_subscription + enqueued + sum(dropped)       # at the host
-    enqueued = unmatched + folded + sent + sum(lost) + pending           # in the agent
+- :mod:`.config` — ``AgentConfig``, every setting, validated once;
+- :mod:`.stream` — one stream's queues, query plan and counters;
+- :mod:`.subscriptions` — one running query (``Subscription``) and a stream's plan;
+- :mod:`.pipeline` — the per-event recipe (sample, serialize, mask, match, project, buffer);
+- :mod:`.link` — the gateway connection's state (handshake, liveness, control frames);
+- :mod:`.budget` — the CPU budget (event sampling, compile CPU, the churn cap);
+- :mod:`.stats` — statistics snapshots and when ``stats`` goes upstream.
 
-``dropped`` holds host-side drops (``queue_full``, ``not_an_object``); ``lost`` every later one
-(``too_large``, ``unserializable``, ``cycle``, ``bad_key``, ``too_deep``, ``queue_full``,
-``cpu_budget``, ``disconnected``, ``expired``, ``agent_error``). Nothing the engine or the host's
-data does raises out of the core: failures are counted and reported upstream (``sub_error``).
-
-Masking happens before anything looks at the event (docs/operations.md): the event is serialized once,
-and a masked key anywhere in it sends the event through :func:`~.convert.convert`, which returns
-a masked copy; queries, projection and the wire only ever see that copy. A subscription whose
-``caps`` carry ``"unmasked": true`` (the gateway sends those for tokens that may see masked
-fields) sees the unmasked event instead; an event holding a masked key while such subscriptions
-run takes :meth:`AgentCore._split_event`, which never lets an unmasked byte into a record tagged
-with a masked subscription (one record per kind when their projections differ).
+What stays here is the glue: the host-side routing tables, the gateway's messages
+(``subscribe`` with its limits, ``unsubscribe``, leases), ``poll`` and ``data_to_send``.
+Nothing the engine or the host's data does raises out of the core: failures are counted and
+reported upstream (``sub_error``).
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__
-from ..errors import ConfigurationError, RemoteProtocolError
 from ..wire.agent_link import AgentLink
-from ..wire.codec import VALUE_OPTS, Fragment, decode, dumps, encode_value_slow
+from ..wire.codec import decode
 from ..wire.messages import (
     Events,
     Hello,
@@ -60,9 +52,14 @@ from ..wire.messages import (
     Unsubscribe,
     Welcome,
 )
-from .buffer import Ingress, Pending, counter_value
-from .convert import Mask, Unconvertible, convert
-from .subscriptions import Engine, StreamPlan, Subscription, default_engine, plan_for
+from .budget import CpuBudget
+from .config import AgentConfig
+from .convert import Mask
+from .link import Frame, Link
+from .pipeline import Pipeline, sub_failed
+from .stats import AgentStatistics, StatsSchedule, StreamStatistics, SubscriptionStatistics
+from .stream import OVERFLOW_STREAM, Stream
+from .subscriptions import Engine, Subscription, default_engine, plan_for
 
 __all__ = [
     "AgentConfig",
@@ -76,215 +73,6 @@ __all__ = [
 SUBSCRIBED: Iterator[int] = iter(())
 """``AgentCore.route`` value of a stream with queries: an exhausted iterator, so the host's
 ``for`` loop over it stops at once without allocating (an empty tuple would build an iterator)."""
-
-NO_MASK = Mask()
-"""Nothing masked: converts the event of unmasked subscriptions to JSON types."""
-
-OVERFLOW_STREAM = "_overflow"
-"""Counters for events on streams beyond ``max_known_streams``."""
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    """Every agent setting, with its default (docs/agent.md §Settings)."""
-
-    app: str
-    instance: str
-    zone: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    streams: tuple[str, ...] = ("default",)
-    mask: tuple[str, ...] = ()
-    mask_ignore_case: bool = True
-    version: str = __version__
-    pid: int = 0
-    max_queue_events: int = 1000
-    max_queue_bytes: int = 2 * 1024 * 1024
-    max_queries_per_stream: int = 20
-    max_streams: int = 5
-    max_known_streams: int = 100
-    max_event_bytes: int = 64 * 1024
-    max_depth: int = 64
-    batch_interval_s: float = 0.05
-    batch_max_bytes: int = 64 * 1024
-    stats_interval_s: float = 1.0
-    stats_max_interval_s: float = 60.0
-    expire_after_s: float = 30.0
-    resubscribe_grace_s: float = 10.0
-    cpu_budget: float = 0.05
-    min_sample_rate: float = 0.001
-    error_report_interval_s: float = 10.0
-    max_control_frames: int = 1000
-    max_poll_gap_s: float = 1.0
-    subscribe_rate_per_s: float = 1.0
-    subscribe_burst: int = 30
-    compile_cpu_burst_s: float = 1.0
-    allow_unmasked: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.app or not isinstance(self.app, str):
-            raise ConfigurationError("app must be a non-empty string")
-        if not self.instance or not isinstance(self.instance, str):
-            raise ConfigurationError("instance must be a non-empty string")
-        if isinstance(self.mask, str):
-            raise ConfigurationError("mask must be a sequence of field names, not a string")
-        for name in (
-            "max_queue_events", "max_queue_bytes", "max_queries_per_stream", "max_streams",
-            "max_known_streams", "max_event_bytes", "max_depth", "batch_max_bytes",
-            "max_control_frames", "subscribe_burst",
-        ):  # fmt: skip
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in (
-            "batch_interval_s", "stats_interval_s", "expire_after_s", "resubscribe_grace_s",
-            "error_report_interval_s", "stats_max_interval_s", "max_poll_gap_s",
-            "subscribe_rate_per_s", "compile_cpu_burst_s",
-        ):  # fmt: skip
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigurationError(f"{name} must be a number > 0, got {v!r}")
-        if not 0 < self.cpu_budget <= 1:
-            raise ConfigurationError("cpu_budget must be in (0, 1]")
-        if not 0 < self.min_sample_rate <= 1:
-            raise ConfigurationError("min_sample_rate must be in (0, 1]")
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One outgoing text frame; ``stream``/``records`` say which events it carries."""
-
-    data: bytes
-    stream: str | None = None
-    records: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStatistics:
-    """Counters of one stream (see the module docstring for the two invariants)."""
-
-    offered: int
-    skipped_no_subscription: int
-    enqueued: int
-    dropped: Mapping[str, int]
-    unmatched: int
-    folded: int
-    sent: int
-    lost: Mapping[str, int]
-    pending: int
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``stats`` message form: ``dropped`` there holds every loss (host and agent side,
-        what users are shown); ``lost`` repeats the agent-side part."""
-        every = dict(self.dropped)
-        for k, v in self.lost.items():
-            every[k] = every.get(k, 0) + v
-        return {
-            "offered": self.offered,
-            "skipped_no_subscription": self.skipped_no_subscription,
-            "enqueued": self.enqueued,
-            "dropped": every,
-            "unmatched": self.unmatched,
-            "folded": self.folded,
-            "sent": self.sent,
-            "lost": dict(self.lost),
-            "pending": self.pending,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionStatistics:
-    """Counters of one subscription."""
-
-    stream: str
-    ships: str
-    matched: int
-    folded: int
-    errors: int
-    sample_rate: float
-    parts_sent: int
-    parts_dropped: int
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``stats`` message form of this record."""
-        return {
-            "stream": self.stream,
-            "ships": self.ships,
-            "matched": self.matched,
-            "folded": self.folded,
-            "errors": self.errors,
-            "sample_rate": self.sample_rate,
-            "parts_sent": self.parts_sent,
-            "parts_dropped": self.parts_dropped,
-            "dropped": {"partials_undelivered": self.parts_dropped} if self.parts_dropped else {},
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class AgentStatistics:
-    """A snapshot of every counter (``Agent.statistics()``)."""
-
-    streams: Mapping[str, StreamStatistics]
-    subs: Mapping[str, SubscriptionStatistics]
-    connected: bool
-    connects: int
-    sample_rate: float
-
-    @property
-    def offered(self) -> int:
-        """Events published, all streams."""
-        return sum(s.offered for s in self.streams.values())
-
-    @property
-    def skipped(self) -> int:
-        """Events published on streams nobody subscribed to."""
-        return sum(s.skipped_no_subscription for s in self.streams.values())
-
-    @property
-    def matched(self) -> int:
-        """Events that some subscription kept (shipped or folded)."""
-        return sum(s.sent + s.folded + sum(s.lost.values()) for s in self.streams.values())
-
-    @property
-    def sent(self) -> int:
-        """Events handed to the link."""
-        return sum(s.sent for s in self.streams.values())
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        """Every loss by reason, host side and agent side together."""
-        out: dict[str, int] = {}
-        for s in self.streams.values():
-            for d in (s.dropped, s.lost):
-                for k, v in d.items():
-                    out[k] = out.get(k, 0) + v
-        return out
-
-
-class _Stream:
-    """Per-stream state. ``subs``/``plan`` are replaced (never mutated) by the agent thread."""
-
-    __slots__ = (
-        "folded", "in_hand", "ingress", "lost", "name", "not_object", "pending", "plan", "sent", "seq",
-        "skipped", "subs", "unmatched",
-    )  # fmt: skip
-
-    def __init__(self, name: str, cfg: AgentConfig) -> None:
-        self.name = name
-        self.ingress = Ingress(cfg.max_queue_events)
-        self.pending = Pending(cfg.max_queue_events, cfg.max_queue_bytes)
-        self.skipped = itertools.count()
-        self.not_object = itertools.count()
-        self.subs: tuple[Subscription, ...] = ()
-        self.plan = StreamPlan()
-        self.seq = 0
-        self.in_hand = 0
-        self.unmatched = 0
-        self.folded = 0
-        self.sent = 0
-        self.lost: dict[str, int] = {}
-
-    def lose(self, reason: str, n: int = 1) -> None:
-        self.lost[reason] = self.lost.get(reason, 0) + n
 
 
 class AgentCore:
@@ -303,9 +91,13 @@ class AgentCore:
         self.rng = rng if rng is not None else random.Random()
         self._engine = engine
         self.mask = Mask(tuple(config.mask), config.mask_ignore_case)
-        self.streams: dict[str, _Stream] = {}
-        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §Cost): subscribed
-        # streams map to their ingress deque here.
+        self.pipeline = Pipeline(config, self.mask, self.rng)
+        self.budget = CpuBudget(config)
+        self._link = Link(config.max_control_frames)
+        self._stats = StatsSchedule(config.stats_interval_s, config.stats_max_interval_s)
+        self.streams: dict[str, Stream] = {}
+        # The host path reads ``route`` (below) and ``queues`` (docs/agent.md §What it costs):
+        # subscribed streams map to their ingress deque here.
         self.queues: dict[str, deque[tuple[float, Any]]] = {}
         # ``route`` is what the host path reads first: every known stream maps to its skip
         # counter while nobody subscribed to it (``for _ in route[s]: return`` counts and
@@ -314,25 +106,7 @@ class AgentCore:
         self.route: dict[str, Iterable[int]] = {}
         self.queue_cap = config.max_queue_events
         self.subs: dict[str, Subscription] = {}
-        self.link: AgentLink | None = None
-        self.link_gen = 0
-        self.connects = 0
-        self.last_heard = 0.0
-        self.link_heard = 0.0  # last frame on the current link (or its start): link liveness
-        self.heartbeat_s: float | None = None  # the gateway's ping period (from welcome)
-        self.next_stats = 0.0
-        self._stats_sent: Any = None  # the loss counters of the last stats sent on this link
-        self._stats_due = 0.0
         self.now = 0.0
-        self.sample_rate = 1.0
-        self._cpu_mark: tuple[float, float] | None = None
-        # subscription churn cap: new queries compiled, a token bucket (rate, burst)
-        self._sub_tokens = float(config.subscribe_burst)
-        self._sub_last: float | None = None
-        # compile CPU: earned at cpu_budget seconds per second, at most compile_cpu_burst_s
-        self._compile_cpu = config.compile_cpu_burst_s
-        self._compile_last: float | None = None
-        self._out: list[Frame] = []
         for name in config.streams:
             self._register(name)
 
@@ -342,6 +116,21 @@ class AgentCore:
         if self._engine is None:
             self._engine = default_engine()
         return self._engine
+
+    @property
+    def sample_rate(self) -> float:
+        """The fraction of events the pipeline processes (lowered to keep the CPU budget)."""
+        return self.budget.sample_rate
+
+    @property
+    def link(self) -> AgentLink | None:
+        """The open link's protocol state (None between connections)."""
+        return self._link.wire
+
+    @property
+    def is_open(self) -> bool:
+        """True while the link is open (welcome received)."""
+        return self._link.is_open
 
     # ------------------------------------------------------------ host side (any thread)
 
@@ -394,31 +183,26 @@ class AgentCore:
         st = self.streams.get(stream)
         return st is not None and bool(st.subs)
 
-    def _register(self, name: str) -> _Stream:
+    def _register(self, name: str) -> Stream:
         if not isinstance(name, str):
             name = str(name)
         if len(self.streams) >= self.config.max_known_streams and name not in self.streams:
             name = OVERFLOW_STREAM
-        st = self.streams.setdefault(name, _Stream(name, self.config))
+        st = self.streams.setdefault(name, Stream(name, self.config))
         if not st.subs and name != OVERFLOW_STREAM:
             self.route.setdefault(name, st.skipped)
         return st
 
-    def _stream(self, name: str) -> _Stream:
+    def _stream(self, name: str) -> Stream:
         st = self.streams.get(name)
         return st if st is not None else self._register(name)
+
 
     # ------------------------------------------------------------ link (runner thread)
 
     def connected(self, now: float) -> None:
         """A websocket is open: start the mantis handshake (queues ``hello``)."""
         self.now = now
-        self.link = AgentLink()
-        self.link_gen += 1
-        self.link_heard = now
-        self.heartbeat_s = None
-        self.connects += 1
-        self._out = []
         cfg = self.config
         names = sorted(n for n in self.streams if n != OVERFLOW_STREAM)
         hello = Hello(
@@ -430,7 +214,7 @@ class AgentCore:
             version=cfg.version,
             pid=cfg.pid,
         )
-        self._out.append(Frame(self.link.send(hello)))
+        self._link.open(now, hello)
 
     def receive_data(self, data: bytes | str, now: float) -> None:
         """Handle one received frame.
@@ -438,69 +222,47 @@ class AgentCore:
         Raises:
             RemoteProtocolError: the gateway broke the protocol; close with ``close_code``.
         """
-        if self.link is None:
-            raise RemoteProtocolError("no link", close_code=4000)
-        self.receive(decode(data, self.link.THEIRS), now)
+        self.receive(self._link.decode(data), now)
 
     def receive(self, msg: Message, now: float) -> None:
         """Handle one decoded gateway message (``receive_data`` without the codec)."""
-        if self.link is None:
-            raise RemoteProtocolError("no link", close_code=4000)
-        self.link.receive(msg)
+        self._link.receive(msg, now)
         self.now = now
-        self.last_heard = now
-        self.link_heard = now
         _HANDLERS[type(msg)](self, msg, now)
 
     def disconnected(self, now: float, unsent: Iterable[Frame] = ()) -> None:
         """The websocket closed. ``unsent``: frames taken from :meth:`data_to_send` that never
         reached the socket; their events are counted as lost (``disconnected``)."""
         self.now = now
-        for f in unsent:  # (self._out never holds events frames: those are cut on demand)
+        for f in unsent:  # (the control queue never holds events frames: those are cut on demand)
             if f.stream is not None and f.records:
                 st = self._stream(f.stream)
                 st.sent -= f.records
                 st.lose("disconnected", f.records)
-        self._out = []
-        if self.link is not None:
-            self.link.close()
-        self.link = None
-        self._cpu_mark = None
+        self._link.close()
+        self.budget.forget_cpu_mark()
 
-    @property
-    def is_open(self) -> bool:
-        """True while the link is open (welcome received)."""
-        return self.link is not None and self.link.is_open
+    def link_silent(self, now: float) -> bool:
+        """True when the current link has been silent for three ping periods: the runner drops
+        it and reconnects, to the next gateway of its list (:meth:`.link.Link.silent`)."""
+        return self._link.silent(now)
 
     def _send(self, msg: Message) -> bool:
-        if self.link is None or not self.link.is_open:
-            return False
-        if len(self._out) >= self.config.max_control_frames:
-            return False
-        self._out.append(Frame(self.link.send(msg)))
-        return True
+        return self._link.send(msg)
 
     def _on_welcome(self, msg: Welcome, now: float) -> None:
         # Subscriptions from an older link survive a short disconnect, but the gateway must
         # re-send them on this link (docs/protocol.md §Leases).
+        gen = self._link.gen
         for sub in self.subs.values():
-            if sub.link_gen != self.link_gen:
+            if sub.link_gen != gen:
                 sub.confirm_by = now + self.config.resubscribe_grace_s
-        self.next_stats = now
-        self.heartbeat_s = float(msg.heartbeat_s) if msg.heartbeat_s > 0 else None
-        self._stats_sent = None  # the first stats of a link always goes out
-
-    def link_silent(self, now: float) -> bool:
-        """True when the current link has been silent for three ping periods (the gateway
-        announced the period in ``welcome``; 10 s until then): the runner drops the link and
-        reconnects, to the next gateway of its list. The websocket's own keepalive pings are
-        off for agent links (docs/protocol.md §Liveness), so this is how a half-open link ends."""
-        if self.link is None:
-            return False
-        return now - self.link_heard > 3.0 * (self.heartbeat_s or 10.0)
+        self._stats.link_opened(now)  # the first stats of a link always goes out
 
     def _on_ping(self, msg: Ping, now: float) -> None:
         self._send(Pong(nonce=msg.nonce))
+
+    # ------------------------------------------------------------ subscriptions (runner thread)
 
     def _on_unsubscribe(self, msg: Unsubscribe, now: float) -> None:
         sub = self.subs.get(msg.sub)
@@ -511,7 +273,7 @@ class AgentCore:
         cfg = self.config
         sub = self.subs.get(msg.sub)
         if sub is not None:
-            sub.link_gen = self.link_gen
+            sub.link_gen = self._link.gen
             sub.confirm_by = None
             return
         st = self.streams.get(msg.stream)
@@ -530,17 +292,11 @@ class AgentCore:
             return
         # Churn cap: compiling is the expensive part of a subscription; a gateway that keeps
         # subscribing and unsubscribing gets refusals instead of the host's CPU.
-        if self._sub_last is not None:
-            self._sub_tokens = min(float(cfg.subscribe_burst), self._sub_tokens + max(
-                0.0, now - self._sub_last) * cfg.subscribe_rate_per_s)
-        self._sub_last = now
-        self.report_control_cpu(now, 0.0)
-        if self._sub_tokens < 1.0 or self._compile_cpu < 0.0:
+        if not self.budget.admit_query(now):
             text = (f"too many new queries: at most {cfg.subscribe_rate_per_s:g} per second "
                     f"(burst {cfg.subscribe_burst}) and {cfg.cpu_budget:.0%} of a core compiling")
             self._send(SubError(sub=msg.sub, code="limit_churn", message=text))
             return
-        self._sub_tokens -= 1.0
         try:
             engine = self.engine
             prepared = engine.prepare(msg.query)
@@ -565,7 +321,7 @@ class AgentCore:
                 field_paths=tuple(tuple(p) for p in a.field_paths),
                 prefixes=tuple(a.field_prefixes),
                 star=bool(a.star),
-                link_gen=self.link_gen,
+                link_gen=self._link.gen,
                 # the service, not whoever answers on the gateway's address, decides
                 unmasked=cfg.allow_unmasked is True and msg.caps.get("unmasked") is True,
             )
@@ -580,7 +336,7 @@ class AgentCore:
         st = self.streams[sub.stream]
         self._set_subs(st, tuple(s for s in st.subs if s is not sub))
 
-    def _set_subs(self, st: _Stream, subs: tuple[Subscription, ...]) -> None:
+    def _set_subs(self, st: Stream, subs: tuple[Subscription, ...]) -> None:
         st.plan = plan_for(subs, self._engine)
         st.subs = subs
         # order matters for host threads reading without a lock: the queue exists before the
@@ -604,6 +360,7 @@ class AgentCore:
                 self.route[name] = st.skipped
                 self.queues.pop(name, None)
 
+
     # ------------------------------------------------------------ work (runner thread)
 
     def poll(self, now: float, max_events: int = 1024) -> bool:
@@ -620,279 +377,21 @@ class AgentCore:
         self._sync_gate()
         self._expire(now)
         more = False
+        run = self.pipeline.run
+        rate = self.budget.sample_rate
         for st in list(self.streams.values()):
             if st.ingress.items:
                 batch = st.ingress.take(max_events)
                 st.in_hand = len(batch)  # taken but not yet accounted (statistics snapshots)
-                plan = st.plan
-                if len(plan.event_subs) == 1 and not plan.partial_subs:
-                    self._process_one(st, batch, now)
-                else:
-                    self._process_batch(st, batch, now)
+                run(st, batch, now, rate)
                 more = more or bool(st.ingress.items)
         for sub in list(self.subs.values()):
             if sub.ships == "partials":
                 self._poll_partials(sub, now)
             self._report_errors(sub, now)
-        if self.is_open and now >= self.next_stats:
-            # Checked every stats_interval_s, sent only when a loss counter moved (what the
-            # gateway reads: drops, errors, sampling), and at least every stats_max_interval_s:
-            # an idle agent costs the gateway no stats frames (docs/agent.md §Statistics).
-            self.next_stats = now + self.config.stats_interval_s
-            msg = self._stats_message()
-            losses = _losses(msg)
-            if (losses != self._stats_sent or now >= self._stats_due) and self._send(msg):
-                self._stats_sent = losses
-                self._stats_due = now + self.config.stats_max_interval_s
+        if self._link.is_open:
+            self._stats.check(now, self._stats_message, self._send)
         return more
-
-    def _process_batch(self, st: _Stream, batch: list[tuple[float, Any]], now: float) -> None:
-        """The agent's per-event recipe; locals hoisted because this is the hot loop.
-
-        For each event: CPU sampling -> serialize once (validates JSON types, measures the size,
-        finds masked keys) -> convert and mask if needed -> SAMPLE + WHERE of every subscription
-        on the masked event -> project once to the union of fields -> tag, encode, buffer.
-        """
-        cfg = self.config
-        mask = self.mask
-        pattern = mask.pattern
-        max_event = cfg.max_event_bytes
-        plan = st.plan
-        event_subs = plan.event_subs
-        partial_subs = plan.partial_subs
-        project = plan.project
-        split = plan.split and pattern is not None
-        pending = st.pending
-        records = pending.records
-        sizes = pending.sizes
-        max_records, max_pbytes = pending.max_records, pending.max_bytes
-        rate = self.sample_rate
-        rand = self.rng.random
-        lose = st.lose
-        for t, ev in batch:
-            st.in_hand -= 1
-            try:
-                if rate < 1.0 and rand() >= rate:
-                    lose("cpu_budget")
-                    continue
-                try:
-                    data: Any = dumps(ev, None, VALUE_OPTS)
-                    masked = pattern is not None and pattern.search(data) is not None
-                except TypeError:
-                    data, masked = None, True
-                if masked:
-                    if split:  # unmasked subscriptions run: each kind sees its own copy
-                        self._split_event(st, t, ev, data, now)
-                        continue
-                    ev = convert(ev, mask, cfg.max_depth)  # masked JSON-typed copy
-                    data = encode_value_slow(ev)  # never reuse the unmasked bytes
-                if len(data) > max_event:
-                    lose("too_large")
-                    continue
-                tags: list[str] = []
-                for sub in event_subs:
-                    try:
-                        if sub.source.matches(ev, t):
-                            sub.matched += 1
-                            tags.append(sub.id)
-                    except Exception as exc:
-                        self._sub_failed(sub, exc)
-                for sub in partial_subs:
-                    try:
-                        sub.source.offer(ev, t)
-                        sub.folded += 1
-                    except Exception as exc:
-                        self._sub_failed(sub, exc)
-                if not tags:
-                    if partial_subs:
-                        st.folded += 1
-                    else:
-                        st.unmatched += 1
-                    continue
-                # The shipped object is serialized now (what was checked for masked keys is
-                # exactly what leaves, whatever the host does later with nested objects); the
-                # record around it is serialized with its whole batch, in one C call.
-                if project is None:
-                    eb = data
-                else:
-                    e = project(ev)
-                    try:
-                        eb = dumps(e, None, VALUE_OPTS)
-                    except TypeError:
-                        eb = encode_value_slow(e)
-                n = len(eb) + 64
-                if len(records) >= max_records or pending.nbytes + n > max_pbytes:
-                    lose("queue_full")
-                    continue
-                if not records:
-                    # a batch is due batch_interval_s after its oldest event was *published*
-                    pending.first_at = t if t < now else now
-                records.append({"subs": tags, "t": int(t * 1000), "s": st.seq, "e": Fragment(eb)})
-                sizes.append(n)
-                pending.nbytes += n
-                st.seq += 1
-            except Unconvertible as u:
-                lose(u.reason)
-            except Exception:
-                lose("agent_error")
-
-    def _process_one(self, st: _Stream, batch: list[tuple[float, Any]], now: float) -> None:
-        """:meth:`_process_batch` for the most common plan, one events-mode query on the
-        stream: the same recipe and counters without the per-event tag list and loops (every
-        record shares one ``subs`` list, never mutated)."""
-        cfg = self.config
-        mask = self.mask
-        pattern = mask.pattern
-        max_event = cfg.max_event_bytes
-        plan = st.plan
-        sub = plan.event_subs[0]
-        matches = sub.source.matches
-        split = plan.split and pattern is not None
-        tags = [sub.id]
-        project = plan.project
-        pending = st.pending
-        records = pending.records
-        sizes = pending.sizes
-        max_records, max_pbytes = pending.max_records, pending.max_bytes
-        rate = self.sample_rate
-        rand = self.rng.random
-        lose = st.lose
-        opts = VALUE_OPTS
-        for t, ev in batch:
-            st.in_hand -= 1
-            try:
-                if rate < 1.0 and rand() >= rate:
-                    lose("cpu_budget")
-                    continue
-                try:
-                    data: Any = dumps(ev, None, opts)
-                    masked = pattern is not None and pattern.search(data) is not None
-                except TypeError:
-                    data, masked = None, True
-                if masked:
-                    if split:
-                        self._split_event(st, t, ev, data, now)
-                        continue
-                    ev = convert(ev, mask, cfg.max_depth)
-                    data = encode_value_slow(ev)
-                if len(data) > max_event:
-                    lose("too_large")
-                    continue
-                try:
-                    if not matches(ev, t):
-                        st.unmatched += 1
-                        continue
-                except Exception as exc:
-                    self._sub_failed(sub, exc)
-                    st.unmatched += 1
-                    continue
-                sub.matched += 1
-                if project is None:
-                    eb = data
-                else:
-                    e = project(ev)
-                    try:
-                        eb = dumps(e, None, opts)
-                    except TypeError:
-                        eb = encode_value_slow(e)
-                n = len(eb) + 64
-                if len(records) >= max_records or pending.nbytes + n > max_pbytes:
-                    lose("queue_full")
-                    continue
-                if not records:
-                    pending.first_at = t if t < now else now
-                records.append({"subs": tags, "t": int(t * 1000), "s": st.seq, "e": Fragment(eb)})
-                sizes.append(n)
-                pending.nbytes += n
-                st.seq += 1
-            except Unconvertible as u:
-                lose(u.reason)
-            except Exception:
-                lose("agent_error")
-
-    def _split_event(self, st: _Stream, t: float, ev: Any, data: bytes | None, now: float) -> None:
-        """One event holding a masked key (or not plain JSON) while masked and unmasked
-        subscriptions may both run on its stream (docs/operations.md, docs/agent.md §Masking).
-
-        Masked subscriptions match, fold and project the masked copy; unmasked ones the original
-        converted to JSON types. When both kinds keep it, the two projections are serialized and
-        compared: equal bytes ship as one record tagged with both, otherwise as two records (the
-        second glued to the first, same ``s``), so no byte of the masked subscriptions' record
-        comes from the unmasked event. Raises :class:`Unconvertible` like the hot loop.
-        """
-        cfg = self.config
-        plan = st.plan
-        masked_subs, unmasked_subs = plan.masked_events, plan.unmasked_events
-        masked_parts, unmasked_parts = plan.masked_partials, plan.unmasked_partials
-        if data is None:  # not plain JSON: the unmasked copy is converted too
-            uev: Any = convert(ev, NO_MASK, cfg.max_depth)
-            data = encode_value_slow(uev)
-        else:
-            uev = ev
-        size = len(data)
-        mev: Any = None
-        if masked_subs or masked_parts:
-            mev = convert(ev, self.mask, cfg.max_depth)
-            size = max(size, len(encode_value_slow(mev)))
-        if size > cfg.max_event_bytes:
-            st.lose("too_large")
-            return
-        mtags = self._match(masked_subs, mev, t)
-        utags = self._match(unmasked_subs, uev, t)
-        for subs, e in ((masked_parts, mev), (unmasked_parts, uev)):
-            for sub in subs:
-                try:
-                    sub.source.offer(e, t)
-                    sub.folded += 1
-                except Exception as exc:
-                    self._sub_failed(sub, exc)
-        if not mtags and not utags:
-            if plan.partial_subs:
-                st.folded += 1
-            else:
-                st.unmatched += 1
-            return
-        project = plan.project
-        mb = self._project_bytes(project, mev) if mtags else b""
-        ub = self._project_bytes(project, uev) if utags else b""
-        pending = st.pending
-        ms = int(t * 1000)
-        if not mtags or not utags or mb == ub:
-            eb = mb if mtags else ub
-            n = len(eb) + 64
-            rec = {"subs": mtags + utags, "t": ms, "s": st.seq, "e": Fragment(eb)}
-            ok = pending.add(rec, n, t if t < now else now)
-        else:
-            first = {"subs": mtags, "t": ms, "s": st.seq, "e": Fragment(mb)}
-            second = {"subs": utags, "t": ms, "s": st.seq, "e": Fragment(ub)}
-            ok = pending.add_pair(first, len(mb) + 64, second, len(ub) + 64, t if t < now else now)
-        if not ok:
-            st.lose("queue_full")
-            return
-        st.seq += 1
-
-    def _match(self, subs: tuple[Subscription, ...], ev: Any, t: float) -> list[str]:
-        tags: list[str] = []
-        for sub in subs:
-            try:
-                if sub.source.matches(ev, t):
-                    sub.matched += 1
-                    tags.append(sub.id)
-            except Exception as exc:
-                self._sub_failed(sub, exc)
-        return tags
-
-    @staticmethod
-    def _project_bytes(project: Callable[[Any], Any] | None, ev: Any) -> bytes:
-        e = ev if project is None else project(ev)
-        try:
-            return dumps(e, None, VALUE_OPTS)  # type: ignore[no-any-return]
-        except TypeError:
-            return encode_value_slow(e)
-
-    def _sub_failed(self, sub: Subscription, exc: Exception) -> None:
-        sub.raised += 1
-        sub.last_message = f"{type(exc).__name__}: {exc}"[:500]
 
     def _report_errors(self, sub: Subscription, now: float) -> None:
         n = sub.errors
@@ -908,7 +407,7 @@ class AgentCore:
         try:
             parts = sub.source.poll(now)
         except Exception as exc:
-            self._sub_failed(sub, exc)
+            sub_failed(sub, exc)
             return
         for part in parts:
             if self._send(Partial(sub=sub.id, part=part)):
@@ -919,7 +418,7 @@ class AgentCore:
     def _expire(self, now: float) -> None:
         if not self.subs:
             return
-        if now - self.last_heard > self.config.expire_after_s:
+        if now - self._link.last_heard > self.config.expire_after_s:
             # the gateway is gone: drop every query and what was waiting for it
             for sub in list(self.subs.values()):
                 self._remove(sub)
@@ -933,16 +432,10 @@ class AgentCore:
                 self._remove(sub)
 
     def report_control_cpu(self, now: float, cpu_seconds: float) -> None:
-        """CPU the runner spent handling gateway messages (compiling queries, mostly). It is paid
-        from a bucket earned at ``cpu_budget`` seconds per second (at most
-        ``compile_cpu_burst_s``); while the bucket is overdrawn, new queries are refused
-        (``limit_churn``), so compiling stays within the budget over time."""
-        last = self._compile_last
-        if last is not None and now > last:
-            self._compile_cpu = min(self.config.compile_cpu_burst_s,
-                                    self._compile_cpu + (now - last) * self.config.cpu_budget)
-        self._compile_last = now if last is None else max(last, now)
-        self._compile_cpu -= cpu_seconds
+        """CPU the runner spent handling gateway messages (compiling queries, mostly), paid from
+        the compile bucket; while it is overdrawn, new queries are refused (``limit_churn``), so
+        compiling stays within ``cpu_budget`` over time (:mod:`.budget`)."""
+        self.budget.report_control_cpu(now, cpu_seconds)
 
     def report_cpu(self, now: float, cpu_seconds: float) -> None:
         """Feed the agent thread's cumulative CPU time; adjusts the sample rate to the budget.
@@ -951,22 +444,7 @@ class AgentCore:
         second. The rate is reported per subscription (``sample_rate``) and every event it
         skips is counted as lost (``cpu_budget``).
         """
-        mark = self._cpu_mark
-        if mark is None or now < mark[0]:
-            self._cpu_mark = (now, cpu_seconds)
-            return
-        dt = now - mark[0]
-        if dt < 1.0:
-            return
-        usage = max(0.0, cpu_seconds - mark[1]) / dt
-        budget = self.config.cpu_budget
-        if usage > budget:
-            self.sample_rate = max(
-                self.config.min_sample_rate, self.sample_rate * budget / usage * 0.9
-            )
-        elif usage < budget * 0.5 and self.sample_rate < 1.0:
-            self.sample_rate = min(1.0, self.sample_rate * 1.5)
-        self._cpu_mark = (now, cpu_seconds)
+        self.budget.report_cpu(now, cpu_seconds)
 
     # ------------------------------------------------------------ output
 
@@ -984,8 +462,9 @@ class AgentCore:
             max_bytes: stop adding events frames once this many bytes are returned.
             force: flush every pending record regardless of age.
         """
-        out, self._out = self._out, []
-        if not self.is_open or self.link is None:
+        out = self._link.take()
+        wire = self._link.wire
+        if wire is None or not wire.is_open:
             return out
         cfg = self.config
         budget = max_bytes - sum(len(f.data) for f in out)
@@ -1001,7 +480,7 @@ class AgentCore:
                 )
             ):
                 records, events = p.cut(cfg.batch_max_bytes)
-                data = self.link.send(Events(stream=st.name, records=records))
+                data = wire.send(Events(stream=st.name, records=records))
                 out.append(Frame(data, st.name, events))
                 st.sent += events
                 budget -= len(data)
@@ -1016,30 +495,9 @@ class AgentCore:
 
     # ------------------------------------------------------------ statistics
 
-    def _stream_stats(self, st: _Stream) -> StreamStatistics:
-        ing = st.ingress
-        enqueued = ing.enqueued
-        skipped = counter_value(st.skipped)
-        dropped = {}
-        if ing.dropped:
-            dropped["queue_full"] = ing.dropped
-        n = counter_value(st.not_object)
-        if n:
-            dropped["not_an_object"] = n
-        return StreamStatistics(
-            offered=skipped + enqueued + sum(dropped.values()),
-            skipped_no_subscription=skipped,
-            enqueued=enqueued,
-            dropped=dropped,
-            unmatched=st.unmatched,
-            folded=st.folded,
-            sent=st.sent,
-            lost=dict(st.lost),
-            pending=len(ing.items) + st.in_hand + st.pending.events,
-        )
-
     def statistics(self) -> AgentStatistics:
         """A snapshot of every counter (callable from any thread)."""
+        rate = self.budget.sample_rate
         subs = {
             s.id: SubscriptionStatistics(
                 stream=s.stream,
@@ -1047,18 +505,18 @@ class AgentCore:
                 matched=s.matched,
                 folded=s.folded,
                 errors=s.errors,
-                sample_rate=self.sample_rate,
+                sample_rate=rate,
                 parts_sent=s.parts_sent,
                 parts_dropped=s.parts_dropped,
             )
             for s in list(self.subs.values())
         }
         return AgentStatistics(
-            streams={name: self._stream_stats(st) for name, st in list(self.streams.items())},
+            streams={name: st.statistics() for name, st in list(self.streams.items())},
             subs=subs,
             connected=self.is_open,
-            connects=self.connects,
-            sample_rate=self.sample_rate,
+            connects=self._link.connects,
+            sample_rate=rate,
         )
 
     def _stats_message(self) -> Stats:
@@ -1067,15 +525,6 @@ class AgentCore:
             streams={k: v.to_json() for k, v in s.streams.items()},
             subs={k: v.to_json() for k, v in s.subs.items()},
         )
-
-
-def _losses(msg: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The members of a stats message the gateway acts on (losses, errors, sampling); flow
-    counters (offered, sent, matched, ...) change with every event and are left out."""
-    streams = {name: (c.get("dropped"), c.get("lost")) for name, c in msg.streams.items()}
-    subs = {sid: (c.get("dropped"), c.get("errors"), c.get("parts_dropped"),
-                  c.get("sample_rate")) for sid, c in msg.subs.items()}
-    return streams, subs
 
 
 _HANDLERS: dict[type[Any], Callable[[AgentCore, Any, float], None]] = {

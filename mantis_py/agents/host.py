@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .core import AgentCore, AgentStatistics
+from .core import AgentCore
+from .stats import AgentStatistics
 
 __all__ = ["HostSide"]
 

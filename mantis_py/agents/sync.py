@@ -39,8 +39,10 @@ from websockets.typing import Subprotocol
 
 from ..errors import ConfigurationError, RemoteProtocolError
 from ..wire.messages import SUBPROTOCOL
-from .core import AgentConfig, AgentCore, Frame
+from .config import AgentConfig
+from .core import AgentCore
 from .host import HostSide
+from .link import Frame
 
 if TYPE_CHECKING:
     import ssl as ssl_module
