@@ -55,9 +55,28 @@ class HostSide:
             pass
         self._offer_slow(event, stream, _now())
 
+    def _publish_owned(self, event: dict[str, Any], stream: str) -> None:
+        """:meth:`publish` for a dict built for this one call and never touched again by the
+        caller (the integrations in ``mantis_py.integrations``): queued as it is, not copied."""
+        try:
+            for _ in self._route[stream]:
+                return
+            q = self._queues[stream]
+            if len(q) < self._cap:
+                q.append((_now(), event))
+                return
+        except Exception:  # unknown stream (KeyError), or a race with the agent thread
+            pass
+        self._offer_slow(event, stream, _now())
+
     def has_subscribers(self, stream: str = "default") -> bool:
-        """Whether any query runs on ``stream`` (skip building events nobody will see)."""
-        return self._core.has_subscribers(stream)
+        """Whether any query runs on ``stream`` (skip building events nobody will see).
+
+        A stream has a queue exactly while queries run on it (the core adds the queue before
+        the first subscription shows and removes it after the last one went), so this is one
+        dict lookup, called per request / log record by the integrations.
+        """
+        return stream in self._queues
 
     def statistics(self) -> AgentStatistics:
         """A snapshot of the counters (see docs/agent.md §Statistics)."""

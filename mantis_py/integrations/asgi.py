@@ -80,38 +80,15 @@ def route_template(scope: Scope) -> str | None:
 
 
 class _Exchange:
-    """What one HTTP request's messages told us (counts and status only); ``send`` is the tap."""
+    """What one websocket connection's messages told us (counts and status only)."""
 
-    __slots__ = ("_receive", "_send", "accepted", "bytes_in", "bytes_out", "status")
+    __slots__ = ("accepted", "bytes_in", "bytes_out", "status")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
-        self._send = send
+    def __init__(self) -> None:
         self.status: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.accepted = False
-
-    async def receive(self) -> Message:
-        message = await self._receive()
-        try:
-            body = message.get("body")
-            if body:
-                self.bytes_in += len(body)
-        except Exception:
-            pass
-        return message
-
-    async def send(self, message: Message) -> None:
-        try:
-            t = message["type"]
-            if t == "http.response.body":
-                self.bytes_out += len(message.get("body") or b"")
-            elif t == "http.response.start":
-                self.status = int(message["status"])
-        except Exception:
-            pass
-        await self._send(message)
 
 
 class MantisASGIMiddleware:
@@ -133,15 +110,15 @@ class MantisASGIMiddleware:
         self.agent = agent
         self.stream = stream
         self._has = agent.has_subscribers
-        self._publish = agent.publish
+        # the agents' own publish without the defensive copy (the event is ours, built per call)
+        self._publish = getattr(agent, "_publish_owned", None) or agent.publish
         self._pick = header_picker(capture_headers)
         self._capture_query = capture_query
         mask = agent_mask(agent)
         self._header_masker = Masker(mask, "headers", ALWAYS_MASKED_HEADERS, fold=True)
         self._query_masker = Masker(mask, "query")
         self._counters = Counters()
-        # id(route object) -> (the route, its template), for routes at the top level
-        self._templates: dict[int, tuple[Any, str | None]] = {}
+        self._slow = bool(self._pick) or capture_query
 
     def statistics(self) -> IntegrationStatistics:
         """How many events were built, and how many failures of ours were swallowed."""
@@ -150,22 +127,109 @@ class MantisASGIMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
         if (kind != "http" and kind != "websocket") or not self._has(self.stream):
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send)  # lifespan, or nobody listening
             return
-        ex = _Exchange(receive, send)
-        recv: Receive
-        snd: Send
-        if kind == "http":
-            recv, snd = ex.receive, ex.send
-        else:
-            recv, snd = self._ws_receive(receive, ex), self._ws_send(send, ex)
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        # The taps are closures over three cells: cheaper per request than an object with an
+        # __init__ and two bound methods. They count and note, and pass each message on as is.
+        status: int | None = None
+        bytes_in = 0
+        bytes_out = 0
+
+        async def tap_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            try:
+                body = message.get("body")
+                if body:
+                    bytes_in += len(body)
+            except Exception:
+                pass
+            return message
+
+        async def tap_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            try:
+                t = message["type"]
+                if t == "http.response.body":
+                    body = message.get("body")
+                    if body:
+                        bytes_out += len(body)
+                elif t == "http.response.start":
+                    status = message["status"]
+            except Exception:
+                pass
+            await send(message)
+
         started = _clock()
         try:
-            await self.app(scope, recv, snd)
+            await self.app(scope, tap_receive, tap_send)
         except BaseException as exc:
-            self._record(scope, ex, started, exc)
+            self._record(scope, scope.get("method", "GET"), 500 if status is None else status,
+                         bytes_in, bytes_out, started, exc)
             raise
-        self._record(scope, ex, started, None)
+        latency_ms = (_clock() - started) * 1000.0
+        if self._slow:  # headers or query string to capture and mask
+            self._record(scope, scope.get("method", "GET"), status, bytes_in, bytes_out,
+                         started, None, latency_ms)
+            return
+        # The common case, inline: the keys every HTTP scope carries are read by subscript, a
+        # scope without one of them takes the careful path (_record) instead.
+        try:
+            user_agent = None
+            for name, value in scope["headers"]:
+                if name == b"user-agent":
+                    user_agent = value.decode("latin-1")
+                    break
+            path = scope["path"] or "/"
+            template = path
+            route = scope.get("route")
+            if route is not None:
+                if scope.get("root_path"):
+                    template = route_template(scope)  # mounted, or behind a prefix
+                else:
+                    try:
+                        template = route.path_format  # Starlette / FastAPI: the template
+                    except AttributeError:
+                        template = route_template(scope)
+                    if type(template) is not str:
+                        template = route_template(scope)
+            client = scope.get("client")
+            event = {
+                "method": scope["method"],
+                "route": template or path,
+                "path": path,
+                "status": status,
+                "latency_ms": latency_ms,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "client": client[0] if client else None,
+                "user_agent": user_agent,
+                "exception": None,
+                "http_version": scope["http_version"],
+            }
+        except KeyError:  # a scope without a key every server sets
+            self._record(scope, scope.get("method", "GET"), status, bytes_in, bytes_out,
+                         started, None, latency_ms)
+            return
+        except Exception:
+            self._counters.failed += 1
+            return
+        self._counters.built += 1
+        self._publish(event, self.stream)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ex = _Exchange()
+        started = _clock()
+        try:
+            await self.app(scope, self._ws_receive(receive, ex), self._ws_send(send, ex))
+        except BaseException as exc:
+            self._record(scope, "WEBSOCKET", 500 if ex.status is None else ex.status,
+                         ex.bytes_in, ex.bytes_out, started, exc)
+            raise
+        self._record(scope, "WEBSOCKET", ex.status, ex.bytes_in, ex.bytes_out, started, None)
 
     # ------------------------------------------------------------------ message taps
 
@@ -208,13 +272,13 @@ class MantisASGIMiddleware:
 
     # ------------------------------------------------------------------ the event
 
-    def _record(self, scope: Scope, ex: _Exchange, started: float,
-                exc: BaseException | None) -> None:
+    def _record(self, scope: Scope, method: str, status: int | None, bytes_in: int,
+                bytes_out: int, started: float, exc: BaseException | None,
+                latency_ms: float | None = None) -> None:
+        """The event of a request that raised, of a websocket, or with captured headers."""
         try:
-            latency_ms = (_clock() - started) * 1000.0
-            status = ex.status
-            if exc is not None and status is None:
-                status = 500
+            if latency_ms is None:
+                latency_ms = (_clock() - started) * 1000.0
             path = scope.get("path") or "/"
             user_agent: str | None = None
             pick = self._pick
@@ -228,25 +292,20 @@ class MantisASGIMiddleware:
             route = scope.get("route")
             if route is None:
                 template: str | None = None
-            elif scope.get("root_path") or scope.get("app_root_path"):
-                template = route_template(scope)  # mounted or behind a prefix: per request
+            elif scope.get("root_path"):
+                template = route_template(scope)
             else:
-                # keyed by identity: Starlette's routes define __eq__ and are unhashable
-                cached = self._templates.get(id(route))
-                if cached is not None and cached[0] is route:
-                    template = cached[1]
-                else:
+                template = getattr(route, "path_format", None)
+                if not isinstance(template, str):
                     template = route_template(scope)
-                    if len(self._templates) < 10_000:
-                        self._templates[id(route)] = (route, template)
             event: dict[str, Any] = {
-                "method": scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET",
+                "method": method,
                 "route": template or path,
                 "path": path,
                 "status": status,
                 "latency_ms": latency_ms,
-                "bytes_in": ex.bytes_in,
-                "bytes_out": ex.bytes_out,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
                 "client": client[0] if client else None,
                 "user_agent": user_agent,
                 "exception": None if exc is None else type(exc).__name__,

@@ -15,7 +15,7 @@ Theory of operation:
   record nobody asked for costs one call and builds nothing. The handler takes no lock (the
   agent's ``publish`` is safe from any thread), so it cannot take part in a deadlock.
 - It never recurses: records of the agent's own loggers (``mantis_py.*``, and the websocket
-  library's) are ignored, and a per-thread guard (the set of threads inside ``handle()``) drops any
+  library's) are ignored, and a per-thread guard (the threads inside ``handle()`` right now) drops any
   record logged while this handler is already handling one on the same thread.
 - It never raises into the logging call: a failure of ours is counted
   (:meth:`MantisLogHandler.statistics`) and swallowed, never routed to ``handleError``.
@@ -58,10 +58,12 @@ class MantisLogHandler(logging.Handler):
         self.agent = agent
         self.stream = stream
         self._has = agent.has_subscribers
-        self._publish = agent.publish
+        # the agents' own publish without the defensive copy (the event is ours, built per call)
+        self._publish = getattr(agent, "_publish_owned", None) or agent.publish
         self._ignore = tuple(ignore)
         self._ignore_dotted = tuple(p + "." for p in self._ignore)
-        self._busy: set[int] = set()  # threads inside handle() right now (re-entry guard)
+        self._captured: set[str] = set()  # logger names seen and not ignored
+        self._busy: dict[int, bool] = {}  # threads inside handle() right now (re-entry guard)
         self._counters = Counters()
 
     def statistics(self) -> IntegrationStatistics:
@@ -72,45 +74,46 @@ class MantisLogHandler(logging.Handler):
         """Publish ``record`` if a query listens; never locks, recurses or raises."""
         if not self._has(self.stream):
             return False
+        name = record.name
+        if name not in self._captured:  # a logger not seen yet (or an ignored one)
+            if name in self._ignore or name.startswith(self._ignore_dotted):
+                return False
+            if len(self._captured) < 10_000:
+                self._captured.add(name)
         me = _get_ident()
         busy = self._busy
         if me in busy:
             return False  # logged from inside our own handling, on this thread
-        busy.add(me)
+        busy[me] = True  # a subscript store and a del: no call on the path
         try:
-            name = record.name
-            if name in self._ignore or name.startswith(self._ignore_dotted):
-                return False
             if self.filters and not self.filter(record):
                 return False
-            self._publish(self._event(record), self.stream)
+            # The event, built inline in one display (a method call fewer per record).
+            exc = record.exc_info
+            event: dict[str, Any] = {
+                "level": record.levelname,
+                "logger": name,
+                "message": record.getMessage(),
+                "module": record.module,
+                "func": record.funcName,
+                "line": record.lineno,
+                "exc_type": exc[0].__name__ if exc and exc[0] is not None else None,
+                "thread": record.threadName,
+            }
+            fields = record.__dict__
+            if len(fields) > _PLAIN_SIZE:  # a plain record has no more attributes than this
+                for k in fields.keys() - _STANDARD:
+                    if k not in event:
+                        event[k] = plain_extra(fields[k])
+            self._counters.built += 1
+            self._publish(event, self.stream)
             return True
         except Exception:
             self._counters.failed += 1
             return False
         finally:
-            busy.discard(me)
+            del busy[me]
 
     def emit(self, record: logging.LogRecord) -> None:
         """For callers that use ``emit()`` directly: the same as :meth:`handle`."""
         self.handle(record)
-
-    def _event(self, record: logging.LogRecord) -> dict[str, Any]:
-        exc = record.exc_info
-        event: dict[str, Any] = {
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "module": record.module,
-            "func": record.funcName,
-            "line": record.lineno,
-            "exc_type": exc[0].__name__ if exc and exc[0] is not None else None,
-            "thread": record.threadName,
-        }
-        fields = record.__dict__
-        if len(fields) > _PLAIN_SIZE:  # a plain record has no more attributes than this
-            for k in fields.keys() - _STANDARD:
-                if k not in event:
-                    event[k] = plain_extra(fields[k])
-        self._counters.built += 1
-        return event

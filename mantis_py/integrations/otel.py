@@ -43,7 +43,8 @@ class MantisSpanProcessor(SpanProcessor):
         self.agent = agent
         self.stream = stream
         self._has = agent.has_subscribers
-        self._publish = agent.publish
+        # the agents' own publish without the defensive copy (the event is ours, built per call)
+        self._publish = getattr(agent, "_publish_owned", None) or agent.publish
         self._counters = Counters()
 
     def statistics(self) -> IntegrationStatistics:

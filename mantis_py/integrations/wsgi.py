@@ -123,7 +123,8 @@ class MantisWSGIMiddleware:
         self.agent = agent
         self.stream = stream
         self._has = agent.has_subscribers
-        self._publish = agent.publish
+        # the agents' own publish without the defensive copy (the event is ours, built per call)
+        self._publish = getattr(agent, "_publish_owned", None) or agent.publish
         self._pick = tuple(
             (h.strip().lower(), "HTTP_" + h.strip().upper().replace("-", "_"))
             for h in capture_headers
