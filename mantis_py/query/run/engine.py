@@ -41,9 +41,20 @@ from .anomaly import ANOMALOUS, AnomalyRunner
 from .groups import AggPlan, GroupTable
 from .join import JoinSpec, LiveJoin
 from .membership import Membership
+from .outputs import (
+    Complete,
+    CompleteReason,
+    Coverage,
+    Notice,
+    NoticeKind,
+    Output,
+    Rows,
+    make_notice,
+)
 
 __all__ = [
     "Complete",
+    "Coverage",
     "Merger",
     "Notice",
     "Output",
@@ -54,60 +65,6 @@ __all__ = [
     "finish_plain",
     "prepare",
 ]
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True, slots=True)
-class Rows:
-    """The rows of one window (``window`` is ``(start, end)`` in seconds), of count window
-    ``count`` (1-based, ``window`` None) or, for an un-windowed query, a batch of rows (both None)."""
-
-    window: tuple[int, int] | None
-    rows: list[dict[str, Any]]
-    count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """A run-time notice (§5.6). ``detail`` is a short text such as ``"57 events"``; ``value`` the
-    number in it; ``window``/``count`` the scope (both None: the whole result)."""
-
-    name: str
-    detail: str
-    value: int = 0
-    window: tuple[int, int] | None = None
-    count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Complete:
-    """The query ended; ``reason`` is ``"limit"``."""
-
-    reason: str
-
-
-Output = Rows | Notice | Complete
-
-_UNITS = {
-    "groups-folded": "events",
-    "values-truncated": "values",
-    "rows-truncated": "rows",
-    "percentile-clamped": "values",
-    "evaluation-errors": "errors",
-    "late": "late",
-    "join-unpaired": "events",
-    "join-evicted": "events",
-    "anomaly-groups-evicted": "groups",
-    "duplicate-parts": "parts",
-}
-
-
-def make_notice(name: str, n: int, window: tuple[int, int] | None = None, count: int | None = None) -> Notice:
-    unit = _UNITS.get(name, "")
-    detail = f"{n} {unit}".strip() if name != "coverage" else str(n)
-    return Notice(name, detail, n, window, count)
 
 
 # --------------------------------------------------------------------------- finishing
@@ -493,7 +450,7 @@ class Merger:
         self._errors = 0
         self._emitted_rows = 0
         self._emitted_windows = 0
-        self._coverage = (0, 0)
+        self._coverage = Coverage(0, 0)
         self._plan = p.agg_plan(caps) if p.kind == "aggregate" else None
         self._next_k = first_live_window(start, *self._window) if self._window else 0
         # per time window k: partials -> [GroupTable, reported agent ids]; events -> [items]
@@ -722,7 +679,7 @@ class Merger:
     def _complete(self) -> None:
         if not self._done:
             self._done = True
-            self._out.append(Complete("limit"))
+            self._out.append(Complete(CompleteReason.LIMIT))
 
     def _flush_pending(self) -> None:
         if self._pending_rows:
@@ -732,7 +689,7 @@ class Merger:
     def _emit_notices(self, notices: dict[str, int], window: tuple[int, int] | None, count: int | None) -> None:
         for name, n in notices.items():
             if n:
-                self._out.append(make_notice(name, n, window, count))
+                self._out.append(make_notice(NoticeKind(name), n, window, count))
 
     def _emit_count_plain(self) -> None:
         items, self._count_items = self._count_items, []
@@ -763,6 +720,7 @@ class Merger:
         n, m = self._window  # type: ignore[misc]
         bounds = window_bounds(k, n, m)
         notices: dict[str, int] = {}
+        coverage: Coverage | None = None
         win = self._reported.pop(k, None)
         if self._plan is not None:
             table = self._tables.pop(k, None) or GroupTable(self._plan)
@@ -771,10 +729,9 @@ class Merger:
             notices.update(table.notices())
             notices["evaluation-errors"] = errs
             if self.prepared.ships == "partials":
-                rep, exp = self._window_coverage(bounds[0], win)
-                self._coverage = (rep, exp)
-                if rep < exp:
-                    notices["coverage"] = 0
+                coverage = self._coverage = self._window_coverage(bounds[0], win)
+                if coverage.reporting < coverage.expected:
+                    notices[NoticeKind.COVERAGE] = 0
         else:
             items = self._items.pop(k, [])
             items.sort(key=lambda x: x[0])
@@ -790,15 +747,16 @@ class Merger:
         if self._duplicates:
             notices["duplicate-parts"] = self._duplicates
             self._duplicates = 0
-        self._out.append(Rows(bounds, rows))
+        self._out.append(Rows(bounds, rows, coverage=coverage))
         if self._a.kind == "aggregate" and not self._a.query.group_by and rows:
             self._emitted_windows += 1  # a window that HAVING drops does not count (§3.12)
         for name, v in notices.items():
-            if name == "coverage":
-                rep, exp = self._coverage
-                self._out.append(Notice("coverage", f"{rep}/{exp} agents", rep, bounds))
+            if name == NoticeKind.COVERAGE:
+                assert coverage is not None
+                self._out.append(Notice(NoticeKind.COVERAGE, str(coverage), coverage.reporting,
+                                        bounds, coverage=coverage))
             elif v:
-                self._out.append(make_notice(name, v, bounds))
+                self._out.append(make_notice(NoticeKind(name), v, bounds))
         if (
             self._limit is not None
             and self.prepared.completes
@@ -806,7 +764,7 @@ class Merger:
         ):
             self._complete()
 
-    def _window_coverage(self, start: int, win: _Window | None) -> tuple[int, int]:
+    def _window_coverage(self, start: int, win: _Window | None) -> Coverage:
         """(reporting, expected) of the window starting at ``start``, the oldest open one.
         Walks the members that reported it and not waited for, and the recent removals: O(parts
         of this window) at most, never every member."""
@@ -814,7 +772,7 @@ class Merger:
         members.advance(start)
         expected = members.full + members.expected_gone(start)
         if win is None:
-            return 0, expected
+            return Coverage(0, expected)
         blind = win.blind
         # parts that say their agent did not observe the window never count as coverage
         reporting = win.hits - sum(1 for name in blind if win.reported.get(name))
@@ -825,7 +783,7 @@ class Merger:
                 continue
             if name not in seen and not win.reported[name] and members.covered_before(name, start):
                 seen.add(name)
-        return reporting + len(seen), expected
+        return Coverage(reporting + len(seen), expected)
 
     def _limit_per_window(self) -> int | None:
         # a non-grouped aggregate's LIMIT counts windows, not rows (§3.12)
@@ -865,11 +823,15 @@ class Merger:
         out, self._out = self._out, []
         return out
 
+    @property
+    def coverage(self) -> Coverage:
+        """The coverage of the last partials window emitted (``0/0`` before the first)."""
+        return self._coverage
+
     def statistics(self) -> dict[str, Any]:
         """Coverage of the last window and drop counters."""
-        rep, exp = self._coverage
         return {
-            "coverage": {"reporting": rep, "expected": exp},
+            "coverage": self._coverage.to_json(),
             "dropped": {"late": self._late, "after-complete": self._dropped_after_complete,
                         "duplicate-parts": self._duplicates},
             "members": self.members.live,

@@ -26,9 +26,10 @@ from ..state.caps import DEFAULT_CAPS, Caps
 from ..state.sampling import random_keep, sticky_keep
 from ..state.windows import first_replay_window, window_bounds, window_indices
 from .anomaly import AnomalyRunner
-from .engine import PreparedQuery, finish_aggregate, finish_plain, make_notice
+from .engine import PreparedQuery, finish_aggregate, finish_plain
 from .groups import GroupTable
 from .join import JoinSpec, ReplayJoin
+from .outputs import NoticeKind, make_notice
 
 __all__ = ["ReplayEngine", "replay_events", "replay_rows"]
 
@@ -132,7 +133,7 @@ class ReplayEngine:
             notices = {**notices, "evaluation-errors": notices.get("evaluation-errors", 0) + errs}
         for name, n in notices.items():
             if n:
-                self.on_notice(scope, name, make_notice(name, n).detail)
+                self.on_notice(scope, name, make_notice(NoticeKind(name), n).detail)
 
     # ---------------------------------------------------------------- input
 
