@@ -4,13 +4,21 @@
                                             [--seconds 12] [--json]
 
 Every simulated agent is a real :class:`~mantis_py.agents.core.AgentCore` (the embedded agent's
-pure core: the same hello, stats, pongs, subscriptions, window partials and cadences as
-``Agent``) driven over its own ``websockets.trio`` connection; one simulator process runs up to
-``--per-proc`` agents as trio tasks, several processes run side by side. The gateway is a real
-``mantis-py gateway`` subprocess; its CPU is read from ``/proc/<pid>/stat``.
+pure core: the same hello, stats, pongs and subscriptions as ``Agent``) over its own
+``websockets.trio`` connection, from :mod:`mantis_py.testing.swarm` in light mode: once a second
+each agent sends the ``partial`` of the window that just ended, one real part per window folded
+by the engine's ``SourceRunner`` from ``--events`` events and shared by all agents of a process
+(the gateway merges exactly what real agents would send; the simulator skips the per-agent
+folding). One simulator process runs up to ``--per-proc`` agents as trio tasks. The gateway is a
+real ``mantis-py gateway`` subprocess; its CPU is read from ``/proc/<pid>/stat``. Each scale step
+waits (up to 90 s) for a first window where every agent reported, then measures ``--seconds``.
+``SIM_STDERR=<file>`` keeps the simulators' errors and a progress line every 2 s.
 
 Sections (``--only``):
 
+- ``merge``: the gateway's merger alone, in this process (no sockets): N members, one part each
+  per window, polled after every part. CPU us per part at each N and its ratio to the smallest N
+  (target: flat, i.e. O(1) per part).
 - ``idle``: N connected agents (``--idle``, default 1,000), no query. Gateway CPU per agent-second,
   net of an empty gateway measured in the same run. Target: <= 50 us.
 - ``scale``: for each N in ``--scales``: the query
@@ -19,6 +27,10 @@ Sections (``--only``):
   (target >= 95 %), windows whose counts equal what the agents published, median / p90 emission
   delay after the window's end (target median <= 1 s), gateway CPU us per agent-second and its
   ratio to the smallest N (linear cost: the ratio stays near 1).
+- ``cluster``: three gateways over a 3-node NATS cluster (``bench/cluster_bench_nats.py``): owner
+  CPU per merged part arriving via NATS vs directly (target <= 1.5x), and ``kill -9`` of a gateway
+  holding ``--failover-agents`` agents: reconnection p99, first full-coverage window after the
+  kill, window delay of the agents that never moved.
 
 The machine running it is shared: keep runs short, and read the ratios rather than the absolutes.
 """
@@ -58,7 +70,7 @@ DEBUG = len(sys.argv) > 7
 
 async def main():
     swarm = Swarm(f"ws://127.0.0.1:{port}", count, first=first, events=events, seed=seed,
-                  warm=[sys.argv[6]])
+                  warm=[sys.argv[6]], light=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(swarm.run)
         reported = -1
@@ -164,13 +176,33 @@ class Sims:
         self.err.close()
 
 
-async def run_query(port: int, seconds: float) -> list[tuple[float, dict[str, Any], dict[str, Any]]]:
-    """Submit the query; collect ``(receive time, rows message, next meta)`` for ``seconds``."""
+async def run_query(port: int, n: int, seconds: float, gw: Gateway,
+                    warmup: float = 90.0) -> tuple[list[tuple[float, dict[str, Any], dict[str, Any]]],
+                                                   float, bool]:
+    """Submit the query, wait (at most ``warmup`` s) for the first window where all ``n`` agents
+    reported (every agent has compiled its subscription), then collect
+    ``(receive time, rows, meta)`` for ``seconds``. Returns them, the gateway CPU (cores) over
+    the measured period, and whether the warm-up ended with full coverage."""
     out: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
     async with connect(f"ws://127.0.0.1:{port}/v1/query", subprotocols=[SUBPROTOCOL],
-                       max_size=1 << 24, ping_interval=None, open_timeout=60) as ws:
+                       max_size=1 << 24, ping_interval=None, open_timeout=120) as ws:
         await ws.send(codec.encode(Query("q", QUERY)), text=True)
         pending: tuple[float, dict[str, Any]] | None = None
+        warm = False
+        c0 = t0 = 0.0
+        with trio.move_on_after(warmup):
+            async for data in ws:
+                msg = json.loads(data)
+                if msg["type"] == "meta" and pending is not None:
+                    cov = msg["coverage"]
+                    if cov.get("reporting") == cov.get("expected") == n:
+                        warm = True
+                        break
+                    pending = None
+                elif msg["type"] == "rows" and msg.get("window"):
+                    pending = (time.time(), msg)
+        c0, t0 = gw.cpu(), time.monotonic()
+        pending = None
         with trio.move_on_after(seconds):
             async for data in ws:
                 msg = json.loads(data)
@@ -181,7 +213,8 @@ async def run_query(port: int, seconds: float) -> list[tuple[float, dict[str, An
                     pending = None
                 elif msg["type"] in ("error", "complete"):
                     raise RuntimeError(f"query ended: {msg}")
-    return out
+        cpu = (gw.cpu() - c0) / (time.monotonic() - t0)
+    return out, cpu, warm
 
 
 def pct(values: list[float], q: float) -> float:
@@ -223,20 +256,17 @@ async def bench_scale(tmp: Path, n: int, seconds: float, per_proc: int, events: 
         try:
             ok = await sims.wait_open(n, timeout=180)
             await trio.sleep(2.0)
-            c0, t0 = gw.cpu(), time.monotonic()
-            got = await run_query(gw.port, seconds + grace + 1)
-            cpu = (gw.cpu() - c0) / (time.monotonic() - t0)
+            windows, cpu, warm = await run_query(gw.port, n, seconds, gw)
         finally:
             sims.close()
     finally:
         gw.close()
-    windows = got[2:] if len(got) > 3 else got  # the first windows start while agents subscribe
     full = sum(1 for _, _, m in windows
                if m["coverage"].get("reporting") == m["coverage"].get("expected") == n)
     exact = sum(1 for _, r, _ in windows if sum(row["n"] for row in r["rows"]) == n * events)
     delays = [t - r["window"][1] for t, r, _ in windows]
     return {
-        "agents": n, "connected": ok, "windows": len(windows),
+        "agents": n, "connected": ok, "warm": warm, "windows": len(windows),
         "full_coverage": full, "full_coverage_ratio": round(full / len(windows), 3) if windows else 0,
         "target_full_coverage_ratio": 0.95,
         "exact_counts": exact,
@@ -249,9 +279,52 @@ async def bench_scale(tmp: Path, n: int, seconds: float, per_proc: int, events: 
     }
 
 
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def bench_merge(scales: list[int], windows: int = 3) -> list[dict[str, Any]]:
+    """The gateway's merge alone (pure, in this process): N members, one part each per window,
+    the merger polled after every part as the gateway did before issue 13 (and still may). CPU
+    per part must not grow with N."""
+    from mantis_py.query import prepare
+
+    p = prepare(QUERY, mode="live")
+    src = p.source(app="bench", instance="x")
+    src.start(100.0)
+    for n in range(12):
+        src.offer({"country": COUNTRIES[n % 6], "latency_ms": (n * 37) % 500}, 100.5)
+    part = src.poll(101.0)[0]
+    out = []
+    for n in scales:
+        m = p.merger(start=100.0, grace=5.0)
+        add = getattr(m, "add_member", None) or m.add_agent
+        for i in range(n):
+            add(f"m{i}", 99.0)
+        c0 = time.process_time()
+        emitted = 0
+        for w in range(windows):
+            k = 100 + w
+            for i in range(n):
+                m.receive_part(f"m{i}", {**part, "k": k, "window": [k, k + 1]}, k + 1.2)
+                emitted += sum(1 for o in m.poll(k + 1.2) if type(o).__name__ == "Rows")
+        cpu = time.process_time() - c0
+        out.append({"agents": n, "windows": emitted, "us_per_part": round(cpu / (n * windows) * 1e6, 1),
+                    "cpu_s_per_window": round(cpu / windows, 4)})
+        out[-1]["ratio_to_smallest"] = round(out[-1]["us_per_part"] / out[0]["us_per_part"], 2)
+    return out
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    only = set(args.only.split(",")) if args.only else {"idle", "scale"}
+    only = set(args.only.split(",")) if args.only else {"merge", "idle", "scale", "cluster"}
     out: dict[str, Any] = {"query": QUERY}
+    if "merge" in only:
+        out["merge"] = bench_merge([int(x) for x in args.merge_scales.split(",")])
+        if not args.json:
+            for r in out["merge"]:
+                print(f"merge {r['agents']} agents: {r['us_per_part']} us CPU per part "
+                      f"(x{r['ratio_to_smallest']} of {out['merge'][0]['agents']} agents; target: "
+                      f"flat), {r['cpu_s_per_window']} s per window, {r['windows']} windows",
+                      flush=True)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "idle" in only:
@@ -279,12 +352,24 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                           f"(x{r['cpu_ratio_to_smallest']} of {rows[0]['agents']} agents; "
                           f"target: flat); coverage seen {r['coverage_seen']}", flush=True)
             out["scale"] = rows
+    if "cluster" in only:  # several gateways over NATS: bench/cluster_bench_nats.py
+        sys.path.insert(0, BENCH_DIR)
+        import cluster_bench_nats
+
+        out["cluster"] = await trio.to_thread.run_sync(
+            lambda: cluster_bench_nats.section(failover_agents=args.failover_agents))
+        if not args.json:
+            cluster_bench_nats.report(out["cluster"])
     return out
 
 
 def cli() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="", help="comma-separated sections: idle, scale")
+    ap.add_argument("--only", default="", help="comma-separated sections: merge, idle, scale, cluster")
+    ap.add_argument("--merge-scales", default="1000,2000,5000",
+                    help="member counts for the merge section")
+    ap.add_argument("--failover-agents", type=int, default=1000,
+                    help="cluster section: agents on the gateway that is killed")
     ap.add_argument("--idle", type=int, default=1000, help="idle agents (default 1000)")
     ap.add_argument("--scales", default="1000,2000,5000", help="agent counts for the scale section")
     ap.add_argument("--seconds", type=float, default=12.0, help="measured seconds per step")

@@ -179,17 +179,22 @@ def gateway_list(gateway: str | list[str] | tuple[str, ...] | None,
 
 @dataclass
 class Backoff:
-    """Jittered exponential backoff: attempt n waits ``uniform(0.5, 1) * min(cap, first * 2^(n-1))``
-    seconds, so the first retry comes within ``first`` seconds and no wait exceeds ``cap``."""
+    """Jittered exponential backoff: attempt n waits
+    ``uniform(0.5, 1) * min(cap, first * factor^(n-1))`` seconds, so the first retry comes within
+    ``first`` seconds and no wait exceeds ``cap``. The gentle factor (1.5) keeps the retries of a
+    short outage (a gateway restart takes a second or two) close together: a client is back
+    within about a second of the gateway listening again, and still waits 10 s between tries
+    once an outage lasts a minute."""
 
     rng: random.Random
-    first: float = 0.5
+    first: float = 0.25
+    factor: float = 1.5
     cap: float = 10.0
     attempt: int = 0
 
     def next(self) -> float:
         self.attempt += 1
-        base = min(self.cap, self.first * 2 ** (self.attempt - 1))
+        base = min(self.cap, self.first * self.factor ** (self.attempt - 1))
         return float(base * self.rng.uniform(0.5, 1.0))
 
     def reset(self) -> None:

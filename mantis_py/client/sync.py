@@ -41,7 +41,7 @@ def query(
             None for ``$MANTIS_GATEWAY`` / ``ws://127.0.0.1:7100``.
         token: bearer token (default ``$MANTIS_TOKEN``).
         reconnect: on a lost connection, yield :class:`Reconnecting`, wait (jittered exponential
-            backoff, first retry within 0.5 s, at most 10 s) and resubmit on the next gateway.
+            backoff, first retry within 0.25 s, at most 10 s) and resubmit on the next gateway.
         idle_s: also yield :class:`Idle` when nothing arrived for this long (for redraws and
             deadlines of the caller).
 

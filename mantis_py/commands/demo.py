@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when the scripted playback outage starts (default 60)")
     parser.add_argument("--outage-for", type=float, default=30.0, metavar="SECONDS",
                         help="how long the outage lasts (default 30)")
+    parser.add_argument("--gateways", type=int, default=1, metavar="N",
+                        help="run N gateways joined by a 3-node NATS cluster (docs/cluster.md); "
+                             "gateway i listens on port+i")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,4 +38,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"mantis-py demo: bad port {args.port}", file=sys.stderr)
         return 2
     scenario = Scenario(outage_at=args.outage_at, outage_for=args.outage_for)
+    if args.gateways != 1:
+        if not 2 <= args.gateways <= 9:
+            print(f"mantis-py demo: --gateways must be 1..9, got {args.gateways}", file=sys.stderr)
+            return 2
+        from ..demo.cluster import run_cluster_demo
+
+        return run_cluster_demo(args.port, duration, gateways=args.gateways, scenario=scenario)
     return run_demo(args.port, duration, scenario=scenario)

@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7100; 0: any)")
     parser.add_argument("--config", default=None, metavar="FILE", help="TOML config file")
+    parser.add_argument("--cluster", default=None, metavar="NATS_URLS",
+                        help="join a cluster: nats://host:port[,nats://...] (docs/cluster.md)")
+    parser.add_argument("--cluster-name", default=None, metavar="NAME",
+                        help="cluster name shared by its gateways (default: mantis)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log verbosity")
     # For a parent that runs the gateway as its child (`mantis-py demo`): stop when that process
@@ -45,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         config = load_config(args.config, host=args.host, port=args.port)
+        config = _with_cluster(config, args.cluster, args.cluster_name)
     except ConfigurationError as exc:
         print(f"mantis-py gateway: {exc}", file=sys.stderr)
         return 2
@@ -84,6 +89,26 @@ def run(args: argparse.Namespace) -> int:
             return 2
         raise
     return 0
+
+
+def _with_cluster(config: Any, urls: str | None, name: str | None) -> Any:
+    """Apply ``--cluster`` / ``--cluster-name`` over the config file's ``[cluster]``."""
+    import dataclasses
+
+    from mantis_py.errors import ConfigurationError
+    from mantis_py.gateway.cluster.config import ClusterConfig, parse_urls
+
+    if urls is None and name is None:
+        return config
+    have = config.cluster
+    if urls is None and have is None:
+        raise ConfigurationError("--cluster-name needs --cluster nats://... (or [cluster] nats)")
+    nats = parse_urls(urls) if urls is not None else have.nats
+    if have is None:
+        cluster = ClusterConfig(nats=nats, name=name or "mantis")
+    else:
+        cluster = dataclasses.replace(have, nats=nats, name=name or have.name)
+    return dataclasses.replace(config, cluster=cluster)
 
 
 async def _watch_parent(pid: int, server: Any, scope: Any) -> None:

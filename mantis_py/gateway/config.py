@@ -48,6 +48,9 @@ File layout (every table and key optional)::
     roles = ["client"]            # "client" and/or "agent"
 
     [[alerts]]                    # passed through to the alert runner untouched
+
+    [cluster]                     # join a cluster of gateways over NATS: docs/cluster.md
+    nats = ["nats://127.0.0.1:4222"]
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from .cluster.config import ClusterConfig, parse_cluster
 
 __all__ = ["GatewayConfig", "Limits", "TokenConfig", "load_config", "parse_config"]
 
@@ -134,6 +138,7 @@ class GatewayConfig:
     caps: Mapping[str, Any] = field(default_factory=dict)
     tokens: tuple[TokenConfig, ...] = ()
     alerts: tuple[Mapping[str, Any], ...] = ()
+    cluster: ClusterConfig | None = None  # [cluster] / --cluster: join a cluster (docs/cluster.md)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -211,7 +216,7 @@ def parse_config(data: Mapping[str, Any], **overrides: Any) -> GatewayConfig:
     Raises:
         ConfigurationError: an unknown key, a wrong type or an impossible value.
     """
-    known = {"gateway", "limits", "caps", "tokens", "alerts"}
+    known = {"gateway", "limits", "caps", "tokens", "alerts", "cluster"}
     unknown = set(data) - known
     if unknown:
         raise ConfigurationError(f"unknown top-level key {sorted(unknown)[0]!r}")
@@ -244,6 +249,7 @@ def parse_config(data: Mapping[str, Any], **overrides: Any) -> GatewayConfig:
         caps=dict(caps),
         tokens=tuple(_token(i, t) for i, t in enumerate(tokens_raw)),
         alerts=tuple(alerts),
+        cluster=parse_cluster(data["cluster"]) if "cluster" in data else None,
         **kwargs,
     )
 

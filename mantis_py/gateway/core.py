@@ -152,6 +152,8 @@ class GatewayCore:
         self._caps = self._build_caps(config.caps)
         self._stats: dict[tuple[str, str], tuple[dict[str, dict[str, int]],
                                                  dict[str, dict[str, int]]]] = {}
+        # Cluster mode: gateway/cluster/node.py sets it (docs/cluster.md); None = a single gateway.
+        self.cluster: Any = None
 
     @staticmethod
     def _build_caps(raw: Mapping[str, Any]) -> Any:
@@ -251,6 +253,8 @@ class GatewayCore:
     def _agent_joined_sub(self, sid: str, agent_id: str, now: float) -> None:
         stream = self.registry.subs[sid].stream
         key = self._member(agent_id, stream)
+        if self.cluster is not None:
+            self.cluster.local_joined(sid, key, agent_id, now)
         for run_id in self.registry.runs_of(sid):
             self.runs[run_id].add_agent(key, agent_id, now)
 
@@ -413,6 +417,8 @@ class GatewayCore:
         for sid in self.registry.remove_agent(agent_id):
             sub = self.registry.subs[sid]
             key = member_key(info.app, info.instance, sub.stream)
+            if self.cluster is not None:
+                self.cluster.local_left(sid, key)
             for run_id in sub.runs:
                 self.runs[run_id].remove_agent(key, agent_id, now)
 
@@ -607,6 +613,8 @@ class GatewayCore:
         if variant:
             caps["unmasked"] = True
         merger = prepared.merger(start=now, grace=self.config.grace_s, caps=self._caps)
+        if self.cluster is not None:
+            merger = self.cluster.wrap_merger(merger)
         run = Run(run_id, prepared, merger, canonical, tuple(sources), shared_key,
                   shared=not prepared.completes)
         self.runs[run_id] = run
@@ -713,15 +721,19 @@ class GatewayCore:
         """``{"app", "suggestion"}`` for the first application of ``run`` with no connected
         agent, or None when every application has one. The suggestion is the nearest name among
         applications this gateway has seen (a typo shows up here), None for a known app."""
+        if len(run.sources) == 1 and self.registry.expected_agents(run.run_id) > 0:
+            return None  # the common case, without a walk over every agent
+        # In a cluster, the applications other gateways have agents of count too (heartbeats).
+        remote = self.cluster.remote_apps() if self.cluster is not None else set()
         for app, _stream in run.sources:
-            if self.registry.has_agents(app):
+            if self.registry.has_agents(app) or app in remote:
                 continue
             suggestion = None
-            if app not in self.registry.apps_seen:
+            if app not in self.registry.apps_seen and app not in remote:
                 try:
                     from ..query.syntax.diagnostics import suggest
 
-                    suggestion = suggest(app, sorted(self.registry.apps_seen))
+                    suggestion = suggest(app, sorted(self.registry.apps_seen | remote))
                 except ImportError:  # pragma: no cover - the engine is always present
                     suggestion = None
             return {"app": app, "suggestion": suggestion}
@@ -762,8 +774,7 @@ class GatewayCore:
         window = (out.window[0], out.window[1]) if out.window is not None else None
         windowed = window is not None or out.count is not None
         rows = list(out.rows)
-        coverage = (run.window_coverage(out.coverage, self.registry.expected_agents(run.run_id))
-                    if windowed else None)
+        coverage = run.window_coverage(out.coverage, self._expected(run)) if windowed else None
         notices = run.take_notices()
         for (client_id, qid), att in list(run.attachments.items()):
             client = self.clients.get(client_id)
@@ -784,6 +795,12 @@ class GatewayCore:
             self._put(client, OutboundItem("meta", qid, {}),
                       Meta(qid, {}, coverage.to_json() if coverage is not None else {}), now)
             att.last_meta = now
+
+    def _expected(self, run: Run) -> int:
+        """How many agent parts a run expects (in a cluster: every gateway's members)."""
+        if self.cluster is not None:
+            return len(run.members)
+        return self.registry.expected_agents(run.run_id)
 
     def _fail_run(self, run: Run, exc: Exception, now: float) -> None:
         """The engine raised for this run: end it for its clients, keep everything else."""
@@ -818,7 +835,7 @@ class GatewayCore:
                 # for which application (at least once a second) until its first agent arrives.
                 waiting = self._waiting(run)
                 if total != att.sent_dropped or att.force_meta or waiting is not None:
-                    cov = run.coverage(self.registry.expected_agents(run.run_id))
+                    cov = run.coverage(self._expected(run))
                     self._put(client, OutboundItem("meta", att.qid, {}, urgent=True),
                               Meta(att.qid, {}, cov.to_json(), waiting), now)
                     att.last_meta = now

@@ -95,9 +95,10 @@ def output_kind(out: Output) -> OutputKind:
 
 
 class Run:
-    """One merger and the client queries it serves."""
+    """One merger and the client queries it serves (``prepared`` is None for a cluster edge's
+    pseudo-run, whose merger only forwards what its agents send)."""
 
-    def __init__(self, run_id: str, prepared: PreparedSide, merger: MergerSide, canonical: str,
+    def __init__(self, run_id: str, prepared: PreparedSide | None, merger: MergerSide, canonical: str,
                  sources: tuple[tuple[str, str], ...], shared_key: tuple[str, str],
                  shared: bool) -> None:
         self.run_id = run_id
@@ -148,7 +149,7 @@ class Run:
         """The coverage to report now (a meta frame between windows): the merger's last
         window's for partials queries, else every expected agent (events queries: the gateway
         cannot know who had nothing to send)."""
-        if self.prepared.ships == "partials":
+        if self.prepared is not None and self.prepared.ships == "partials":
             cov = self.merger.coverage
             if cov is not None:
                 return cov

@@ -87,6 +87,7 @@ class GatewayServer:
         self.sessions: dict[str, handlers.ClientSession] = {}
         self.agent_channels: dict[str, trio.MemorySendChannel[bytes]] = {}
         self.alert_snapshot: Any = None
+        self.cluster: Any = None  # a cluster.runner.ClusterRunner with --cluster
         self.port: int = 0
         self.nursery: trio.Nursery | None = None
         self._audit_file: Any = None
@@ -350,7 +351,10 @@ class GatewayServer:
         await responder.respond(200, body, content_type)
 
     async def _healthz(self, responder: Responder, request: HttpRequest) -> None:
-        await self._json(responder, 200, {"status": "ok", **self.core.gauges()})
+        body: dict[str, Any] = {"status": "ok", **self.core.gauges()}
+        if self.cluster is not None:
+            body["cluster"] = self.cluster.status()
+        await self._json(responder, 200, body)
 
     async def _metrics(self, responder: Responder, request: HttpRequest) -> None:
         await responder.respond(200, render(self.metrics, self.core.gauges()), CONTENT_TYPE)
@@ -361,7 +365,8 @@ class GatewayServer:
         except AuthenticationError as exc:
             await self._refuse(responder, exc.status, str(exc))
             return
-        inv = self.core.inventory()
+        inv = await self.cluster.inventory() if self.cluster is not None \
+            else self.core.inventory()
         apps = {name: entry for name, entry in inv["apps"].items()
                 if any(principal.may_read(name, s) for s in (*entry["streams"], "default"))}
         await self._json(responder, 200, {"apps": apps})
@@ -472,11 +477,17 @@ async def serve_gateway(
     async with trio.open_nursery() as nursery:
         server.nursery = nursery
         nursery.start_soon(server.serve_ticker)
+        subscribe = server.subscribe
+        if config.cluster is not None:
+            from .cluster.runner import run_cluster
+
+            server.cluster = await nursery.start(run_cluster, server)
+            subscribe = server.cluster.owned_subscribe  # one gateway evaluates each rule
         if alerts and config.alerts:
             from .alert_runner import run_alerts
 
             server.alert_snapshot = await nursery.start(
-                lambda task_status: run_alerts(server.subscribe, list(config.alerts),
+                lambda task_status: run_alerts(subscribe, list(config.alerts),
                                                task_status=task_status))
         await nursery.start(trio.serve_listeners, server.handle_connection, listeners)
         log.info("gateway listening on %s:%d%s", config.host, server.port,

@@ -82,14 +82,25 @@ def route_template(scope: Scope) -> str | None:
 class _Exchange:
     """What one HTTP request's messages told us (counts and status only); ``send`` is the tap."""
 
-    __slots__ = ("_send", "accepted", "bytes_in", "bytes_out", "status")
+    __slots__ = ("_receive", "_send", "accepted", "bytes_in", "bytes_out", "status")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
         self._send = send
         self.status: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.accepted = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        try:
+            body = message.get("body")
+            if body:
+                self.bytes_in += len(body)
+        except Exception:
+            pass
+        return message
 
     async def send(self, message: Message) -> None:
         try:
@@ -129,7 +140,8 @@ class MantisASGIMiddleware:
         self._header_masker = Masker(mask, "headers", ALWAYS_MASKED_HEADERS, fold=True)
         self._query_masker = Masker(mask, "query")
         self._counters = Counters()
-        self._templates: dict[Any, str | None] = {}  # route object -> template (top-level routes)
+        # id(route object) -> (the route, its template), for routes at the top level
+        self._templates: dict[int, tuple[Any, str | None]] = {}
 
     def statistics(self) -> IntegrationStatistics:
         """How many events were built, and how many failures of ours were swallowed."""
@@ -140,10 +152,11 @@ class MantisASGIMiddleware:
         if (kind != "http" and kind != "websocket") or not self._has(self.stream):
             await self.app(scope, receive, send)
             return
-        ex = _Exchange(send)
+        ex = _Exchange(receive, send)
+        recv: Receive
         snd: Send
         if kind == "http":
-            recv, snd = self._http_receive(receive, ex), ex.send
+            recv, snd = ex.receive, ex.send
         else:
             recv, snd = self._ws_receive(receive, ex), self._ws_send(send, ex)
         started = _clock()
@@ -155,20 +168,6 @@ class MantisASGIMiddleware:
         self._record(scope, ex, started, None)
 
     # ------------------------------------------------------------------ message taps
-
-    @staticmethod
-    def _http_receive(receive: Receive, ex: _Exchange) -> Receive:
-        async def tap() -> Message:
-            message = await receive()
-            try:
-                body = message.get("body")
-                if body:
-                    ex.bytes_in += len(body)
-            except Exception:
-                pass
-            return message
-
-        return tap
 
     @staticmethod
     def _ws_receive(receive: Receive, ex: _Exchange) -> Receive:
@@ -232,14 +231,14 @@ class MantisASGIMiddleware:
             elif scope.get("root_path") or scope.get("app_root_path"):
                 template = route_template(scope)  # mounted or behind a prefix: per request
             else:
-                try:
-                    template = self._templates[route]
-                except KeyError:
+                # keyed by identity: Starlette's routes define __eq__ and are unhashable
+                cached = self._templates.get(id(route))
+                if cached is not None and cached[0] is route:
+                    template = cached[1]
+                else:
                     template = route_template(scope)
                     if len(self._templates) < 10_000:
-                        self._templates[route] = template
-                except TypeError:  # unhashable route object
-                    template = route_template(scope)
+                        self._templates[id(route)] = (route, template)
             event: dict[str, Any] = {
                 "method": scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET",
                 "route": template or path,

@@ -82,7 +82,7 @@ class GatewayProcess:
 class Publisher(threading.Thread):
     """A real agent of ``app`` publishing ``{"n": i}`` every 10 ms until stopped."""
 
-    def __init__(self, app: str, gateway: str, instance: str = "p1") -> None:
+    def __init__(self, app: str, gateway: str, instance: str = "publisher-1") -> None:
         super().__init__(name=f"publisher-{app}", daemon=True)
         self.agent = Agent(app=app, gateway=gateway, instance=instance)
         self.halt = threading.Event()

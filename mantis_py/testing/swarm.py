@@ -7,6 +7,12 @@ a second, just after the second begins (plus a little jitter), publishes ``event
 polls its core, so the part of the window that just ended goes out at once. That keeps the cost
 per agent low enough to run thousands of agents per process.
 
+``light=True`` goes further for benchmarks of the gateway: the agents' cores still do the
+handshake, subscriptions and pongs, but the window parts are not computed per agent: the swarm
+folds ``events`` events into one real part per window and query (the engine's ``SourceRunner``)
+and every agent sends that same encoded ``partial`` frame. The gateway receives and merges exactly
+what it would from real agents publishing those events; the simulator saves the per-agent work.
+
     swarm = Swarm(url, count=300, events=2)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(swarm.run)
@@ -41,7 +47,7 @@ class Swarm:
 
     def __init__(self, url: str | Sequence[str], count: int, *, first: int = 0, events: int = 0,
                  app: str = "bench", prefix: str = "sim-", seed: int = 1,
-                 warm: Sequence[str] = ()) -> None:
+                 warm: Sequence[str] = (), light: bool = False) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         self.urls = [u if u.endswith("/v1/agent") else u.rstrip("/") + "/v1/agent" for u in urls]
         self.count = count
@@ -52,6 +58,8 @@ class Swarm:
         self.rng = random.Random(seed)
         self.seed = seed
         self.warm = tuple(warm)
+        self.light = light
+        self._frames: dict[tuple[str, int], bytes] = {}  # (sub id, window) -> partial frame
         self.cores: list[AgentCore] = []
         self.opened = 0  # agents that got their first welcome
         self.connects = 0
@@ -83,6 +91,25 @@ class Swarm:
                 if i % 50 == 49:
                     await trio.sleep(0.02)
 
+    def _part_frame(self, core: AgentCore, sid: str, k: int) -> bytes:
+        """The ``partial`` frame of window ``k`` of subscription ``sid`` (light mode), made once
+        per swarm from ``events`` events folded by the engine's real ``SourceRunner``."""
+        frame = self._frames.get((sid, k))
+        if frame is None:
+            from ..query import prepare
+            from ..wire import codec
+            from ..wire.messages import Partial
+
+            if len(self._frames) > 64:
+                self._frames.clear()
+            src = prepare(core.subs[sid].query, mode="live").source(app=self.app, instance="sim")
+            src.start(float(k))
+            for n in range(self.events):
+                src.offer({"country": COUNTRIES[n % 6], "latency_ms": (n * 37) % 500}, k + 0.5)
+            parts = [p for p in src.poll(k + 1.0) if p["k"] == k]
+            frame = self._frames[(sid, k)] = codec.encode(Partial(sid, parts[0]))
+        return frame
+
     async def _agent(self, i: int) -> None:
         # max_poll_gap_s: this runner polls once a second by design, not every 10 ms
         core = AgentCore(AgentConfig(app=self.app, instance=f"{self.prefix}{i}", cpu_budget=1.0,
@@ -92,6 +119,7 @@ class Swarm:
         rng = self.rng
         index = rng.randrange(len(self.urls))
         opened = False
+        first_k: dict[str, int] = {}
         while True:
             try:
                 async with connect(self.urls[index], subprotocols=[Subprotocol(SUBPROTOCOL)],
@@ -113,6 +141,20 @@ class Swarm:
                             if core.is_open and not opened:
                                 opened = True
                                 self.opened += 1
+                            if self.light and core.subs:
+                                for f in core.data_to_send(now, force=True):  # pongs
+                                    await ws.send(f.data, text=True)
+                                k = int(now) - 1  # the window that just ended
+                                for sid, sub in list(core.subs.items()):
+                                    if sub.ships != "partials":
+                                        continue
+                                    if sid not in first_k:  # the subscription's first window
+                                        first_k[sid] = getattr(sub.source, "_next_k", None) or k + 1
+                                    if k >= first_k[sid]:
+                                        await ws.send(self._part_frame(core, sid, k), text=True)
+                                await trio.sleep(1.0 - (time.time() % 1.0)
+                                                 + rng.uniform(0.01, 0.15))
+                                continue
                             if core.subs and self.events:
                                 for _ in range(self.events):
                                     core.offer({"country": COUNTRIES[(i + n) % 6],

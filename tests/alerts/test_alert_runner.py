@@ -158,7 +158,13 @@ async def test_failing_webhook_is_retried_and_does_not_stall_other_alerts(
             await wait_for(lambda: len(receiver.bodies("/ok")) == 1, limit=5)
             await wait_for(lambda: len(receiver.bodies("/flaky")) == 1, limit=10)
             assert state_of(snapshot, "hang") == "firing"
-            hooks = {a["name"]: a["webhooks"][0] for a in snapshot()["alerts"]}
+
+            def hooks_now() -> dict[str, Any]:
+                return {a["name"]: a["webhooks"][0] for a in snapshot()["alerts"]}
+
+            # the receiver records a body before the runner reads the response and counts it
+            await wait_for(lambda: hooks_now()["flaky"]["sent"] == 1 and hooks_now()["fine"]["sent"] == 1)
+            hooks = hooks_now()
             nursery.cancel_scope.cancel()
     assert receiver.attempts["/flaky"] == 3  # two 500s, then delivered
     assert hooks["flaky"]["retries"] == 2

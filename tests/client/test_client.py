@@ -95,6 +95,8 @@ def test_rows_resume_after_a_gateway_restart_on_the_same_port(gateway: GatewayPr
         t_rows, _ = col.wait_for(lambda f: isinstance(f, Rows) and f.rows and f.rows[0]["n"] > 0,
                                  after=gateway.listening_at)
         resumed_after = t_rows - gateway.listening_at
+        t_acc, _ = col.wait_for(lambda f: isinstance(f, Accepted), after=gateway.listening_at)
+        print(f"resubmitted {t_acc - gateway.listening_at:.2f} s after the gateway listened again")
         kinds = [type(f).__name__ for t, f in col.frames if stopped <= t <= t_rows]
         assert "Reconnecting" in kinds
         reconnecting = [f for _, f in col.frames if isinstance(f, Reconnecting)]

@@ -307,3 +307,39 @@ def test_a_malformed_event_record_closes_the_agent_link_with_4000(record: Any) -
     with pytest.raises(RemoteProtocolError) as info:
         core.receive_agent_data("a1", frame, 1000.1)
     assert info.value.close_code == 4000
+
+
+def test_two_connections_of_one_instance_are_one_member_and_silent_agents_are_closed() -> None:
+    """Members are keyed by app + instance + stream: a reconnect that overlaps the old link is
+    one member (the merger hears the first add and the last remove); an agent that answers no
+    ping for three periods is named for closing, and pings are sent per heartbeat."""
+    from mantis_py.gateway.merge import member_key
+
+    core = GatewayCore(GatewayConfig(grace_s=2.0, heartbeat_s=10.0), now=1000.0,
+                       prepare=fake_prepare)
+    for conn in ("a1", "a2"):  # the same instance twice
+        core.open_agent(conn, ANONYMOUS, 1000.0)
+        core.receive_agent_data(conn, codec.encode(Hello("play", "i-1", ("default",))), 1000.0)
+    client(core, "c1")
+    query(core, "c1", "q", "select count(*) from play window 10")
+    (run,) = core.runs.values()
+    key = member_key("play", "i-1", "default")
+    assert run.members == {key: {"a1", "a2"}}
+    assert run.merger.added == [key]
+    core.close_agent("a1", 1001.0)
+    assert run.merger.removed == []  # a2 still carries it
+    core.close_agent("a2", 1002.0)
+    assert run.merger.removed == [key]
+    # liveness: a3 answers nothing; it is pinged at +10 s and +20 s, closed at the check past +30 s
+    core.open_agent("a3", ANONYMOUS, 1000.0)
+    core.receive_agent_data("a3", codec.encode(Hello("play", "i-3", ("default",))), 1000.0)
+    core.agent_data_to_send()
+    pings = 0
+    for t in range(1001, 1045):
+        core.poll(float(t))
+        pings += sum(1 for d in core.agent_data_to_send().get("a3", [])
+                     if codec.decode(d).type == "ping")
+        if core.agents_to_close() == ["a3"]:
+            break
+    assert pings == 3
+    assert t == 1040

@@ -16,6 +16,7 @@ import random
 import re
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def all_patterns() -> dict[str, re.Pattern[Any]]:
         for name, value in vars(mod).items():
             if isinstance(value, re.Pattern):
                 found[f"{mod.__name__}.{name}"] = value
-            elif callable(value) and isinstance(getattr(value, "__self__", None), re.Pattern):
+            elif type(value) is types.BuiltinMethodType and isinstance(value.__self__, re.Pattern):
+                # type(), not isinstance(): proxies such as flask.request raise on attribute access
                 found[f"{mod.__name__}.{name}"] = value.__self__  # e.g. _BIG_DIGITS = ...search
     known = {(p.pattern, p.flags) for p in found.values()}
     for where, pat in _literal_calls():

@@ -56,6 +56,8 @@ def test_the_dashboard_recovers_from_a_gateway_restart_without_reload(gateway: G
         page.wait_for_function(f"+document.querySelector('#chart').dataset.points > {before}",
                                timeout=30_000)
         assert page.evaluate("window.__loaded") == "same page"  # no reload happened
+        # the windows missed while reconnecting are a gap in the line, not a straight segment
+        assert page.locator("#chart polyline").count() >= 2
     finally:
         pub.stop()
 
@@ -164,3 +166,30 @@ def test_an_alert_threshold_is_drawn_when_its_query_is_on_screen(stack: Stack, p
     page.wait_for_selector("#chart line.threshold[data-alert='playback-plays-per-second']",
                            state="attached")
     assert "pps < 40" in (page.locator("#chart .threshold-label").text_content() or "")
+
+
+def test_an_empty_state_counts_down_to_the_first_window(stack: Stack, page: Any) -> None:
+    page.goto(stack.url)
+    run(page, "select count(*) as n from playback window 5")
+    page.wait_for_function("document.querySelector('#empty').textContent.includes('first window')")
+    text = page.locator("#empty").inner_text()
+    assert "waiting for the first window" in text
+    page.wait_for_function("+document.querySelector('#chart').dataset.points > 0", timeout=30_000)
+    assert page.locator("#empty").is_hidden()
+
+
+def test_a_group_absent_from_a_window_is_a_gap_not_its_old_value(gateway: GatewayProcess,
+                                                                 page: Any) -> None:
+    pub = Publisher("play", gateway.url)  # publishes n = 0, 1, 2 ... every 10 ms
+    pub.start()
+    try:
+        page.goto(f"http://127.0.0.1:{gateway.port}/")
+        # the group exists only while n < 600 (about the first six seconds of the publisher)
+        run(page, "select event, count(*) as c from play where n < 600 window 1 group by event")
+        page.wait_for_function("document.querySelector('#legend span b') && "
+                               "/\\d/.test(document.querySelector('#legend span b').textContent)")
+        page.wait_for_function("document.querySelector('#legend span b').textContent === '—'",
+                               timeout=30_000)
+        assert page.locator("#legend span").count() == 1
+    finally:
+        pub.stop()

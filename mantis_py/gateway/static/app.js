@@ -134,6 +134,15 @@
         headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
         body: JSON.stringify({ query: text, mode: "live" }),
       });
+      if (resp.status === 401 || resp.status === 403) {
+        // the token, not the query, is the problem: say so, and keep the query box clean
+        if (seq === checkSeq) {
+          showError(null);
+          check.className = "check bad";
+          check.textContent = resp.status === 401 ? "401: the gateway does not know this token" : "403: this token may not run queries";
+        }
+        return;
+      }
       body = await resp.json().catch(() => null);
     } catch (e) {
       if (seq === checkSeq) { check.className = "check"; check.textContent = "check unavailable"; }
@@ -161,7 +170,7 @@
   // ------------------------------------------------------------------ results state
   //
   // One query at a time ("current"). The socket may die (gateway restart, network): the page
-  // then reconnects by itself with jittered exponential backoff (first retry within 0.5 s, at
+  // then reconnects by itself with jittered exponential backoff (first retry within 0.25 s, at
   // most 10 s apart), resubmits the query under a new id and keeps the chart; a window it already
   // drew is never drawn twice. A refused handshake is probed with GET /v1/apps, so a wrong token
   // reads "401" and a missing right "403" instead of a generic failure.
@@ -253,7 +262,9 @@
       }
     }
     attempt++;
-    const delay = Math.min(10, 0.5 * Math.pow(2, attempt - 1)) * (0.5 + Math.random() * 0.5);
+    current.away = true; // windows missed until the resubmitted query answers: a gap, not a line
+    // the client library's schedule (mantis_py/client/core.py Backoff): within 0.25 s, x1.5, at most 10 s
+    const delay = Math.min(10, 0.25 * Math.pow(1.5, attempt - 1)) * (0.5 + Math.random() * 0.5);
     setConn("reconnecting", "reconnecting…");
     $("st-query").textContent = "reconnecting… (attempt " + attempt + ", " + why + "; next try in " + delay.toFixed(1) + " s)";
     clearTimeout(retryTimer);
@@ -435,6 +446,11 @@
     if (Array.isArray(msg.window)) {
       const end = toSeconds(msg.window[1]);
       if (current.lastEnd !== null && end <= current.lastEnd) return; // seen before a reconnect
+      if (current.away && current.lastEnd !== null && toSeconds(msg.window[0]) > current.lastEnd) {
+        const gapX = (current.lastEnd + toSeconds(msg.window[0])) / 2;
+        for (const s of series.values()) s.points.push([gapX, null]);
+      }
+      current.away = false;
       current.lastEnd = end;
       current.waiting = null;
       hideEmpty();
@@ -481,8 +497,8 @@
   }
 
   // Colour-blind-safe palette (Okabe & Ito), light enough for the dark background; after seven
-  // series the colours repeat with a dash pattern. A group's slot comes from a hash of its key,
-  // so the same group has the same colour after a reload; collisions move to the next free slot.
+  // series the colours repeat with a dash pattern. A group's slot comes from a hash of its key
+  // (collisions move to the next free slot) and is remembered for reloads.
   // (their dark blue, too dark here, is left out; white stands in for their black)
   const PALETTE = ["#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#d55e00", "#dddddd"];
   const DASHES = ["", "7 4", "2 3"];
@@ -494,14 +510,31 @@
     return h >>> 0;
   }
 
+  // Slots given out are remembered in localStorage, so a reload (whichever groups happen to come
+  // first) draws every group in the colour it had.
+  const STORE = "mantis.colors";
+  let remembered = {};
+  try { remembered = JSON.parse(localStorage.getItem(STORE) || "{}") || {}; } catch (e) { remembered = {}; }
+
+  function remember(key, slot) {
+    remembered[key] = slot;
+    const keys = Object.keys(remembered);
+    if (keys.length > 500) for (const k of keys.slice(0, keys.length - 500)) delete remembered[k];
+    try { localStorage.setItem(STORE, JSON.stringify(remembered)); } catch (e) { /* private mode */ }
+  }
+
   function assignSlots(keys) {
     const used = new Set(colorOf.values());
     for (const key of keys.slice().sort()) {
       if (colorOf.has(key)) continue;
-      let slot = hashKey(key) % PALETTE.length;
-      for (let i = 0; i < SLOTS && used.has(slot); i++) slot = (slot + 1) % SLOTS;
+      let slot = remembered[key];
+      if (!Number.isInteger(slot) || slot < 0 || slot >= SLOTS || used.has(slot)) {
+        slot = hashKey(key) % PALETTE.length;
+        for (let i = 0; i < SLOTS && used.has(slot); i++) slot = (slot + 1) % SLOTS;
+      }
       colorOf.set(key, slot);
       used.add(slot);
+      remember(key, slot);
     }
   }
 
