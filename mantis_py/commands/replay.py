@@ -247,9 +247,9 @@ def run(args: argparse.Namespace) -> int:
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     read = getattr(stream, "read1", stream.read)
-    need_tn = not eng.streams_fast
-    scan = p.compiled.scan_chunk if eng.streams_fast and (segs is None or single is not None) else None
-    meta: dict[str, Any] = {}
+    # the engine may parse and run a whole chunk itself when the time field (if any) is a
+    # top-level member it can check on the raw lines
+    whole_chunks = segs is None or single is not None
     lineno = 0
     rest = b""
     try:
@@ -265,18 +265,11 @@ def run(args: argparse.Namespace) -> int:
                     rest = b""
                 # one scan per chunk for integers orjson would turn into floats
                 big = _ZEROS in (data if chunk else rest_line(lines)).translate(_DIGITS) if lines else False
-                if scan is not None and lines and not big:
-                    # streamed plain rows: parse, check the time and filter in one generated loop
-                    try:
-                        matched = scan(lines, loads, single, meta, None)
-                    except Exception:
-                        matched = None
-                    if matched is not None:
-                        lineno += len(lines)
-                        eng.emit_matched(matched)
-                        if not chunk:
-                            break
-                        continue
+                if whole_chunks and lines and not big and eng.feed_lines(lines, loads, single):
+                    lineno += len(lines)
+                    if not chunk:
+                        break
+                    continue
                 if lines and not big:
                     # the common case: every line one JSON object with a good time
                     batch = _fast_chunk(lines, loads, decode_error, segs, single, resolve)
@@ -284,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
                         objs, ts = batch
                         n0 = lineno + 1
                         lineno += len(lines)
-                        eng.feed_batch(objs, ts if need_tn else None, list(range(n0, lineno + 1)) if need_tn else None)
+                        eng.feed_batch(objs, ts, list(range(n0, lineno + 1)))
                         if not chunk:
                             break
                         continue
@@ -303,31 +296,27 @@ def run(args: argparse.Namespace) -> int:
                         if not raw.strip():
                             continue
                         e, reason = _parse_line(raw)
-                        if reason is not None:
-                            eng.feed_batch(events, times if need_tn else None, numbers if need_tn else None)
-                            events, times, numbers = [], [], []
-                            if eng.done:
-                                break
-                            err_out.write(f"line {lineno}: skipped: {reason}\n")
-                            continue
-                    if segs is None:
-                        t: Any = 0
                     else:
+                        reason = None
+                    t: Any = 0
+                    if reason is None and segs is not None:
                         t = e.get(single) if single is not None else resolve(e, segs)
                         tt = t.__class__
                         if tt is not int and (tt is not float or t - t != 0.0):
-                            eng.feed_batch(events, times if need_tn else None, numbers if need_tn else None)
-                            events, times, numbers = [], [], []
-                            if eng.done:
-                                break
-                            err_out.write(f"line {lineno}: skipped: time field {field_text} is missing or not a number\n")
-                            continue
+                            reason = f"time field {field_text} is missing or not a number"
+                    if reason is not None:
+                        # what came before the skipped line runs first, so output keeps file order
+                        eng.feed_batch(events, times, numbers)
+                        events, times, numbers = [], [], []
+                        if eng.done:
+                            break
+                        err_out.write(f"line {lineno}: skipped: {reason}\n")
+                        continue
                     events.append(e)
-                    if need_tn:
-                        times.append(t)
-                        numbers.append(lineno)
+                    times.append(t)
+                    numbers.append(lineno)
                 if events and not eng.done:
-                    eng.feed_batch(events, times if need_tn else None, numbers if need_tn else None)
+                    eng.feed_batch(events, times, numbers)
                 if not chunk:
                     break
                 if tty:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import QueryError, RemoteProtocolError
+from ..query.run import outputs
+from ..query.run.outputs import CompleteReason
 from ..wire import codec
 from ..wire.agent_link import GatewayLink
 from ..wire.client_link import ClientLink
@@ -56,15 +58,15 @@ from ..wire.messages import (
 )
 from .auth import Principal, audit_record
 from .config import GatewayConfig
-from .limits import OutboundItem, OutboundQueue, TokenBucket
-from .merge import Attachment, Run, member_key, output_kind
+from .limits import TOO_SLOW, OutboundItem, OutboundQueue, TokenBucket
+from .merge import Attachment, PreparedSide, Run, member_key
 from .metrics import Metrics
 from .registry import AgentInfo, Registry
 from .registry import Subscribe as SubscribeOut
 
 __all__ = ["ClientState", "GatewayCore", "error_object"]
 
-Prepare = Callable[..., Any]
+Prepare = Callable[..., PreparedSide]
 
 
 def error_object(message: str, code: str, kind: str = "limit", hint: str | None = None) -> dict[str, Any]:
@@ -434,7 +436,7 @@ class GatewayCore:
                                                              lim.submissions_burst, now)
         return bucket.try_take(now)
 
-    def prepare_for(self, principal: Principal, text: str, mode: str = "live") -> Any:
+    def prepare_for(self, principal: Principal, text: str, mode: str = "live") -> PreparedSide:
         """``prepare`` for a client, safe to call from a worker thread: no app list (a query for
         an app with no agent yet waits for it, and no error names an app the client may not
         read). A failure is remembered for a moment, so the core does not compile twice what
@@ -595,10 +597,10 @@ class GatewayCore:
         if waiting is not None:
             cov = run.coverage(expected)
             self._put(client, OutboundItem("meta", qid, {}, urgent=True),
-                      Meta(qid, {}, cov, waiting), now)
+                      Meta(qid, {}, cov.to_json(), waiting), now)
             att.last_meta = now
 
-    def _run_for(self, prepared: Any, sources: list[tuple[str, str]], variant: str,
+    def _run_for(self, prepared: PreparedSide, sources: list[tuple[str, str]], variant: str,
                  now: float) -> Run:
         canonical = prepared.canonical
         shared_key = (canonical, variant)
@@ -629,7 +631,8 @@ class GatewayCore:
             self._send_subscribe(msg)
         return run
 
-    def cancel(self, client_id: str, qid: str, now: float, reason: str = "cancelled") -> None:
+    def cancel(self, client_id: str, qid: str, now: float,
+               reason: CompleteReason = CompleteReason.CANCELLED) -> None:
         """End query ``qid`` of a client and tell it ``complete`` (unknown ids are ignored)."""
         client = self.clients.get(client_id)
         if client is None:
@@ -639,7 +642,7 @@ class GatewayCore:
             return
         self._detach(client, att, now)
         client.queue.discard_query(qid)
-        self._put(client, OutboundItem("control", qid, {}), Complete(qid, reason), now)
+        self._put(client, OutboundItem("control", qid, {}), Complete(qid, str(reason)), now)
 
     def _detach(self, client: ClientState, att: Attachment, now: float) -> None:
         client.attachments.pop(att.qid, None)
@@ -754,25 +757,24 @@ class GatewayCore:
         i = 0
         while i < len(outs):
             out = outs[i]
-            kind = output_kind(out)
             i += 1
-            if kind == "complete":
-                self._complete_run(run, getattr(out, "reason", "limit"), now)
+            if isinstance(out, outputs.Complete):
+                self._complete_run(run, out.reason, now)
                 return
-            if kind == "notice":  # a notice without its window: count it for the next meta
+            if isinstance(out, outputs.Notice):  # without its window: count it for the next meta
                 run.notice(out)
                 continue
             # The notices that follow a window's rows belong to that window (engine contract).
-            while i < len(outs) and output_kind(outs[i]) == "notice":
-                run.notice(outs[i])
+            while i < len(outs) and isinstance(nxt := outs[i], outputs.Notice):
+                run.notice(nxt)
                 i += 1
             self._deliver_rows(run, out, now)
 
-    def _deliver_rows(self, run: Run, out: Any, now: float) -> None:
-        window = tuple(out.window) if out.window is not None else None
-        windowed = window is not None or getattr(out, "count", None) is not None
+    def _deliver_rows(self, run: Run, out: outputs.Rows, now: float) -> None:
+        window = (out.window[0], out.window[1]) if out.window is not None else None
+        windowed = window is not None or out.count is not None
         rows = list(out.rows)
-        coverage = run.coverage(self._expected(run)) if windowed else None
+        coverage = run.window_coverage(out.coverage, self._expected(run)) if windowed else None
         notices = run.take_notices()
         for (client_id, qid), att in list(run.attachments.items()):
             client = self.clients.get(client_id)
@@ -790,7 +792,8 @@ class GatewayCore:
                 continue  # this client joined after the window began (docs/mql.md#windows)
             self._put(client, OutboundItem("window", qid, {}, n_rows=len(rows)),
                       Rows(qid, window, rows), now)
-            self._put(client, OutboundItem("meta", qid, {}), Meta(qid, {}, coverage or {}), now)
+            self._put(client, OutboundItem("meta", qid, {}),
+                      Meta(qid, {}, coverage.to_json() if coverage is not None else {}), now)
             att.last_meta = now
 
     def _expected(self, run: Run) -> int:
@@ -804,15 +807,15 @@ class GatewayCore:
         self.metrics.inc("dropped_total", reason="engine_error")
         self._audit.append({"event": "engine_error", "run": run.run_id,
                             "error": f"{type(exc).__name__}: {exc}"[:300]})
-        self._complete_run(run, "error", now)
+        self._complete_run(run, CompleteReason.ERROR, now)
 
-    def _complete_run(self, run: Run, reason: str, now: float) -> None:
+    def _complete_run(self, run: Run, reason: CompleteReason, now: float) -> None:
         for (client_id, qid), _att in list(run.attachments.items()):
             client = self.clients.get(client_id)
             if client is None:
                 continue
             client.attachments.pop(qid, None)
-            self._put(client, OutboundItem("control", qid, {}), Complete(qid, reason), now)
+            self._put(client, OutboundItem("control", qid, {}), Complete(qid, str(reason)), now)
         run.attachments.clear()
         self._end_run(run)
 
@@ -834,11 +837,11 @@ class GatewayCore:
                 if total != att.sent_dropped or att.force_meta or waiting is not None:
                     cov = run.coverage(self._expected(run))
                     self._put(client, OutboundItem("meta", att.qid, {}, urgent=True),
-                              Meta(att.qid, {}, cov, waiting), now)
+                              Meta(att.qid, {}, cov.to_json(), waiting), now)
                     att.last_meta = now
                     att.force_meta = False
             if client.queue.too_slow(now):
-                self._close.append((client.client_id, 4008, "too slow"))
+                self._close.append((client.client_id, 4008, TOO_SLOW))
         self._ping_agents(now)
 
     def _ping_agents(self, now: float) -> None:

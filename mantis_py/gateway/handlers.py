@@ -25,9 +25,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.trio.server import ServerConnection
 
 from ..errors import RemoteProtocolError
+from ..query.run.outputs import CompleteReason
 from .auth import Principal
 from .config import GatewayConfig
 from .core import GatewayCore
+from .limits import TOO_SLOW
 from .metrics import Metrics
 from .sse import PING, RETRY, event_frame
 
@@ -90,13 +92,13 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
     while True:
         if session.evict is not None:
             code, reason = session.evict
-            if reason == "too slow":  # counted here, for every transport (WS and SSE alike)
+            if reason == TOO_SLOW:  # counted here, for every transport (WS and SSE alike)
                 server.metrics.inc("clients_evicted_total", reason="too_slow")
             # Tell the client why (best effort, under the same deadline), then close.
             client = core.clients.get(cid)
             if client is not None and code != GOING_AWAY:  # 1001: the queries live on elsewhere
                 for qid in list(client.attachments):
-                    core.cancel(cid, qid, time.time(), reason="evicted")
+                    core.cancel(cid, qid, time.time(), reason=CompleteReason.EVICTED)
             with trio.move_on_after(min(deadline, 1.0)):
                 while (frame := core.next_frame(cid, time.time())) is not None:
                     await send(*frame)
@@ -112,7 +114,7 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
         if scope.cancelled_caught:
             server.metrics.inc("clients_evicted_total", reason="send_deadline")
             log.warning("client %s: send deadline (%.1fs) exceeded; closing", cid, deadline)
-            return 4008, "too slow: send deadline exceeded"
+            return 4008, f"{TOO_SLOW}: send deadline exceeded"
         if session.evict is None and msg.type in ("complete", "error") and server.single_query(cid):
             return None
 

@@ -30,6 +30,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# The reason a client is closed with (code 4008) when its queue stayed full too long; the shell
+# counts these evictions in ``clients_evicted_total{reason="too_slow"}``.
+TOO_SLOW = "too slow"
+
 __all__ = ["ConnectionCaps", "OutboundItem", "OutboundQueue", "TokenBucket"]
 
 

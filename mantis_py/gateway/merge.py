@@ -12,7 +12,8 @@ wraps one merger with what the gateway needs around it:
   A connection is any string: an agent connection id here, or (cluster) a peer gateway's name
   for members that report through another gateway;
 - the notices of the last poll (``late``, ``groups-folded``, ...), turned into drop counts for
-  the next window's meta, and the last coverage the merger reported;
+  the next window's meta. Coverage is a typed value (``query.run.outputs.Coverage``): each
+  partials window carries its own (``Rows.coverage``), and ``merger.coverage`` is the last one;
 - its *attachments*: the client queries it serves. A shared run serves every client that
   submitted the same canonical text; each attachment has its own start time ``T0`` and receives
   only windows that start at or after it (docs/mql.md#windows), and its own drop counters.
@@ -22,29 +23,56 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Attachment", "Run", "member_key", "output_kind"]
+from ..query.run.outputs import Coverage, Notice, Output, OutputKind
+
+if TYPE_CHECKING:
+    from ..query.state.caps import Caps
+
+__all__ = ["Attachment", "MergerSide", "PreparedSide", "Run", "member_key", "output_kind"]
+
+
+class MergerSide(Protocol):
+    """What the gateway calls on a query's merger (``query.run.engine.Merger``, or a wrapper)."""
+
+    def add_agent(self, member: str, now: float) -> None: ...
+
+    def remove_agent(self, member: str, now: float) -> None: ...
+
+    def receive_events(self, member: str, records: list[dict[str, Any]], now: float) -> None: ...
+
+    def receive_part(self, member: str, part: dict[str, Any], now: float) -> bool: ...
+
+    def poll(self, now: float) -> list[Output]: ...
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """The coverage of the last partials window (None: unknown, every expected agent)."""
+
+
+class PreparedSide(Protocol):
+    """What the gateway reads of a prepared query (``query.run.engine.PreparedQuery``)."""
+
+    @property
+    def canonical(self) -> str: ...
+
+    @property
+    def ships(self) -> str: ...
+
+    @property
+    def completes(self) -> bool: ...
+
+    @property
+    def sources(self) -> tuple[tuple[str, str], ...]: ...
+
+    def merger(self, *, start: float, grace: float, caps: Caps) -> MergerSide: ...
 
 
 def member_key(app: str, instance: str, stream: str) -> str:
     """The merger member name of one agent instance's part of one source. Stable across
     reconnects and gateways (it holds no connection id)."""
     return f"{app}\x1f{instance}\x1f{stream}"
-
-# Notices that are losses and go into meta.dropped (name -> reason key), docs/mql.md#limits-and-notices.
-NOT_DROPS = frozenset({"coverage", "completed", "percentile-clamped"})
-
-DROP_NOTICES = {
-    "late": "late",
-    "groups-folded": "groups_folded",
-    "values-truncated": "values_truncated",
-    "rows-truncated": "rows_truncated",
-    "evaluation-errors": "evaluation_errors",
-    "join-unpaired": "join_unpaired",  # JOIN: A events whose bound passed without a partner
-    "join-evicted": "join_evicted",  # JOIN: held events dropped for the per-side bound
-    "anomaly-groups-evicted": "anomaly_groups_evicted",
-}
 
 
 @dataclass(eq=False)
@@ -61,34 +89,16 @@ class Attachment:
     force_meta: bool = False
 
 
-def output_kind(out: Any) -> str:
+def output_kind(out: Output) -> OutputKind:
     """``"rows"``, ``"notice"`` or ``"complete"`` for a merger output (Rows / Notice / Complete)."""
-    name = type(out).__name__.lower()
-    if name in ("rows", "notice", "complete"):
-        return name
-    if hasattr(out, "rows"):
-        return "rows"
-    if hasattr(out, "reason"):
-        return "complete"
-    return "notice"
-
-
-def _count(detail: Any) -> int:
-    if isinstance(detail, bool):
-        return 1
-    if isinstance(detail, int):
-        return detail
-    if isinstance(detail, dict):
-        for key in ("count", "events", "rows", "parts", "n", "dropped"):
-            if isinstance(detail.get(key), int):
-                return int(detail[key])
-    return 1
+    return out.kind
 
 
 class Run:
-    """One merger and the client queries it serves."""
+    """One merger and the client queries it serves (``prepared`` is None for a cluster edge's
+    pseudo-run, whose merger only forwards what its agents send)."""
 
-    def __init__(self, run_id: str, prepared: Any, merger: Any, canonical: str,
+    def __init__(self, run_id: str, prepared: PreparedSide | None, merger: MergerSide, canonical: str,
                  sources: tuple[tuple[str, str], ...], shared_key: tuple[str, str],
                  shared: bool) -> None:
         self.run_id = run_id
@@ -102,7 +112,6 @@ class Run:
         self.members: dict[str, set[str]] = {}  # member key -> connections carrying it
         self.attachments: dict[tuple[str, str], Attachment] = {}
         self._notices: Counter[str] = Counter()
-        self._coverage: dict[str, int] | None = None
         self.empty_since: float | None = None  # when the last agent of its apps left
 
     def add_agent(self, member: str, conn: str, now: float) -> None:
@@ -124,53 +133,30 @@ class Run:
             del self.members[member]
             self.merger.remove_agent(member, now)
 
-    def notice(self, out: Any) -> None:
-        """Record a merger notice (``name``, ``detail``, ``value``); losses become drop counts of
-        the next window's meta, ``coverage`` the coverage of the window it follows."""
-        name = out.name
-        if name == "coverage":
-            cov = _coverage(getattr(out, "detail", None), getattr(out, "value", None))
-            if cov is not None:
-                self._coverage = cov
-            return
-        if name in NOT_DROPS:
-            return
-        # Every other notice is a loss the user must see; unknown names (a newer engine) are
-        # reported under their own name rather than silently ignored.
-        reason = DROP_NOTICES.get(name) or str(name).replace("-", "_")
-        if reason:
-            value = getattr(out, "value", None)
-            self._notices[reason] += value if isinstance(value, int) and value else _count(
-                getattr(out, "detail", None))
+    def notice(self, out: Notice) -> None:
+        """Record a merger notice: a loss (``NoticeKind.dropped``) becomes a drop count of the
+        next window's meta; coverage and clamped percentiles are not losses (a window's coverage
+        comes with its rows, ``Rows.coverage``)."""
+        reason = out.name.dropped
+        if reason is not None:
+            self._notices[reason] += out.value or 1
 
     def take_notices(self) -> Counter[str]:
         out, self._notices = self._notices, Counter()
         return out
 
-    def coverage(self, expected: int) -> dict[str, int]:
-        """Coverage of the window just emitted: the merger's coverage notice when it sent one
-        (some agents did not report), else its statistics for partials queries, else every
-        expected agent (events queries: the gateway cannot know who had nothing to send)."""
-        cov, self._coverage = self._coverage, None
-        if cov is not None:
-            return cov
-        if getattr(self.prepared, "ships", "events") == "partials":
-            stats = getattr(self.merger, "statistics", None)
-            got = _coverage(stats().get("coverage") if stats is not None else None, None)
-            if got is not None:
-                return got
-        return {"reporting": expected, "expected": expected}
+    def coverage(self, expected: int) -> Coverage:
+        """The coverage to report now (a meta frame between windows): the merger's last
+        window's for partials queries, else every expected agent (events queries: the gateway
+        cannot know who had nothing to send)."""
+        if self.prepared is not None and self.prepared.ships == "partials":
+            cov = self.merger.coverage
+            if cov is not None:
+                return cov
+        return Coverage(expected, expected)
 
-
-def _coverage(detail: Any, value: Any) -> dict[str, int] | None:
-    if isinstance(detail, str):  # the engine's "3/4 agents"
-        head = detail.split()[0] if detail.split() else ""
-        rep, _, exp = head.partition("/")
-        if rep.isdigit() and exp.isdigit():
-            return {"reporting": int(rep), "expected": int(exp)}
-        return None
-    if isinstance(detail, dict) and "reporting" in detail and "expected" in detail:
-        return {"reporting": int(detail["reporting"]), "expected": int(detail["expected"])}
-    if isinstance(detail, list | tuple) and len(detail) == 2:
-        return {"reporting": int(detail[0]), "expected": int(detail[1])}
-    return None
+    @staticmethod
+    def window_coverage(rows_coverage: Coverage | None, expected: int) -> Coverage:
+        """The coverage of a window just emitted: the one its rows carry, else (events queries)
+        every expected agent."""
+        return rows_coverage if rows_coverage is not None else Coverage(expected, expected)

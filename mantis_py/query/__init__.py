@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from mantis_py.errors import QueryCompileError, QueryError, QueryLimitError, QuerySyntaxError
 
-from .run.engine import Complete, Merger, Notice, PreparedQuery, Rows, SourceRunner, prepare
+from .run.engine import Merger, PreparedQuery, SourceRunner, prepare
+from .run.outputs import Complete, CompleteReason, Coverage, Notice, NoticeKind, Output, Rows
 from .semantics.analysis import Analysis
 from .semantics.analyze import analyze
 from .state.projection import make_projector, project, union_fields
@@ -19,8 +20,12 @@ from .syntax.parser import parse
 __all__ = [
     "Analysis",
     "Complete",
+    "CompleteReason",
+    "Coverage",
     "Merger",
     "Notice",
+    "NoticeKind",
+    "Output",
     "PreparedQuery",
     "QueryCompileError",
     "QueryError",

@@ -15,26 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mantis_py.errors import QueryCompileError, QuerySyntaxError
+from mantis_py.query.run.outputs import Complete, CompleteReason, Coverage, Notice, NoticeKind, Rows
 
 __all__ = ["Complete", "FakeMerger", "FakePrepared", "Notice", "Rows", "fake_prepare"]
-
-
-@dataclass(frozen=True)
-class Rows:
-    window: tuple[float, float] | None
-    rows: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Notice:
-    name: str
-    detail: Any
-    value: int = 0
-
-
-@dataclass(frozen=True)
-class Complete:
-    reason: str
 
 
 @dataclass
@@ -75,13 +58,13 @@ class FakeMerger:
         if rows:
             self.pending.append(Rows(None, rows))
         if limit is not None and self.emitted_rows >= limit:
-            self.pending.append(Complete("limit"))
+            self.pending.append(Complete(CompleteReason.LIMIT))
             self.done = True
 
     def receive_part(self, agent_id: str, part: dict[str, Any], now: float) -> None:
         s = float(part["window"][0])
         if s < self.next_window:
-            self.pending.append(Notice("late", "1 late", 1))
+            self.pending.append(Notice(NoticeKind.LATE, "1 late", 1))
             return
         self.windows.setdefault(s, {})[agent_id] = int(part["count"])
 
@@ -97,12 +80,18 @@ class FakeMerger:
             if not (set(self.agents) <= set(got) and now >= e) and now < e + self.grace:
                 break
             self.windows.pop(s, None)
-            out.append(Rows((s, e), [{"count": sum(got.values())}]))
             exp = len(self.agents | set(got))
-            if len(got) < exp:
-                out.append(Notice("coverage", f"{len(got)}/{exp} agents", len(got)))
+            # like the engine: a window's coverage rides on its rows (here only when short)
+            cov = Coverage(len(got), exp) if len(got) < exp else None
+            out.append(Rows((s, e), [{"count": sum(got.values())}], coverage=cov))
+            if cov is not None:
+                out.append(Notice(NoticeKind.COVERAGE, str(cov), len(got), coverage=cov))
             self.next_window = e
         return out
+
+    @property
+    def coverage(self) -> Coverage | None:
+        return None  # unknown: the gateway assumes every expected agent
 
     def statistics(self) -> dict[str, Any]:
         return {}

@@ -303,6 +303,10 @@ class Forwarder:
     def poll(self, now: float) -> list[Any]:
         return []
 
+    @property
+    def coverage(self) -> None:
+        return None  # nothing is merged here: the owner reports coverage
+
     def statistics(self) -> dict[str, Any]:
         return {}
 

@@ -169,29 +169,22 @@ def mark(row: Any, flag: bool) -> dict[str, Any]:
     return out
 
 
+def _member(v: Any, s: Any) -> Any:
+    """One path step on any mapping (a str segment) or non-string sequence (an int index)."""
+    if type(s) is str:
+        return v.get(s) if isinstance(v, Mapping) else None
+    if type(s) is int and isinstance(v, Sequence) and not isinstance(v, (str, bytes, bytearray)):
+        return v[s] if -len(v) <= s < len(v) else None
+    return None
+
+
 def resolve_any(row: Any, segments: Sequence[Any]) -> Any:
     """``values.resolve`` for any mapping and sequence types (§3.3.2 rules): a str segment on a
     mapping, an int index on a non-string sequence; anything else gives None. Never raises."""
     v: Any = row
     try:
         for s in segments:
-            ts = type(s)
-            if ts is str:
-                if isinstance(v, Mapping):
-                    v = v.get(s)
-                else:
-                    return None
-            elif ts is int:
-                if isinstance(v, Sequence) and not isinstance(v, (str, bytes, bytearray)):
-                    n = len(v)
-                    if -n <= s < n:
-                        v = v[s]
-                    else:
-                        return None
-                else:
-                    return None
-            else:
-                return None
+            v = _member(v, s)
             if v is None:
                 return None
     except Exception:

@@ -34,16 +34,37 @@ from ..compile.compiler import CompiledQuery, compile_query
 from ..compile.runtime import tick_ms
 from ..semantics.analysis import Analysis
 from ..state.caps import DEFAULT_CAPS, Caps
-from ..state.sampling import random_keep, sticky_keep
 from ..state.windows import first_live_window, window_bounds, window_indices, window_indices_ms
 from ..syntax import ast
-from .anomaly import ANOMALOUS, AnomalyRunner
+from .anomaly import AnomalyRunner
+from .batching import (
+    Batch,
+    CountBatches,
+    RowStream,
+    Sampler,
+    Shape,
+    TimeBatches,
+    finish_aggregate,
+    finish_plain,
+    where_all,
+)
 from .groups import AggPlan, GroupTable
 from .join import JoinSpec, LiveJoin
 from .membership import Membership
+from .outputs import (
+    Complete,
+    CompleteReason,
+    Coverage,
+    Notice,
+    NoticeKind,
+    Output,
+    Rows,
+    make_notice,
+)
 
 __all__ = [
     "Complete",
+    "Coverage",
     "Merger",
     "Notice",
     "Output",
@@ -54,130 +75,6 @@ __all__ = [
     "finish_plain",
     "prepare",
 ]
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True, slots=True)
-class Rows:
-    """The rows of one window (``window`` is ``(start, end)`` in seconds), of count window
-    ``count`` (1-based, ``window`` None) or, for an un-windowed query, a batch of rows (both None)."""
-
-    window: tuple[int, int] | None
-    rows: list[dict[str, Any]]
-    count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """A run-time notice (§5.6). ``detail`` is a short text such as ``"57 events"``; ``value`` the
-    number in it; ``window``/``count`` the scope (both None: the whole result)."""
-
-    name: str
-    detail: str
-    value: int = 0
-    window: tuple[int, int] | None = None
-    count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Complete:
-    """The query ended; ``reason`` is ``"limit"``."""
-
-    reason: str
-
-
-Output = Rows | Notice | Complete
-
-_UNITS = {
-    "groups-folded": "events",
-    "values-truncated": "values",
-    "rows-truncated": "rows",
-    "percentile-clamped": "values",
-    "evaluation-errors": "errors",
-    "late": "late",
-    "join-unpaired": "events",
-    "join-evicted": "events",
-    "anomaly-groups-evicted": "groups",
-    "duplicate-parts": "parts",
-}
-
-
-def make_notice(name: str, n: int, window: tuple[int, int] | None = None, count: int | None = None) -> Notice:
-    unit = _UNITS.get(name, "")
-    detail = f"{n} {unit}".strip() if name != "coverage" else str(n)
-    return Notice(name, detail, n, window, count)
-
-
-# --------------------------------------------------------------------------- finishing
-
-
-def _stable_sort(items: list[Any], keys: list[tuple[Any, ...]], desc: tuple[bool, ...]) -> list[Any]:
-    idx = list(range(len(items)))
-    for i in range(len(desc) - 1, -1, -1):
-        column = [k[i] for k in keys]
-        idx.sort(key=column.__getitem__, reverse=desc[i])
-    return [items[n] for n in idx]
-
-
-def finish_aggregate(
-    cq: CompiledQuery, plan: AggPlan, table: GroupTable, limit: int | None,
-    anomaly: AnomalyRunner | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """ANOMALY, HAVING, ORDER BY and LIMIT over a table's rows -> (output rows, evaluation
-    errors). ANOMALY (docs/mql.md#join-and-anomaly) steps its estimates over every row, before HAVING."""
-    pairs: list[Any] = table.rows()
-    flags: dict[int, bool] | None = None
-    if anomaly is not None:
-        flags = {id(p[0]): f for p, f in zip(pairs, anomaly.flags(pairs), strict=True)}
-    errors = 0
-    if cq.having is not None:
-        kept = []
-        for vals, keys in pairs:
-            try:
-                ok = cq.having(vals, keys)
-            except Exception:
-                errors += 1
-                ok = False
-            if ok:
-                kept.append((vals, keys))
-        pairs = kept
-    if cq.order_row is not None and len(pairs) > 1:
-        sk = []
-        for vals, keys in pairs:
-            try:
-                sk.append(cq.order_row(vals, keys))
-            except Exception:
-                errors += 1
-                sk.append(((0,),) * len(cq.order_desc))
-        pairs = _stable_sort(pairs, sk, cq.order_desc)
-    if limit is not None:
-        pairs = pairs[:limit]
-    visible = plan.visible
-    if flags is not None:
-        return [{**{name: vals[j] for j, name in visible}, ANOMALOUS: flags[id(vals)]}
-                for vals, _ in pairs], errors
-    return [{name: vals[j] for j, name in visible} for vals, _ in pairs], errors
-
-
-def finish_plain(
-    cq: CompiledQuery, items: list[tuple[Any, dict[str, Any]]], limit: int | None, row_cap: int,
-    anomaly: AnomalyRunner | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """ANOMALY, ORDER BY, LIMIT and ROW_CAP over a plain window's ``(sort keys, row)`` items in
-    event order -> (rows, number of rows dropped by the cap)."""
-    if anomaly is not None and items:
-        marked = anomaly.mark_rows([row for _, row in items])
-        items = [(sk, row) for (sk, _), row in zip(items, marked, strict=True)]
-    if cq.order_event is not None and len(items) > 1:
-        items = _stable_sort(items, [k for k, _ in items], cq.order_desc)
-    if limit is not None:
-        items = items[:limit]
-    dropped = max(0, len(items) - row_cap)
-    if dropped:
-        items = items[:row_cap]
-    return [row for _, row in items], dropped
 
 
 # --------------------------------------------------------------------------- prepare
@@ -247,19 +144,7 @@ class PreparedQuery:
         A fast path for batches; evaluation errors fall back to one event at a time, and an event
         whose evaluation fails does not match.
         """
-        cq = self.compiled
-        m = meta or {}
-        try:
-            return cq.where_batch(events, m, None)  # type: ignore[misc,no-any-return]
-        except Exception:
-            out = []
-            for e in events:
-                try:
-                    if cq.where(e, m, None):
-                        out.append(e)
-                except Exception:
-                    pass
-            return out
+        return where_all(self.compiled, events, meta or {})[0]
 
     def source(
         self,
@@ -332,10 +217,7 @@ class SourceRunner:
         # a JOIN query filters joined rows at the gateway: its agents run SAMPLE only (§3.19)
         self._where = cq.where if not p.analysis.query.joins else _always
         self._uses_tick = cq.uses_tick
-        sample = p.analysis.query.sample
-        self._sample = sample
-        self._rng = rng
-        self._sticky = cq.sticky_keys
+        self._sampler = Sampler(p.analysis.query.sample, cq, rng)
         self._window = p.time_window
         self._next_k: int | None = None
         self._windows: dict[int, GroupTable] = {}
@@ -357,20 +239,11 @@ class SourceRunner:
         """The meta fields this query references, with their values (``{}`` for most queries)."""
         return dict(self._meta)
 
-    def _keep(self, event: Any, tk: Any) -> bool:
-        s = self._sample
-        if s is None:
-            return True
-        if s.strategy == "STICKY":
-            assert self._sticky is not None
-            return sticky_keep(self._sticky(event, self._meta, tk), s)
-        return random_keep(self._rng, s)
-
     def matches(self, event: Any, t: float) -> bool:
         """SAMPLE + WHERE (events mode). Never raises: an evaluation error counts and is False."""
         try:
             tk = tick_ms(t) if self._uses_tick else None
-            if self._sample is not None and not self._keep(event, tk):
+            if self._sampler.active and not self._sampler.keep(event, self._meta, tk):
                 return False
             return bool(self._where(event, self._meta, tk))
         except Exception:
@@ -396,7 +269,7 @@ class SourceRunner:
             if self._next_k is None:
                 self.start(t)
             tk = tick_ms(t)
-            if self._sample is not None and not self._keep(event, tk):
+            if self._sampler.active and not self._sampler.keep(event, self._meta, tk):
                 return
             if not self._where(event, self._meta, tk):
                 return
@@ -406,14 +279,15 @@ class SourceRunner:
             ok = (tk, self.instance, self._seq)
             self._seq += 1
             nk = self._next_k
+            assert nk is not None
             for k in ks:
-                if k < nk:  # type: ignore[operator]
+                if k < nk:
                     continue
                 table = self._windows.get(k)
                 if table is None:
                     table = self._windows[k] = GroupTable(self._plan)
                 table.add(event, self._meta, tk, ok)
-            if ks[-1] < nk:  # type: ignore[operator]
+            if ks[-1] < nk:
                 self.late += 1
         except Exception:
             self.errors += 1
@@ -479,43 +353,36 @@ class Merger:
         self.caps = caps
         self.grace = grace
         self._cq = p.compiled
-        self._a = p.analysis
-        self._limit = p.limit
-        self._window = p.time_window
-        self._count = p.count_window
         self.members = Membership()
-        self._partials = p.ships == "partials" and self._window is not None
-        self._duplicates = 0
         self._out: list[Output] = []
         self._done = False
         self._late = 0
+        self._duplicates = 0
         self._dropped_after_complete = 0
         self._errors = 0
-        self._emitted_rows = 0
-        self._emitted_windows = 0
-        self._coverage = (0, 0)
-        self._plan = p.agg_plan(caps) if p.kind == "aggregate" else None
-        self._next_k = first_live_window(start, *self._window) if self._window else 0
-        # per time window k: partials -> [GroupTable, reported agent ids]; events -> [items]
-        self._tables: dict[int, GroupTable] = {}
-        self._reported: dict[int, _Window] = {}
-        self._items: dict[int, list[Any]] = {}
-        # count windows
-        self._arrival = 0
-        self._count_n = 0
-        self._count_k = 1
-        self._count_table: GroupTable | None = None
-        self._count_items: list[Any] = []
+        self._coverage = Coverage(0, 0)
         self._pending_rows: list[dict[str, Any]] = []
+        self._arrival = 0  # count windows order shipped events by arrival
         # JOIN runs here, then WHERE on the joined rows (§3.19); ANOMALY after SELECT
-        spec = JoinSpec.from_query(self._a.query)
+        spec = JoinSpec.from_query(p.analysis.query)
         self._join = LiveJoin(spec) if spec is not None else None
-        self._anomaly = AnomalyRunner.for_query(self._a)
+        self._anomaly = AnomalyRunner.for_query(p.analysis)
+        # the batching of the query's window kind (batching.py), chosen once
+        shape = self._shape = Shape(p.analysis, p.compiled, caps, self._anomaly)
+        self._plan = shape.plan
+        window, count = p.time_window, p.count_window
+        self._time = TimeBatches(shape, window) if window is not None else None
+        self._counts = CountBatches(shape, count) if count is not None else None
+        self._stream = RowStream(shape.limit) if window is None and count is None else None
+        self._next_k = first_live_window(start, *window) if window is not None else 0
+        self._partials = p.ships == "partials" and window is not None
+        # per open time window k (partials): who reported it
+        self._reported: dict[int, _Window] = {}
         # The raw-rows hot path: a plain query with no WINDOW, LIMIT, JOIN or ANOMALY only
         # projects each shipped event and queues the row (see receive_events).
         self._stream_rows = (
-            self._a.kind == "plain" and self._window is None and self._count is None
-            and self._limit is None and self._join is None and self._anomaly is None
+            shape.plain and self._stream is not None and shape.limit is None
+            and self._join is None and self._anomaly is None
         )
 
     # ---------------------------------------------------------------- members
@@ -550,8 +417,8 @@ class Merger:
     def _head_complete(self) -> bool:
         """True when the oldest open window has a part from every member it waits for (and at
         least one member is expected). O(1) but for windows nobody live is expected in."""
-        n, m = self._window  # type: ignore[misc]
-        start, _ = window_bounds(self._next_k, n, m)
+        assert self._time is not None
+        start, _ = window_bounds(self._next_k, *self._time.window)
         members = self.members
         members.advance(start)
         win = self._reported.get(self._next_k)
@@ -572,7 +439,7 @@ class Merger:
         if self._done:
             self._dropped_after_complete += 1
             return False
-        if self._plan is None:
+        if self._plan is None or self._time is None:
             return False
         try:
             k = int(part["k"])
@@ -588,15 +455,13 @@ class Merger:
         if member in win.reported:
             self._duplicates += 1  # a second part for one window (a replay after a reconnect)
             return False
-        table = self._tables.get(k)
-        if table is None:
-            table = self._tables[k] = GroupTable(self._plan)
+        table = self._time.get(k).table
+        assert table is not None
         try:
             table.merge_encoded(part)
         except Exception:
             self._errors += 1
-        n, m = self._window  # type: ignore[misc]
-        counted = self.members.waits_for(member, window_bounds(k, n, m)[0])
+        counted = self.members.waits_for(member, window_bounds(k, *self._time.window)[0])
         win.reported[member] = counted
         if counted:
             win.hits += 1
@@ -612,6 +477,7 @@ class Merger:
         if self._stream_rows and not self._done:
             project = cq.project
             assert project is not None
+            assert self._stream is not None
             append = self._pending_rows.append
             before = len(self._pending_rows)
             for rec in records:
@@ -619,7 +485,7 @@ class Merger:
                     append(project(rec["e"], rec.get("m") or {}, rec["t"]))
                 except Exception:
                     self._errors += 1
-            self._emitted_rows += len(self._pending_rows) - before
+            self._stream.emitted += len(self._pending_rows) - before
             return
         if self._join is not None:
             records = self._joined(records)
@@ -634,12 +500,7 @@ class Merger:
                 ok: tuple[Any, ...] = (t_ms, rec.get("i", agent_id), rec.get("s", 0))
                 if "j" in rec:  # a joined record: the A event's order key breaks ties
                     ok = (*ok, rec["j"])
-                if self._a.kind == "plain":
-                    self._plain_event(cq, e, m, t_ms, ok)
-                elif self._window is not None:
-                    self._time_aggregate_event(e, m, t_ms, ok)
-                else:
-                    self._count_aggregate_event(e, m, t_ms)
+                self._event(e, m, t_ms, ok)
             except Exception:
                 self._errors += 1
 
@@ -661,68 +522,38 @@ class Merger:
                 self._errors += 1
         return out
 
-    def _time_aggregate_event(self, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
-        """A time-windowed aggregate over shipped events (a JOIN query): fold at the gateway."""
-        assert self._plan is not None
-        ks = window_indices_ms(t_ms, *self._window)  # type: ignore[misc]
-        if not ks:
-            return
-        live = [k for k in ks if k >= self._next_k]
-        if not live:
-            self._late += 1
-            return
-        for k in live:
-            table = self._tables.get(k)
-            if table is None:
-                table = self._tables[k] = GroupTable(self._plan)
-            table.add(e, m, t_ms, ok)
-
-    def _plain_event(self, cq: CompiledQuery, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
-        assert cq.project is not None
-        row = cq.project(e, m, t_ms)
-        if self._window is None and self._count is None:
+    def _event(self, e: Any, m: Any, t_ms: int, ok: tuple[Any, ...]) -> None:
+        """One shipped event (it passed WHERE) into the batch of the query's window kind."""
+        if self._time is not None:
+            ks = window_indices_ms(t_ms, *self._time.window)
+            if not ks:
+                return
+            if ks[-1] < self._next_k:
+                self._late += 1
+                return
+            self._time.add(e, m, t_ms, ok, ks, self._next_k)
+        elif self._counts is not None:
+            self._arrival += 1
+            full = self._counts.add(e, m, t_ms, (self._arrival,))
+            if full is not None:
+                self._emit_count(*full)
+        elif self._stream is not None and self._shape.plain:
+            project = self._cq.project
+            assert project is not None
+            row = project(e, m, t_ms)
             if self._anomaly is not None:
                 row = self._anomaly.mark_rows([row])[0]
-            self._pending_rows.append(row)
-            self._emitted_rows += 1
-            if self._limit is not None and self._emitted_rows >= self._limit:
+            self._pending_rows.extend(self._stream.admit([row]))
+            if self._stream.done:
                 self._flush_pending()
                 self._complete()
-            return
-        sk = cq.order_event(e, m, t_ms) if cq.order_event is not None else None
-        if self._count is not None:
-            self._count_items.append((sk, row))
-            if len(self._count_items) >= self._count:
-                self._emit_count_plain()
-            return
-        ks = window_indices_ms(t_ms, *self._window)  # type: ignore[misc]
-        if not ks:
-            return
-        live = [k for k in ks if k >= self._next_k]
-        if not live:
-            self._late += 1
-            return
-        for k in live:
-            self._items.setdefault(k, []).append((ok, sk, row))
-
-    def _count_aggregate_event(self, e: Any, m: Any, t_ms: int) -> None:
-        assert self._plan is not None
-        if self._count is None:
-            return
-        if self._count_table is None:
-            self._count_table = GroupTable(self._plan)
-        self._arrival += 1
-        self._count_table.add(e, m, t_ms, (self._arrival,))
-        self._count_n += 1
-        if self._count_n >= self._count:
-            self._emit_count_aggregate()
 
     # ---------------------------------------------------------------- output
 
     def _complete(self) -> None:
         if not self._done:
             self._done = True
-            self._out.append(Complete("limit"))
+            self._out.append(Complete(CompleteReason.LIMIT))
 
     def _flush_pending(self) -> None:
         if self._pending_rows:
@@ -732,57 +563,26 @@ class Merger:
     def _emit_notices(self, notices: dict[str, int], window: tuple[int, int] | None, count: int | None) -> None:
         for name, n in notices.items():
             if n:
-                self._out.append(make_notice(name, n, window, count))
+                self._out.append(make_notice(NoticeKind(name), n, window, count))
 
-    def _emit_count_plain(self) -> None:
-        items, self._count_items = self._count_items, []
-        rows, dropped = finish_plain(self._cq, items, self._limit, self.caps.row_cap, self._anomaly)
-        k = self._count_k
-        self._count_k += 1
-        self._out.append(Rows(None, rows, k))
-        self._emit_notices({"rows-truncated": dropped}, None, k)
-
-    def _emit_count_aggregate(self) -> None:
-        assert self._plan is not None
-        assert self._count_table is not None
-        table, self._count_table = self._count_table, None
-        self._count_n = 0
-        k = self._count_k
-        self._count_k += 1
-        completes = not self._a.query.group_by
-        rows, errs = finish_aggregate(self._cq, self._plan, table, None if completes else self._limit,
-                                      self._anomaly)
-        self._out.append(Rows(None, rows, k))
-        self._emit_notices({**table.notices(), "evaluation-errors": errs}, None, k)
-        if completes and rows:
-            self._emitted_windows += 1
-            if self._limit is not None and self._emitted_windows >= self._limit:
-                self._complete()
+    def _emit_count(self, k: int, batch: Batch) -> None:
+        fin = self._shape.finish(batch)
+        self._out.append(Rows(None, fin.rows, k))
+        self._emit_notices({**fin.notices, "evaluation-errors": fin.errors}, None, k)
+        if self._shape.window_ends_query(fin.rows):
+            self._complete()
 
     def _emit_window(self, k: int, now: float) -> None:
-        n, m = self._window  # type: ignore[misc]
-        bounds = window_bounds(k, n, m)
-        notices: dict[str, int] = {}
+        assert self._time is not None
+        bounds = window_bounds(k, *self._time.window)
+        fin = self._shape.finish(self._time.take(k), by_order_key=True)
+        notices: dict[str, int] = {**fin.notices, "evaluation-errors": fin.errors}
+        coverage: Coverage | None = None
         win = self._reported.pop(k, None)
-        if self._plan is not None:
-            table = self._tables.pop(k, None) or GroupTable(self._plan)
-            rows, errs = finish_aggregate(self._cq, self._plan, table, self._limit_per_window(),
-                                          self._anomaly)
-            notices.update(table.notices())
-            notices["evaluation-errors"] = errs
-            if self.prepared.ships == "partials":
-                rep, exp = self._window_coverage(bounds[0], win)
-                self._coverage = (rep, exp)
-                if rep < exp:
-                    notices["coverage"] = 0
-        else:
-            items = self._items.pop(k, [])
-            items.sort(key=lambda x: x[0])
-            rows, dropped = finish_plain(
-                self._cq, [(sk, row) for _, sk, row in items], self._limit, self.caps.row_cap,
-                self._anomaly,
-            )
-            notices["rows-truncated"] = dropped
+        if self._partials:
+            coverage = self._coverage = self._window_coverage(bounds[0], win)
+            if coverage.reporting < coverage.expected:
+                notices[NoticeKind.COVERAGE] = 0
         notices.update(self._stage_notices())
         if self._late:
             notices["late"] = self._late
@@ -790,23 +590,18 @@ class Merger:
         if self._duplicates:
             notices["duplicate-parts"] = self._duplicates
             self._duplicates = 0
-        self._out.append(Rows(bounds, rows))
-        if self._a.kind == "aggregate" and not self._a.query.group_by and rows:
-            self._emitted_windows += 1  # a window that HAVING drops does not count (§3.12)
+        self._out.append(Rows(bounds, fin.rows, coverage=coverage))
         for name, v in notices.items():
-            if name == "coverage":
-                rep, exp = self._coverage
-                self._out.append(Notice("coverage", f"{rep}/{exp} agents", rep, bounds))
+            if name == NoticeKind.COVERAGE:
+                assert coverage is not None
+                self._out.append(Notice(NoticeKind.COVERAGE, str(coverage), coverage.reporting,
+                                        bounds, coverage=coverage))
             elif v:
-                self._out.append(make_notice(name, v, bounds))
-        if (
-            self._limit is not None
-            and self.prepared.completes
-            and self._emitted_windows >= self._limit
-        ):
+                self._out.append(make_notice(NoticeKind(name), v, bounds))
+        if self._shape.window_ends_query(fin.rows):
             self._complete()
 
-    def _window_coverage(self, start: int, win: _Window | None) -> tuple[int, int]:
+    def _window_coverage(self, start: int, win: _Window | None) -> Coverage:
         """(reporting, expected) of the window starting at ``start``, the oldest open one.
         Walks the members that reported it and not waited for, and the recent removals: O(parts
         of this window) at most, never every member."""
@@ -814,7 +609,7 @@ class Merger:
         members.advance(start)
         expected = members.full + members.expected_gone(start)
         if win is None:
-            return 0, expected
+            return Coverage(0, expected)
         blind = win.blind
         # parts that say their agent did not observe the window never count as coverage
         reporting = win.hits - sum(1 for name in blind if win.reported.get(name))
@@ -825,13 +620,7 @@ class Merger:
                 continue
             if name not in seen and not win.reported[name] and members.covered_before(name, start):
                 seen.add(name)
-        return reporting + len(seen), expected
-
-    def _limit_per_window(self) -> int | None:
-        # a non-grouped aggregate's LIMIT counts windows, not rows (§3.12)
-        if self._a.kind == "aggregate" and not self._a.query.group_by:
-            return None
-        return self._limit
+        return Coverage(reporting + len(seen), expected)
 
     def _stage_notices(self) -> dict[str, int]:
         """Losses of the JOIN and ANOMALY stages since the last call."""
@@ -847,8 +636,8 @@ class Merger:
         if self._join is not None:
             # the join clock trails the gateway's by the grace period (agent clocks, batching)
             self._join.advance_ms(int((now - self.grace) * 1000))
-        if self._window is not None and not self._done:
-            n, m = self._window
+        if self._time is not None and not self._done:
+            n, m = self._time.window
             while not self._done:
                 k = self._next_k
                 _, end = window_bounds(k, n, m)
@@ -860,16 +649,20 @@ class Merger:
                 self._emit_window(k, now)
                 self._next_k = k + 1
         self._flush_pending()
-        if self._window is None and (self._join is not None or self._anomaly is not None):
+        if self._time is None and (self._join is not None or self._anomaly is not None):
             self._emit_notices(self._stage_notices(), None, None)
         out, self._out = self._out, []
         return out
 
+    @property
+    def coverage(self) -> Coverage:
+        """The coverage of the last partials window emitted (``0/0`` before the first)."""
+        return self._coverage
+
     def statistics(self) -> dict[str, Any]:
         """Coverage of the last window and drop counters."""
-        rep, exp = self._coverage
         return {
-            "coverage": {"reporting": rep, "expected": exp},
+            "coverage": self._coverage.to_json(),
             "dropped": {"late": self._late, "after-complete": self._dropped_after_complete,
                         "duplicate-parts": self._duplicates},
             "members": self.members.live,

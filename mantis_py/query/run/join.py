@@ -267,21 +267,28 @@ class JoinCore:
             return self.offer_a(key, item, t, order)
         return self.offer_b(key, item, t, order)
 
-    def offer_a(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
-        """Offer an A event (see :meth:`offer`)."""
+    def _enter(self, t: Any) -> Any:
+        """The clock after an event at ``t`` (None: ``t`` is not a finite number, the event is
+        ignored). Expired events are swept in batches (``_slack`` late); until then the scans
+        skip them, so results do not depend on when the sweep runs."""
         tt = type(t)
         if (tt is not int and tt is not float) or t - t != 0:
-            return _NO_PAIRS
+            return None
         clock = self._clock
         if t > clock:
             self._clock = clock = t
+        if clock > self._sweep_at:
+            self._sweep()
+        return clock
+
+    def offer_a(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
+        """Offer an A event (see :meth:`offer`)."""
+        clock = self._enter(t)
+        if clock is None:
+            return _NO_PAIRS
         n = self.seconds
         astore = self._a
         bstore = self._b
-        # expired events are swept in batches (``_slack`` late); until then the scans below
-        # skip them, so results do not depend on when the sweep runs
-        if clock > self._sweep_at:
-            self._sweep()
         k = key if type(key) is str else group_key(key)
         bucket = bstore.buckets.get(k)
         if bucket:
@@ -317,20 +324,13 @@ class JoinCore:
 
     def offer_b(self, key: Any, item: Any, t: Any, order: Any) -> Sequence[Any]:
         """Offer a B event (see :meth:`offer`)."""
-        tt = type(t)
-        if (tt is not int and tt is not float) or t - t != 0:
+        clock = self._enter(t)
+        if clock is None:
             return _NO_PAIRS
         self.b_in += 1
-        clock = self._clock
-        if t > clock:
-            self._clock = clock = t
         n = self.seconds
         astore = self._a
         bstore = self._b
-        # expired events are swept in batches (``_slack`` late); until then the scans below
-        # skip them, so results do not depend on when the sweep runs
-        if clock > self._sweep_at:
-            self._sweep()
         k = key if type(key) is str else group_key(key)
         out: Sequence[Any] = _NO_PAIRS
         bucket = astore.buckets.get(k)

@@ -15,6 +15,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from itertools import chain
@@ -23,12 +24,12 @@ from typing import Any
 from ..compile.runtime import tick_ms
 from ..semantics.values import string_form
 from ..state.caps import DEFAULT_CAPS, Caps
-from ..state.sampling import random_keep, sticky_keep
 from ..state.windows import first_replay_window, window_bounds, window_indices
 from .anomaly import AnomalyRunner
-from .engine import PreparedQuery, finish_aggregate, finish_plain, make_notice
-from .groups import GroupTable
+from .batching import Batch, CountBatches, RowStream, Sampler, Shape, TimeBatches, where_all
+from .engine import PreparedQuery
 from .join import JoinSpec, ReplayJoin
+from .outputs import NoticeKind, make_notice
 
 __all__ = ["ReplayEngine", "replay_events", "replay_rows"]
 
@@ -68,50 +69,36 @@ class ReplayEngine:
         self.done = False
         self.errors = 0
         self._errors_reported = 0
-        self._limit = p.limit
-        self._window = p.time_window
-        self._count = p.count_window
-        self._grouped = bool(a.query.group_by)
-        self._plain = a.kind == "plain"
-        self._sample = a.query.sample
-        self._empty_windows = not self._plain and not self._grouped  # emit empty windows
-        self._completes_by_window = (not self._plain and not self._grouped and self._limit is not None)
-        self._plan = p.agg_plan(caps) if not self._plain else None
         self._meta: dict[str, Any] = {}
         self._clock: Any = None
         self._next_k = 0
-        self._windows: dict[int, Any] = {}
-        self._count_items: list[Any] = []
-        self._count_table: GroupTable | None = None
-        self._count_n = 0
-        self._count_k = 1
-        self._windows_emitted = 0
-        self._rows_emitted = 0
-        self._sorted_rows: list[Any] = []
-        self._table = GroupTable(self._plan) if self._plan is not None and not self._window and not self._count else None
         self._uses_tick = cq.uses_tick
-        self._stream_plain = self._plain and self._window is None and self._count is None and cq.order_event is None
+        self._sampler = Sampler(a.query.sample, cq, self.rng)
         # JOIN (§3.19): lines of both sources are joined before WHERE; ANOMALY marks output rows
         spec = JoinSpec.from_query(a.query)
         self._join = ReplayJoin(spec) if spec is not None else None
         self._anomaly = AnomalyRunner.for_query(a)
-        self._staged = self._join is not None or self._anomaly is not None
-
-    @property
-    def streams_fast(self) -> bool:
-        """True when :meth:`feed_batch` needs neither times nor line numbers (streamed plain
-        rows without SAMPLE or ``tick()``)."""
-        return self._stream_plain and self._sample is None and not self._uses_tick and not self._staged
+        staged = self._join is not None or self._anomaly is not None
+        # the batching of the query's window kind (batching.py), chosen once
+        shape = self._shape = Shape(a, cq, caps, self._anomaly)
+        self._window = p.time_window
+        count = p.count_window
+        self._time = TimeBatches(shape, self._window) if self._window is not None else None
+        self._counts = CountBatches(shape, count) if count is not None else None
+        streams = shape.plain and self._time is None and self._counts is None and cq.order_event is None
+        self._stream = RowStream(shape.limit) if streams else None
+        # the whole result of an un-windowed aggregate, or of plain rows sorted by ORDER BY
+        self._whole = shape.new() if self._time is None and self._counts is None and not streams else None
+        # non-grouped aggregates emit every window, empty ones too
+        self._empty_windows = shape.counts_windows
+        # feed_batch's one-loop paths: no SAMPLE, tick() or stages; streamed rows, or aggregates
+        # over the whole input or over tumbling windows
+        simple = not self._sampler.active and not self._uses_tick and not staged
+        w = self._window
+        self._scans = simple and streams
+        self._folds = simple and shape.plan is not None and count is None and (w is None or w[0] == w[1])
 
     # ---------------------------------------------------------------- helpers
-
-    def _keep(self, e: Any, tk: Any) -> bool:
-        s = self._sample
-        if s is None:
-            return True
-        if s.strategy == "STICKY":
-            return sticky_keep(self.cq.sticky_keys(e, self._meta, tk), s)  # type: ignore[misc]
-        return random_keep(self.rng, s)
 
     def _pending_errors(self) -> int:
         n = self.errors - self._errors_reported
@@ -119,22 +106,43 @@ class ReplayEngine:
         return n
 
     def _notices(self, scope: str, notices: dict[str, int]) -> None:
-        if self._staged:
-            stage: dict[str, int] = {}
-            if self._join is not None:
-                stage = self._join.take_notices()
-            if self._anomaly is not None:
-                stage.update(self._anomaly.take_notices())
-            if stage:
-                notices = {**notices, **stage}
+        stage: dict[str, int] = {}
+        if self._join is not None:
+            stage = self._join.take_notices()
+        if self._anomaly is not None:
+            stage.update(self._anomaly.take_notices())
+        if stage:
+            notices = {**notices, **stage}
         errs = self._pending_errors()
         if errs:
             notices = {**notices, "evaluation-errors": notices.get("evaluation-errors", 0) + errs}
         for name, n in notices.items():
             if n:
-                self.on_notice(scope, name, make_notice(name, n).detail)
+                self.on_notice(scope, name, make_notice(NoticeKind(name), n).detail)
 
     # ---------------------------------------------------------------- input
+
+    def feed_lines(self, lines: list[bytes], loads: Callable[[bytes], Any], time_key: str | None) -> bool:
+        """Parse, check and run a chunk of raw JSONL lines in one generated loop, when the query
+        allows it (streamed plain rows without SAMPLE or ``tick()``) and every line is a plain
+        JSON object (``time_key``: a top-level time member that must be a number, or None).
+
+        Returns:
+            True when the chunk was consumed; False when nothing was, and the caller parses the
+            lines itself and calls :meth:`feed_batch`.
+        """
+        if not self._scans or self.done:
+            return False
+        scan = self.cq.scan_chunk
+        assert scan is not None
+        try:
+            matched = scan(lines, loads, time_key, self._meta, None)
+        except Exception:
+            return False
+        if matched is None:
+            return False
+        self._emit_matched(matched)
+        return True
 
     def feed_batch(
         self,
@@ -156,12 +164,11 @@ class ReplayEngine:
         n = len(events)
         if not n or self.done:
             return
-        w = self._window
-        fast = self._sample is None and not self._uses_tick and not self._staged and (
-            self._stream_plain
-            or (not self._plain and self._count is None and (w is None or w[0] == w[1]))
-        )
-        if not fast:
+        if self._scans:
+            self._stream_batch(events)
+            return
+        plan = self._shape.plan
+        if not self._folds or plan is None:
             for i in range(n):
                 e = events[i]
                 t = times[i] if times is not None else (e[time_key] if time_key else 0)
@@ -170,19 +177,17 @@ class ReplayEngine:
                     return
             return
         m = self._meta
-        if self._stream_plain:
-            self._stream_batch(events)
-            return
-        run = self._plan.fold_run  # type: ignore[union-attr]
+        run = plan.fold_run
+        assert run is not None
         ns: Any = lines if lines is not None else range(first_line, first_line + n)
         ts: Any = times if times is not None else ([e[time_key] for e in events] if time_key else [0] * n)
         it = zip(events, ts, ns, strict=True)
-        if w is None:
-            _, _, errors = run(self._table, it, -_INF, _INF, m)  # type: ignore[misc]
+        if self._time is None:
+            assert self._whole is not None
+            _, _, errors = run(self._whole.table, it, -_INF, _INF, m)
             self.errors += errors
             return
-        size = w[0]
-        windows = self._windows
+        size = self._time.window[0]
         item = next(it, None)
         while item is not None:
             e, t, line = item
@@ -193,10 +198,7 @@ class ReplayEngine:
                 end = start + size
                 if start <= t < end and ck >= self._next_k:
                     # a run of events in the open window that holds the clock
-                    table = windows.get(ck)
-                    if table is None:
-                        table = windows[ck] = GroupTable(self._plan)  # type: ignore[arg-type]
-                    item, top, errors = run(table, chain((item,), it), start, end, m)  # type: ignore[misc]
+                    item, top, errors = run(self._time.get(ck).table, chain((item,), it), start, end, m)
                     self.errors += errors
                     if top > clock:
                         self._clock = top
@@ -215,8 +217,20 @@ class ReplayEngine:
             self._next_k = first_replay_window(t, *w)
         elif t > self._clock:
             self._clock = t
-        self._emit_closed()
+        self._emit_closed(w)
         return not self.done
+
+    def _windows_of(self, t: Any, line: int) -> range | None:
+        """The open windows of an event at time ``t`` (windowed queries); None when it belongs
+        to none (a gap) or is late (reported)."""
+        assert self._window is not None
+        ks = window_indices(t, *self._window)
+        if not ks:
+            return None  # in a gap: belongs to no window
+        if ks[-1] < self._next_k:
+            self.on_late(line, t)
+            return None
+        return ks
 
     def feed(self, e: dict[str, Any], t: Any, line: int) -> None:
         """Process one valid event (time ``t`` in seconds, 0 without a time field)."""
@@ -226,19 +240,16 @@ class ReplayEngine:
             self._feed_join(e, t, line)
             return
         w = self._window
-        ks: Any = None
+        ks: range | None = None
         if w is not None:
             if not self._advance_clock(t, w):
                 return
-            ks = window_indices(t, *w)
-            if not ks:
-                return  # in a gap: belongs to no window
-            if ks[-1] < self._next_k:
-                self.on_late(line, t)
+            ks = self._windows_of(t, line)
+            if ks is None:
                 return
         try:
             tk = tick_ms(t) if self._uses_tick else None
-            if self._sample is not None and not self._keep(e, tk):
+            if self._sampler.active and not self._sampler.keep(e, self._meta, tk):
                 return
             if not self.cq.where(e, self._meta, tk):
                 return
@@ -259,7 +270,8 @@ class ReplayEngine:
             side = rj.side(e)
             if side is None:
                 return
-            if self._sample is not None and not self._keep(e, tick_ms(t) if self._uses_tick else None):
+            if self._sampler.active and not self._sampler.keep(
+                    e, self._meta, tick_ms(t) if self._uses_tick else None):
                 return
             joined = rj.offer(side, e, t, line)
         except Exception:
@@ -268,161 +280,98 @@ class ReplayEngine:
         for row, tj, order in joined:
             if self.done:
                 return
-            ks: Any = None
+            ks: range | None = None
             if w is not None:
-                ks = window_indices(tj, *w)
-                if not ks:
-                    continue
-                if ks[-1] < self._next_k:
-                    self.on_late(line, tj)
+                ks = self._windows_of(tj, line)
+                if ks is None:
                     continue
             try:
                 tk = tick_ms(tj) if self._uses_tick else None
                 if self.cq.where(row, self._meta, tk):
-                    self._rest(row, tk, order, ks)  # type: ignore[arg-type]
+                    self._rest(row, tk, order, ks)
             except Exception:
                 self.errors += 1
 
     def _stream_batch(self, events: list[dict[str, Any]]) -> None:
         """Streamed plain rows for a batch: one generated WHERE loop, then projection."""
-        cq = self.cq
-        m = self._meta
-        try:
-            matched = cq.where_batch(events, m, None)  # type: ignore[misc]
-        except Exception:
-            matched = []
-            for e in events:
-                try:
-                    if cq.where(e, m, None):
-                        matched.append(e)
-                except Exception:
-                    self.errors += 1
-        self.emit_matched(matched)
+        matched, errors = where_all(self.cq, events, self._meta)
+        self.errors += errors
+        self._emit_matched(matched)
 
-    def emit_matched(self, matched: list[dict[str, Any]]) -> None:
-        """Streamed plain rows for events that already passed WHERE (see ``streams_fast``)."""
-        cq = self.cq
+    def _emit_matched(self, matched: list[dict[str, Any]]) -> None:
+        """Streamed plain rows for events that already passed WHERE."""
         m = self._meta
-        project = cq.project
+        project = self.cq.project
+        assert project is not None
+        assert self._stream is not None
         try:
-            rows = [project(e, m, None) for e in matched]  # type: ignore[misc]
+            rows = [project(e, m, None) for e in matched]
         except Exception:
             rows = []
             for e in matched:
                 try:
-                    rows.append(project(e, m, None))  # type: ignore[misc]
+                    rows.append(project(e, m, None))
                 except Exception:
                     self.errors += 1
-        limit = self._limit
-        if limit is not None and self._rows_emitted + len(rows) >= limit:
-            rows = rows[: limit - self._rows_emitted]
+        self._stream_rows(rows, self._stream)
+
+    def _stream_rows(self, rows: list[dict[str, Any]], stream: RowStream) -> None:
+        rows = stream.admit(rows)
+        if stream.done:
             self.done = True
-        self._rows_emitted += len(rows)
         if rows:
             self.on_rows(None, rows)
 
-    def _rest(self, e: Any, tk: Any, ok: tuple[int], ks: Any) -> None:
-        cq = self.cq
-        m = self._meta
-        if self._plain:
-            row = cq.project(e, m, tk)  # type: ignore[misc]
-            if self._stream_plain:
-                if self._anomaly is not None:
-                    row = self._anomaly.mark_rows([row])[0]
-                self.on_rows(None, [row])
-                self._rows_emitted += 1
-                if self._limit is not None and self._rows_emitted >= self._limit:
-                    self.done = True
-                return
-            sk = cq.order_event(e, m, tk) if cq.order_event is not None else None
-            if ks is not None:
-                for k in ks:
-                    if k >= self._next_k:
-                        self._windows.setdefault(k, []).append((sk, row))
-            elif self._count is not None:
-                self._count_items.append((sk, row))
-                if len(self._count_items) >= self._count:
-                    self._emit_count()
-            else:
-                self._sorted_rows.append((sk, row))
-            return
-        if ks is not None:
-            for k in ks:
-                if k >= self._next_k:
-                    table = self._windows.get(k)
-                    if table is None:
-                        table = self._windows[k] = GroupTable(self._plan)  # type: ignore[arg-type]
-                    table.add(e, m, tk, ok)
-        elif self._count is not None:
-            if self._count_table is None:
-                self._count_table = GroupTable(self._plan)  # type: ignore[arg-type]
-            self._count_table.add(e, m, tk, ok)
-            self._count_n += 1
-            if self._count_n >= self._count:
-                self._emit_count()
+    def _rest(self, e: Any, tk: Any, ok: tuple[Any, ...], ks: range | None) -> None:
+        """Everything after WHERE: into the batch of the query's window kind."""
+        if self._stream is not None:
+            assert self.cq.project is not None
+            row = self.cq.project(e, self._meta, tk)
+            if self._anomaly is not None:
+                row = self._anomaly.mark_rows([row])[0]
+            self._stream_rows([row], self._stream)
+        elif ks is not None:
+            assert self._time is not None
+            self._time.add(e, self._meta, tk, ok, ks, self._next_k)
+        elif self._counts is not None:
+            full = self._counts.add(e, self._meta, tk, ok)
+            if full is not None:
+                self._emit_batch(f"count window {full[0]}", full[1])
         else:
-            self._table.add(e, m, tk, ok)  # type: ignore[union-attr]
+            assert self._whole is not None
+            self._shape.add([self._whole], e, self._meta, tk, ok)
 
     # ---------------------------------------------------------------- output
 
-    def _emit_closed(self) -> None:
-        n, m = self._window  # type: ignore[misc]
+    def _emit_closed(self, w: tuple[int, int]) -> None:
+        n, m = w
         clock = self._clock
         while not self.done:
             k = self._next_k
             if window_bounds(k, n, m)[1] > clock:
                 return
-            if not self._empty_windows and k not in self._windows:
-                # nothing to emit for an empty window: jump to the next window that has data
-                # or to the first open one
-                first_open = first_replay_window(clock, n, m)
-                nxt = min((j for j in self._windows if j > k), default=first_open)
-                self._next_k = min(nxt, first_open)
-                continue
-            self._emit_window(k)
-            self._next_k = k + 1
+            self._next_k = self._emit_or_skip(k, first_replay_window(clock, n, m))
 
-    def _emit_window(self, k: int) -> None:
-        n, m = self._window  # type: ignore[misc]
-        data = self._windows.pop(k, None)
-        if self._plain:
-            self._emit_batch(_scope_window(k, n, m), data or [], None)
-        else:
-            table = data if data is not None else GroupTable(self._plan)  # type: ignore[arg-type]
-            self._emit_batch(_scope_window(k, n, m), [], table)
+    def _emit_or_skip(self, k: int, stop: int) -> int:
+        """Emit window ``k`` and return ``k + 1``; or, when it is empty and empty windows are not
+        emitted, return the next window that has data (at most ``stop``)."""
+        assert self._time is not None
+        opened = self._time.open
+        if not self._empty_windows and k not in opened:
+            return min(min((j for j in opened if j > k), default=stop), stop)
+        self._emit_batch(_scope_window(k, *self._time.window), self._time.take(k))
+        return k + 1
 
-    def _emit_count(self) -> None:
-        scope = f"count window {self._count_k}"
-        self._count_k += 1
-        if self._plain:
-            items, self._count_items = self._count_items, []
-            self._emit_batch(scope, items, None)
-        else:
-            table, self._count_table = self._count_table, None
-            self._count_n = 0
-            assert table is not None
-            self._emit_batch(scope, [], table)
-
-    def _emit_batch(self, scope: str, items: list[Any], table: GroupTable | None) -> None:
-        """Finish one window's batch (plain rows ``items``, or the aggregate ``table``) and write
-        it; a non-grouped aggregate query with LIMIT completes after that many windows."""
-        if table is None:
-            rows, dropped = finish_plain(self.cq, items, self._limit, self.caps.row_cap, self._anomaly)
-            self._write(scope, rows, {"rows-truncated": dropped})
-            return
-        limit = None if self._completes_by_window else self._limit
-        rows, errs = finish_aggregate(self.cq, self._plan, table, limit, self._anomaly)  # type: ignore[arg-type]
-        self.errors += errs
-        self._write(scope, rows, table.notices())
-        if self._completes_by_window and rows:
-            self._windows_emitted += 1
-            if self._windows_emitted >= self._limit:  # type: ignore[operator]
-                self.done = True
-
-    def _write(self, scope: str, rows: list[dict[str, Any]], notices: dict[str, int]) -> None:
-        if rows:
-            self.on_rows(scope, rows)
-        self._notices(scope, notices)
+    def _emit_batch(self, scope: str, batch: Batch, *, whole: bool = False) -> None:
+        """Finish one batch and write it; a non-grouped aggregate query with LIMIT completes
+        after that many windows with rows."""
+        fin = self._shape.finish(batch, whole=whole)
+        self.errors += fin.errors
+        if fin.rows:
+            self.on_rows(scope, fin.rows)
+        self._notices(scope, fin.notices)
+        if not whole and self._shape.window_ends_query(fin.rows):
+            self.done = True
 
     def finish(self) -> None:
         """The end of the input: flush every remaining window / the whole result."""
@@ -431,43 +380,26 @@ class ReplayEngine:
         if self.done:
             self._notices("result", {})
             return
-        if self._window is not None:
+        if self._time is not None:
             if self._clock is None:
                 return  # no valid line: no windows
-            _n, m = self._window
-            last = self._clock_floor() // m  # last window starting at or before the clock
+            last = self._clock_floor() // self._time.window[1]  # last window starting <= clock
             while not self.done and self._next_k <= last:
-                k = self._next_k
-                if not self._empty_windows and k not in self._windows:
-                    nxt = min((j for j in self._windows if j > k), default=last + 1)
-                    self._next_k = nxt
-                    continue
-                self._emit_window(k)
-                self._next_k = k + 1
+                self._next_k = self._emit_or_skip(self._next_k, last + 1)
             return
-        if self._count is not None:
-            if self._count_items or self._count_table is not None:
-                self._emit_count()
+        if self._counts is not None:
+            full = self._counts.cut()
+            if full is not None:
+                self._emit_batch(f"count window {full[0]}", full[1])
             else:
                 self._notices("result", {})
             return
-        if self._plain:
-            if not self._stream_plain:
-                rows, _ = finish_plain(self.cq, self._sorted_rows, self._limit, len(self._sorted_rows) + 1,
-                                       self._anomaly)
-                self._write("result", rows, {})
-            else:
-                self._notices("result", {})
+        if self._whole is None:  # streamed rows: all written already
+            self._notices("result", {})
             return
-        table = self._table
-        assert table is not None
-        rows, errs = finish_aggregate(self.cq, self._plan, table, self._limit, self._anomaly)  # type: ignore[arg-type]
-        self.errors += errs
-        self._write("result", rows, table.notices())
+        self._emit_batch("result", self._whole, whole=True)
 
     def _clock_floor(self) -> int:
-        import math
-
         c = self._clock
         return c if type(c) is int else math.floor(c)
 
