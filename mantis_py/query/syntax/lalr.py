@@ -127,7 +127,9 @@ def load(package: str, grammar_file: str, builder: object) -> Tables:
     conf: ParseConf[Any] = copy(lark.parse_interactive("").parser_state.parse_conf)
     callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
     conf.callbacks = callbacks
-    rules = {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
+    # the nonterminal as a plain str: lark's names are Token objects, and a dict lookup with a
+    # Token key runs Token.__eq__ in Python on every reduction
+    rules = {id(r): (len(r.expansion), str(r.origin.name), cb) for r, cb in callbacks.items()}
     return Tables(conf, conf.states, conf.start_state, conf.end_state, rules)
 
 
