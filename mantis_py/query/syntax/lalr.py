@@ -92,6 +92,20 @@ def _callback(rule: Any, builder: object) -> Any:
             return lambda c: c[0] if len(c) == 1 else f(c)
         return f
 
+    if not any(e for _, e in spec):  # only dropped tokens: pick the kept children, no splicing
+        keep = tuple(i for i, _ in spec)
+        if f is None:  # a `_rule` (spliced into its parent) or an inlined `?rule`
+            if expand1:
+                return lambda c: c[keep[0]] if len(keep) == 1 else [c[i] for i in keep]
+            return lambda c: [c[i] for i in keep]
+        g = f
+        if expand1:
+            return lambda c: c[keep[0]] if len(keep) == 1 else g([c[i] for i in keep])
+        if len(keep) == 2:
+            a, b = keep
+            return lambda c: g([c[a], c[b]])
+        return lambda c: g([c[i] for i in keep])
+
     def callback(c: list[Any]) -> Any:
         out: list[Any] = []
         for i, splice in spec:
