@@ -41,27 +41,32 @@ DriverError = LarkError
 """lark's base exception; user input never raises it (the parser checks each token first)."""
 
 
-class Tok(Token):
-    """A lark token that also carries the decoded value (``payload``) of the raw token."""
+class Tok:
+    """A token fed to the parser: terminal ``type``, source ``value`` (also its ``str``), offsets,
+    and the decoded value (``payload``) of the raw token. A plain slotted object rather than a
+    lark ``Token`` (a ``str`` subclass with a ``__dict__``): one is made per token, and lark's
+    ``ParserState`` reads only ``type`` (and, with ``getattr`` defaults, positions for errors)."""
 
-    payload: Any
-    start_pos: int  # always set by new_token
-    end_pos: int
+    __slots__ = ("end_pos", "payload", "start_pos", "type", "value")
 
+    def __init__(self, ttype: str, text: str, start: int, end: int, payload: Any) -> None:
+        self.type = ttype
+        self.value = text
+        self.start_pos = start
+        self.end_pos = end
+        self.payload = payload
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Tok({self.type!r}, {self.value!r})"
+
+
+new_token = Tok
+"""``new_token(type, text, start, end, payload)`` -> :class:`Tok`."""
 
 _NO_LEXER: Any = None  # tokens are fed by hand; ParserState never touches its lexer
-
-
-def new_token(ttype: str, text: str, start: int, end: int, payload: Any) -> Tok:
-    """A token without lark's keyword-argument constructor (it dominates the parse time)."""
-    tok = str.__new__(Tok, text)
-    tok.type = ttype
-    tok.value = text
-    tok.start_pos = start
-    tok.end_pos = end
-    tok.line = tok.column = tok.end_line = tok.end_column = None
-    tok.payload = payload
-    return tok
 
 
 class _NoLexer(Lexer):
