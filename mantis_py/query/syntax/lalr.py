@@ -186,8 +186,9 @@ def probe(snap: Snapshot, tok: Tok) -> list[Any] | None:
     """The value stack after feeding ``tok`` at ``snap`` (reductions run), or None when the
     grammar does not accept ``tok`` there."""
     st = _state(snap, snap.tables.conf)
+    fed: Any = tok  # lark reads only .type (and positions, with defaults, for its errors)
     try:
-        st.feed_token(tok)
+        st.feed_token(fed)
     except (UnexpectedInput, AssertionError, LarkError):
         return None
     return list(st.value_stack)
