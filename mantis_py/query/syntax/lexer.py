@@ -310,13 +310,14 @@ class _Tokenizer:
                 self.emit("PUNCT", i, i + 1, ")")
                 i += 1
             elif c in ",*":
-                self.emit("PUNCT", i, i + 1, c)
+                out.append(RawToken("PUNCT", c, i, i + 1, c))
                 i += 1
             elif c in "=!<>~[]&|":
                 i = self.read_operator(i)
             else:
                 i = self.read_word(i)
-            i = self.skip_ws(i)
+            if i < n and text[i] in _WS:
+                i = self.skip_ws(i)
 
     # ----------------------------------------------------------------- operators
 

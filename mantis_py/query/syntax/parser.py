@@ -374,7 +374,7 @@ class _Builder:
             value = None
         else:
             value = t == "TRUE"
-        return ast.Literal(value, span=_sp(tok))
+        return ast.Literal(value, span=ast.Span(tok.start_pos, tok.end_pos))
 
     def negated_name(self, c: list[Any]) -> ast.Negation:
         return ast.Negation(self.name(c[1:]), span=_sp(c[0], c[1]))
