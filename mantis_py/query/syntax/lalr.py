@@ -11,7 +11,8 @@ What the parser gets:
 - :func:`load` -> :class:`Tables`: the state table (``state -> {terminal: (action, arg)}``), the
   start and end states, and ``id(rule) -> (length, nonterminal, callback)`` with the reduction
   callbacks bound to the parser's builder;
-- :data:`SHIFT`: compare ``action is SHIFT`` in the inlined LALR step;
+- :attr:`Tables.actions`: the same table with shifts and reductions resolved for the driver's
+  inlined LALR step;
 - :func:`new_token` (and :class:`Tok`): a token carrying a decoded ``payload``;
 - :class:`Snapshot` plus :func:`accepts` and :func:`probe`: what the parser accepts in a state,
   and what it would hold after one more token (used only to build error messages);
@@ -32,10 +33,7 @@ from lark.lexer import Lexer
 from lark.parsers.lalr_analysis import Shift
 from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
-__all__ = ["SHIFT", "DriverError", "Snapshot", "Tables", "Tok", "accepts", "load", "new_token", "probe"]
-
-SHIFT: Any = Shift
-"""The action tag of a shift in :attr:`Tables.states` (anything else is a reduce)."""
+__all__ = ["DriverError", "Snapshot", "Tables", "Tok", "accepts", "load", "new_token", "probe"]
 
 DriverError = LarkError
 """lark's base exception; user input never raises it (the parser checks each token first)."""
@@ -136,6 +134,10 @@ class Tables:
     rules: dict[int, tuple[int, str, Callable[[list[Any]], Any]]]
     """``id(rule)`` -> (expansion length, nonterminal name, callback). Keyed by identity:
     hashing a lark Rule hashes its whole expansion."""
+    actions: dict[int, dict[str, tuple[bool, Any]]]
+    """:attr:`states` resolved for the driver loop: ``state -> {symbol: (True, next state)}``
+    for a shift (or a goto on a nonterminal), ``(False, (length, nonterminal, callback))`` for
+    a reduce; the same keys as :attr:`states`."""
 
 
 def load(package: str, grammar_file: str, builder: object) -> Tables:
@@ -149,7 +151,14 @@ def load(package: str, grammar_file: str, builder: object) -> Tables:
     # the nonterminal as a plain str: lark's names are Token objects, and a dict lookup with a
     # Token key runs Token.__eq__ in Python on every reduction
     rules = {id(r): (len(r.expansion), str(r.origin.name), cb) for r, cb in callbacks.items()}
-    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules)
+    actions = {
+        state: {
+            str(sym): (True, arg) if action is Shift else (False, rules[id(arg)])
+            for sym, (action, arg) in row.items()
+        }
+        for state, row in conf.states.items()
+    }
+    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules, actions)
 
 
 @dataclass(frozen=True, slots=True)

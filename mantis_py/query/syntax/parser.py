@@ -496,7 +496,7 @@ class _Parse:
         if not (first.kind == "WORD" and first.text.lower() == "select"):
             raise self.e103(first)
         tables = _tables()
-        states, rules, shift = tables.states, tables.rules, lalr.SHIFT
+        states = tables.actions
         state_stack: list[Any] = [tables.start_state]
         value_stack: list[Any] = []
 
@@ -530,11 +530,11 @@ class _Parse:
                 action = states[state_stack[-1]].get(ttype)
                 if action is None:
                     raise self.fail(i, ttype, state(), used)
-                if action[0] is shift:
+                if action[0]:  # shift
                     state_stack.append(action[1])
                     value_stack.append(tok)
                     break
-                size, origin, callback = rules[id(action[1])]
+                size, origin, callback = action[1]
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]
@@ -551,9 +551,9 @@ class _Parse:
         end_state = tables.end_state
         while True:
             action = states[state_stack[-1]].get("$END")
-            if action is None or action[0] is shift:
+            if action is None or action[0]:
                 raise self.fail(n, "$END", state(), 0)
-            size, origin, callback = rules[id(action[1])]
+            size, origin, callback = action[1]
             if size:
                 children = value_stack[-size:]
                 del state_stack[-size:]
