@@ -508,15 +508,15 @@ class _Parse:
         i = 0
         while i < n:
             raw = toks[i]
-            if raw.kind == "ERROR":
-                assert raw.error is not None
-                raise raw.error
             choices = states[state_stack[-1]]
             kind = raw.kind
             if kind == "PUNCT":  # the common kinds classified inline (see classify)
                 ttype, payload, used = _PUNCT[raw.value], raw.value, 1
             elif kind == "WORD":
                 ttype, payload, used = self.classify_word(i, raw, choices)
+            elif kind == "ERROR":
+                assert raw.error is not None
+                raise raw.error
             else:
                 ttype, payload, used = self.classify(i, raw, choices)
             if ttype not in choices:
