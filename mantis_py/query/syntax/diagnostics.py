@@ -51,40 +51,27 @@ _C0_NAMES = (
 # --------------------------------------------------------------------------- positions
 
 
-def _line_starts(text: str) -> list[int]:
-    """Offsets where each line starts (LF, CR LF and lone CR end a line)."""
-    starts = [0]
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            starts.append(i + 1)
-        elif c == "\r":
-            if i + 1 < n and text[i + 1] == "\n":
-                i += 1
-            starts.append(i + 1)
-        i += 1
-    return starts
-
-
 def _locate(text: str, offset: int) -> tuple[int, int, int, str]:
-    """(line, column, line start offset, line text) for a code-point offset into ``text``."""
+    """(line, column, line start offset, line text) for a code-point offset into ``text``.
+
+    Lines break at LF, CR LF and a lone CR. Found with C-speed string scans (``count``,
+    ``rfind``, ``find``), so an error in a 16 KB query costs microseconds."""
     offset = max(0, min(offset, len(text)))
-    starts = _line_starts(text)
-    # the last line start <= offset (binary search keeps this linear overall)
-    lo, hi = 0, len(starts) - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if starts[mid] <= offset:
-            lo = mid
-        else:
-            hi = mid - 1
-    start = starts[lo]
-    end = starts[lo + 1] if lo + 1 < len(starts) else len(text)
-    line = text[start:end].rstrip("\r\n")
+    head = text[:offset]
+    # line breaks that end before `offset` (a CR LF pair counts once)
+    breaks = head.count("\n") + head.count("\r") - head.count("\r\n")
+    start = max(head.rfind("\n"), head.rfind("\r")) + 1
+    if head.endswith("\r") and text.startswith("\n", offset):
+        # `offset` is on the LF of a CR LF pair: it belongs to the line that pair ends
+        breaks -= 1
+        start = max(text.rfind("\n", 0, offset - 1), text.rfind("\r", 0, offset - 1)) + 1
+    # the line's text stops at its line break
+    lf, cr = text.find("\n", start), text.find("\r", start)
+    stop = min(lf, cr) if lf >= 0 and cr >= 0 else max(lf, cr)
+    line = text[start:stop] if stop >= 0 else text[start:]
     # an offset inside a CR LF pair counts as the end of its line
     column = min(offset - start, len(line)) + 1
-    return lo + 1, column, start, line
+    return breaks + 1, column, start, line
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:

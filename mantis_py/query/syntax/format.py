@@ -57,6 +57,8 @@ def is_bare_name(name: str) -> bool:
     low = name.lower()
     if low in RESERVED_WORDS or low.startswith("sample{"):
         return False
+    if name[0] not in "0123456789+-.":  # cannot read as a number: skip the number scan
+        return True
     looks, _, _ = classify_number(name, name, 0)
     return not looks
 

@@ -11,7 +11,8 @@ What the parser gets:
 - :func:`load` -> :class:`Tables`: the state table (``state -> {terminal: (action, arg)}``), the
   start and end states, and ``id(rule) -> (length, nonterminal, callback)`` with the reduction
   callbacks bound to the parser's builder;
-- :data:`SHIFT`: compare ``action is SHIFT`` in the inlined LALR step;
+- :attr:`Tables.actions`: the same table with shifts and reductions resolved for the driver's
+  inlined LALR step;
 - :func:`new_token` (and :class:`Tok`): a token carrying a decoded ``payload``;
 - :class:`Snapshot` plus :func:`accepts` and :func:`probe`: what the parser accepts in a state,
   and what it would hold after one more token (used only to build error messages);
@@ -32,36 +33,38 @@ from lark.lexer import Lexer
 from lark.parsers.lalr_analysis import Shift
 from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
-__all__ = ["SHIFT", "DriverError", "Snapshot", "Tables", "Tok", "accepts", "load", "new_token", "probe"]
-
-SHIFT: Any = Shift
-"""The action tag of a shift in :attr:`Tables.states` (anything else is a reduce)."""
+__all__ = ["DriverError", "Snapshot", "Tables", "Tok", "accepts", "load", "new_token", "probe"]
 
 DriverError = LarkError
 """lark's base exception; user input never raises it (the parser checks each token first)."""
 
 
-class Tok(Token):
-    """A lark token that also carries the decoded value (``payload``) of the raw token."""
+class Tok:
+    """A token fed to the parser: terminal ``type``, source ``value`` (also its ``str``), offsets,
+    and the decoded value (``payload``) of the raw token. A plain slotted object rather than a
+    lark ``Token`` (a ``str`` subclass with a ``__dict__``): one is made per token, and lark's
+    ``ParserState`` reads only ``type`` (and, with ``getattr`` defaults, positions for errors)."""
 
-    payload: Any
-    start_pos: int  # always set by new_token
-    end_pos: int
+    __slots__ = ("end_pos", "payload", "start_pos", "type", "value")
 
+    def __init__(self, ttype: str, text: str, start: int, end: int, payload: Any) -> None:
+        self.type = ttype
+        self.value = text
+        self.start_pos = start
+        self.end_pos = end
+        self.payload = payload
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Tok({self.type!r}, {self.value!r})"
+
+
+new_token = Tok
+"""``new_token(type, text, start, end, payload)`` -> :class:`Tok`."""
 
 _NO_LEXER: Any = None  # tokens are fed by hand; ParserState never touches its lexer
-
-
-def new_token(ttype: str, text: str, start: int, end: int, payload: Any) -> Tok:
-    """A token without lark's keyword-argument constructor (it dominates the parse time)."""
-    tok = str.__new__(Tok, text)
-    tok.type = ttype
-    tok.value = text
-    tok.start_pos = start
-    tok.end_pos = end
-    tok.line = tok.column = tok.end_line = tok.end_column = None
-    tok.payload = payload
-    return tok
 
 
 class _NoLexer(Lexer):
@@ -92,6 +95,20 @@ def _callback(rule: Any, builder: object) -> Any:
             return lambda c: c[0] if len(c) == 1 else f(c)
         return f
 
+    if not any(e for _, e in spec):  # only dropped tokens: pick the kept children, no splicing
+        keep = tuple(i for i, _ in spec)
+        if f is None:  # a `_rule` (spliced into its parent) or an inlined `?rule`
+            if expand1:
+                return lambda c: c[keep[0]] if len(keep) == 1 else [c[i] for i in keep]
+            return lambda c: [c[i] for i in keep]
+        g = f
+        if expand1:
+            return lambda c: c[keep[0]] if len(keep) == 1 else g([c[i] for i in keep])
+        if len(keep) == 2:
+            a, b = keep
+            return lambda c: g([c[a], c[b]])
+        return lambda c: g([c[i] for i in keep])
+
     def callback(c: list[Any]) -> Any:
         out: list[Any] = []
         for i, splice in spec:
@@ -117,6 +134,10 @@ class Tables:
     rules: dict[int, tuple[int, str, Callable[[list[Any]], Any]]]
     """``id(rule)`` -> (expansion length, nonterminal name, callback). Keyed by identity:
     hashing a lark Rule hashes its whole expansion."""
+    actions: dict[int, dict[str, tuple[bool, Any]]]
+    """:attr:`states` resolved for the driver loop: ``state -> {symbol: (True, next state)}``
+    for a shift (or a goto on a nonterminal), ``(False, (length, nonterminal, callback))`` for
+    a reduce; the same keys as :attr:`states`."""
 
 
 def load(package: str, grammar_file: str, builder: object) -> Tables:
@@ -127,8 +148,17 @@ def load(package: str, grammar_file: str, builder: object) -> Tables:
     conf: ParseConf[Any] = copy(lark.parse_interactive("").parser_state.parse_conf)
     callbacks: Any = {rule: _callback(rule, builder) for rule in lark.rules}
     conf.callbacks = callbacks
-    rules = {id(r): (len(r.expansion), r.origin.name, cb) for r, cb in callbacks.items()}
-    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules)
+    # the nonterminal as a plain str: lark's names are Token objects, and a dict lookup with a
+    # Token key runs Token.__eq__ in Python on every reduction
+    rules = {id(r): (len(r.expansion), str(r.origin.name), cb) for r, cb in callbacks.items()}
+    actions = {
+        state: {
+            str(sym): (True, arg) if action is Shift else (False, rules[id(arg)])
+            for sym, (action, arg) in row.items()
+        }
+        for state, row in conf.states.items()
+    }
+    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules, actions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +195,9 @@ def probe(snap: Snapshot, tok: Tok) -> list[Any] | None:
     """The value stack after feeding ``tok`` at ``snap`` (reductions run), or None when the
     grammar does not accept ``tok`` there."""
     st = _state(snap, snap.tables.conf)
+    fed: Any = tok  # lark reads only .type (and positions, with defaults, for its errors)
     try:
-        st.feed_token(tok)
+        st.feed_token(fed)
     except (UnexpectedInput, AssertionError, LarkError):
         return None
     return list(st.value_stack)

@@ -310,13 +310,14 @@ class _Tokenizer:
                 self.emit("PUNCT", i, i + 1, ")")
                 i += 1
             elif c in ",*":
-                self.emit("PUNCT", i, i + 1, c)
+                out.append(RawToken("PUNCT", c, i, i + 1, c))
                 i += 1
             elif c in "=!<>~[]&|":
                 i = self.read_operator(i)
             else:
                 i = self.read_word(i)
-            i = self.skip_ws(i)
+            if i < n and text[i] in _WS:
+                i = self.skip_ws(i)
 
     # ----------------------------------------------------------------- operators
 
@@ -489,10 +490,14 @@ class _Tokenizer:
                                i, j - i + 1)  # fmt: skip
         tok = RawToken("WORD", word, i, end)
         if word[0] in _NUMBER_START:
-            looks, value, err = classify_number(word, text, i)
-            if looks:
-                tok.number = value
-                tok.number_error = err
+            if word.isascii() and word.isdigit() and (word[0] != "0" or len(word) == 1) \
+                    and len(word) <= MAX_INT_DIGITS:
+                tok.number = int(word)  # the common case, as classify_number would read it
+            else:
+                looks, value, err = classify_number(word, text, i)
+                if looks:
+                    tok.number = value
+                    tok.number_error = err
         self.out.append(tok)
         if sample:
             j = self.skip_ws(end)

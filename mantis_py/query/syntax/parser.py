@@ -82,6 +82,8 @@ _VOCAB = {
     "PERCENT": "%", "SAMPLE_OBJECT": "a sample object {…}", "FUNC_NAME": "an operand",
     "BANG": "NOT", "GROUP_BY": "GROUP BY", "ORDER_BY": "ORDER BY", "$END": "end of query",
 }  # fmt: skip
+_TRACKED = frozenset({"LPAR", "RPAR", "_COMMA", *_CLAUSE_TERMINALS})
+"""The terminals :meth:`_Parse.track` keeps books on."""
 _RESERVED = frozenset({"JOIN", "ANOMALY"})  # §5.2: only these two are never listed
 _OPERAND_TERMS = frozenset({"NAME", "PATH", "PREFIX", "STRING", "NUMBER", "TRUE", "FALSE",
                             "NULL", "FUNC_NAME", "NOT", "BANG"})  # fmt: skip
@@ -372,7 +374,7 @@ class _Builder:
             value = None
         else:
             value = t == "TRUE"
-        return ast.Literal(value, span=_sp(tok))
+        return ast.Literal(value, span=ast.Span(tok.start_pos, tok.end_pos))
 
     def negated_name(self, c: list[Any]) -> ast.Negation:
         return ast.Negation(self.name(c[1:]), span=_sp(c[0], c[1]))
@@ -494,9 +496,11 @@ class _Parse:
         if not (first.kind == "WORD" and first.text.lower() == "select"):
             raise self.e103(first)
         tables = _tables()
-        states, rules, shift = tables.states, tables.rules, lalr.SHIFT
+        states = tables.actions
         state_stack: list[Any] = [tables.start_state]
         value_stack: list[Any] = []
+
+        text, hist, parens, new_token = self.text, self.hist, self.parens, lalr.new_token
 
         def state() -> lalr.Snapshot:
             return lalr.Snapshot(tables, state_stack, value_stack)
@@ -504,27 +508,33 @@ class _Parse:
         i = 0
         while i < n:
             raw = toks[i]
-            if raw.kind == "ERROR":
+            choices = states[state_stack[-1]]
+            kind = raw.kind
+            if kind == "PUNCT":  # the common kinds classified inline (see classify)
+                ttype, payload, used = _PUNCT[raw.value], raw.value, 1
+            elif kind == "WORD":
+                ttype, payload, used = self.classify_word(i, raw, choices)
+            elif kind == "ERROR":
                 assert raw.error is not None
                 raise raw.error
-            choices = states[state_stack[-1]]
-            ttype, payload, used = self.classify(i, raw, choices)
+            else:
+                ttype, payload, used = self.classify(i, raw, choices)
             if ttype not in choices:
                 raise self.fail(i, ttype, state(), used)
             end = toks[i + used - 1].end if used > 1 else raw.end
-            tok = lalr.new_token(ttype, self.text[raw.start : end], raw.start, end, payload)
-            if self.parens:
+            tok = new_token(ttype, text[raw.start : end], raw.start, end, payload)
+            if parens and parens[-1][2] >= MAX_IN_ITEMS:
                 self.check_in_list(tok)
             # lark's LALR step (ParserState.feed_token), inlined: reduce, then shift `tok`
             while True:
                 action = states[state_stack[-1]].get(ttype)
                 if action is None:
                     raise self.fail(i, ttype, state(), used)
-                if action[0] is shift:
+                if action[0]:  # shift
                     state_stack.append(action[1])
                     value_stack.append(tok)
                     break
-                size, origin, callback = rules[id(action[1])]
+                size, origin, callback = action[1]
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]
@@ -533,16 +543,17 @@ class _Parse:
                     children = []
                 value_stack.append(callback(children))
                 state_stack.append(states[state_stack[-1]][origin][1])
-            self.track(ttype, tok)
-            self.hist.append(tok)
+            if ttype in _TRACKED:
+                self.track(ttype, tok)
+            hist.append(tok)
             i += used
         # the end of the query: reduce until the start rule is complete
         end_state = tables.end_state
         while True:
             action = states[state_stack[-1]].get("$END")
-            if action is None or action[0] is shift:
+            if action is None or action[0]:
                 raise self.fail(n, "$END", state(), 0)
-            size, origin, callback = rules[id(action[1])]
+            size, origin, callback = action[1]
             if size:
                 children = value_stack[-size:]
                 del state_stack[-size:]
