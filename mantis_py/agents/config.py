@@ -48,7 +48,7 @@ class AgentConfig:
     max_poll_gap_s: float = 1.0
     subscribe_rate_per_s: float = 1.0
     subscribe_burst: int = 30
-    compile_cpu_burst_s: float = 1.0
+    compile_cpu_burst_s: float = 0.2
     allow_unmasked: bool = False
 
     def __post_init__(self) -> None:

@@ -118,6 +118,12 @@ class AgentCore:
         return self._engine
 
     @property
+    def engine_loaded(self) -> bool:
+        """Whether the engine is loaded. Runners do not charge the compile budget for the frame
+        that loads it: imports and parser tables are paid once per process, not per query."""
+        return self._engine is not None
+
+    @property
     def sample_rate(self) -> float:
         """The fraction of events the pipeline processes (lowered to keep the CPU budget)."""
         return self.budget.sample_rate

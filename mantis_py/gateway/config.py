@@ -31,6 +31,7 @@ File layout (every table and key optional)::
     submissions_per_s = 5.0       # also POST /v1/check when tokens are configured
     compile_cpu_per_s = 0.1       # per user: CPU seconds of query compilation earned per second
     compile_cpu_burst_s = 1.0     # ... and stored at most
+    live_columns_per_user = 1000  # select items + GROUP BY keys over a user's live queries
     submissions_burst = 10
     meta_interval_s = 1.0
     app_gone_s = 30.0             # unused: live queries wait for agents (kept so old files load)
@@ -91,6 +92,7 @@ class Limits:
     agent_connections_total: int = 2000
     compile_cpu_per_s: float = 0.1
     compile_cpu_burst_s: float = 1.0
+    live_columns_per_user: int = 1000
 
     def __post_init__(self) -> None:
         for f in fields(self):

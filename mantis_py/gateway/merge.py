@@ -66,6 +66,9 @@ class PreparedSide(Protocol):
     @property
     def sources(self) -> tuple[tuple[str, str], ...]: ...
 
+    @property
+    def columns(self) -> int: ...
+
     def merger(self, *, start: float, grace: float, caps: Caps) -> MergerSide: ...
 
 
@@ -113,6 +116,8 @@ class Run:
         self.attachments: dict[tuple[str, str], Attachment] = {}
         self._notices: Counter[str] = Counter()
         self.empty_since: float | None = None  # when the last agent of its apps left
+        # what it costs its users' live budgets (docs/operations.md, ``live_columns_per_user``)
+        self.columns = prepared.columns if prepared is not None else 0
 
     def add_agent(self, member: str, conn: str, now: float) -> None:
         """Connection ``conn`` carries ``member``; the merger hears of the first one only."""

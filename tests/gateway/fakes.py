@@ -104,6 +104,7 @@ class FakePrepared:
     window: int | None
     limit: int | None
     mergers: list[FakeMerger] = field(default_factory=list)
+    columns: int = 1
 
     @property
     def ships(self) -> str:

@@ -11,12 +11,12 @@ from typing import Any
 
 import trio
 
-from mantis_py.gateway.auth import ANONYMOUS
+from mantis_py.gateway.auth import ANONYMOUS, Principal
 from mantis_py.gateway.config import GatewayConfig, Limits, TokenConfig
 from mantis_py.gateway.core import GatewayCore
 from mantis_py.gateway.http import RedactSecrets, ws_log
 from mantis_py.wire import codec
-from mantis_py.wire.messages import Events, Hello
+from mantis_py.wire.messages import Cancel, Events, Hello, Query
 
 from .conftest import http_request, open_agent, open_client, open_gateway
 from .fakes import fake_prepare
@@ -143,3 +143,37 @@ def test_compile_cpu_is_accounted_per_user_and_budgeted() -> None:
     assert core.compile_allowed("alice", 1000.0)  # other users are not affected
     assert core.metrics.value("compile_cpu_seconds_total", user="mallory") == 0.8
     assert core.compile_allowed("mallory", 1004.0)  # the debt is paid back at 0.1 s per second
+
+
+def test_live_queries_are_budgeted_per_user_in_columns() -> None:
+    """Before: an accepted wide query cost nothing once compiled, so one user could keep dozens of
+    250-column queries running at every agent of an app (another client's windows then arrived
+    up to 1.8 s late). Now the columns of a user's distinct live queries are budgeted."""
+    core = GatewayCore(GatewayConfig(grace_s=2.0, limits=Limits(live_columns_per_user=10)),
+                       now=1000.0)
+    mallory = Principal("mallory", ("*",))
+    for cid in ("m1", "m2"):
+        core.open_client(cid, mallory, 1000.0)
+    core.open_client("a1", Principal("alice", ("*",)), 1000.0)
+    wide = "select a, b, c, d from play window 1 group by e, f"  # 4 items + 2 keys = 6 columns
+
+    def submit(cid: str, qid: str, text: str) -> dict[str, Any]:
+        core.receive_client_data(cid, codec.encode(Query(qid, text)), 1000.0)
+        frames = []
+        while (frame := core.next_frame(cid, 1000.0)) is not None:
+            frames.append(codec.to_plain(codec.decode(frame[0])))
+        return next(f for f in frames if f["id"] == qid)
+
+    assert submit("m1", "q1", wide)["type"] == "accepted"
+    assert submit("m2", "q1", wide)["type"] == "accepted"  # the same query again: no cost
+    refused = submit("m1", "q2", wide.replace("group by e, f", "group by e, g"))
+    assert refused["type"] == "error"
+    assert refused["error"]["code"] == "live_budget"
+    assert "12 columns" in refused["error"]["message"]
+    assert submit("a1", "q1", wide.replace("e, f", "e, g"))["type"] == "accepted"  # alice: own
+    got = submit("m1", "q3", "select count(*) as n from play window 1")
+    assert got["type"] == "accepted", got  # 6 + 1 <= 10
+    core.receive_client_data("m1", codec.encode(Cancel("q1")), 1000.0)
+    assert submit("m1", "q4", "select x, y, z, w from play")["type"] == "error"  # 7 + 4: m2 still runs q1
+    core.close_client("m2", 1000.0)
+    assert submit("m1", "q5", "select x, y, z, w from play")["type"] == "accepted"  # 1 + 4

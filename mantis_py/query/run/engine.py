@@ -126,6 +126,13 @@ class PreparedQuery:
         return _window_params(self.analysis.query)
 
     @property
+    def columns(self) -> int:
+        """What the query costs to run, in columns: select items (``*`` is one) plus GROUP BY
+        keys. The gateway budgets each user's live queries in these units."""
+        q = self.analysis.query
+        return max(1, len(q.items)) + len(q.group_by)
+
+    @property
     def count_window(self) -> int | None:
         w = self.analysis.query.window
         return int(w.size) if isinstance(w, ast.CountWindow) else None
