@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Two workers (most tests wait on windows, not on the CPU); a file's tests stay on one worker,
+# so module fixtures (a demo stack, a browser, a NATS cluster) start once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/mantis-py demo
