@@ -3,13 +3,14 @@
     .venv/bin/python bench/cluster_bench.py [--only idle,scale] [--scales 1000,2000,5000]
                                             [--seconds 12] [--json]
 
-Every simulated agent is a real :class:`~mantis_py.agents.core.AgentCore` (the embedded agent's
-pure core: the same hello, stats, pongs and subscriptions as ``Agent``) over its own
-``websockets.trio`` connection, from :mod:`mantis_py.testing.swarm` in light mode: once a second
-each agent sends the ``partial`` of the window that just ended, one real part per window folded
-by the engine's ``SourceRunner`` from ``--events`` events and shared by all agents of a process
-(the gateway merges exactly what real agents would send; the simulator skips the per-agent
-folding). One simulator process runs up to ``--per-proc`` agents as trio tasks. The gateway is a
+Simulated agents speak the real protocol over their own websocket connections. ``idle`` uses
+real :class:`~mantis_py.agents.core.AgentCore` objects (:mod:`mantis_py.testing.swarm`: the same
+hello, stats and pongs as ``Agent``). ``scale`` uses ``bench/sim_agents.py``, a lean simulator
+(a minimal websocket client, so that thousands of simulated agents cost less CPU than the gateway
+they measure): once a second each agent sends the ``partial`` of the window that just ended, one
+real part per window folded by the engine from ``--events`` events and shared by all agents of a
+process (the gateway merges exactly what real agents would send). One simulator process runs up
+to ``--per-proc`` agents. The gateway is a
 real ``mantis-py gateway`` subprocess; its CPU is read from ``/proc/<pid>/stat``. Each scale step
 waits (up to 90 s) for a first window where every agent reported, then measures ``--seconds``.
 ``SIM_STDERR=<file>`` keeps the simulators' errors and a progress line every 2 s.
@@ -126,7 +127,58 @@ class Gateway:
 
 
 class Sims:
-    """Simulator processes holding ``n`` agents in total."""
+    """Simulator processes (``bench/sim_agents.py``) holding ``n`` agents in total."""
+
+    def __init__(self, port: int, n: int, per_proc: int, events: int) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.tmp = tempfile.TemporaryDirectory(prefix="mantis-sims-")
+        first = 0
+        while first < n:
+            count = min(per_proc, n - first)
+            cfg = {"app": "bench", "prefix": f"sim{len(self.procs)}-", "n": count,
+                   "urls": [f"ws://127.0.0.1:{port}"], "seed": len(self.procs) + 1,
+                   "events": events, "report": True,
+                   "out": str(Path(self.tmp.name) / f"sims-{len(self.procs)}.json")}
+            self.procs.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "sim_agents.py"), json.dumps(cfg)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=str(ROOT))))
+            first += count
+        self.open = [0] * len(self.procs)
+
+    async def wait_open(self, n: int, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until ``n`` agents got their welcome (read from the simulators' stdout)."""
+        async def follow(i: int, proc: subprocess.Popen[str]) -> None:
+            assert proc.stdout is not None
+            while True:
+                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
+                if not line:
+                    return
+                if line.startswith("open "):
+                    self.open[i] = int(line.split()[1])
+
+        async with trio.open_nursery() as nursery:
+            for i, p in enumerate(self.procs):
+                nursery.start_soon(follow, i, p)
+            with trio.move_on_after(timeout):
+                while sum(self.open) < n:  # noqa: ASYNC110 (fed by reader threads)
+                    await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+        return sum(self.open) >= n
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()  # the simulators hold no state worth flushing
+        for p in self.procs:
+            p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+        self.tmp.cleanup()
+
+
+class SwarmSims:
+    """Simulator processes of real agent cores (:mod:`mantis_py.testing.swarm`): the idle
+    section, where what a real agent sends while nobody queries (pongs, stats) is the point."""
 
     def __init__(self, port: int, n: int, per_proc: int, events: int) -> None:
         self.procs: list[subprocess.Popen[str]] = []
@@ -230,7 +282,7 @@ async def bench_idle(tmp: Path, n: int, seconds: float, per_proc: int) -> dict[s
         c0, t0 = gw.cpu(), time.monotonic()
         await trio.sleep(seconds)
         empty = (gw.cpu() - c0) / (time.monotonic() - t0)  # CPU seconds per second, no agent
-        sims = Sims(gw.port, n, per_proc, events=0)
+        sims = SwarmSims(gw.port, n, per_proc, events=0)
         try:
             ok = await sims.wait_open(n, timeout=120)
             await trio.sleep(3.0)  # the hello / welcome / first stats burst settles

@@ -284,8 +284,13 @@ def bench_failover(nats: NatsCluster, workdir: Path, n: int, steady: int,
     storm_k = {int(w[0]) for _, w, _ in storm}
     missing = [k for k in range(math.ceil(killed - 2), math.floor(killed + after - 3) + 1)
                if k not in storm_k]
+    trace = [[round(w[1] - killed, 2), round(t - killed, 2), c.get("reporting"), c.get("expected")]
+             for t, w, c in moving.windows() if w[1] > killed - 2]
     return {
         "moved_agents": n, "steady_agents": steady,
+        # the moving agents' windows around the kill: [end, emitted] (s after the kill),
+        # reporting, expected
+        "moving_windows": trace,
         "reconnected": len(reconnect),
         "reconnect_s": {"p50": round(pct(reconnect, 0.5), 2), "p99": round(pct(reconnect, 0.99), 2),
                         "max": round(max(reconnect), 2) if reconnect else None},

@@ -26,6 +26,7 @@ from websockets.trio.server import ServerConnection
 
 from ..errors import RemoteProtocolError
 from ..query.run.outputs import CompleteReason
+from .agent_socket import AgentSocket, Binary
 from .auth import Principal
 from .config import GatewayConfig
 from .core import GatewayCore
@@ -186,8 +187,10 @@ async def _close(ws: ServerConnection, code: int, reason: str, deadline: float) 
         await trio.aclose_forcefully(ws.stream)
 
 
-async def serve_agent(server: GatewayHost, ws: ServerConnection, principal: Principal) -> None:
-    """``WS /v1/agent``: the mantis.v1 agent link (docs/protocol.md)."""
+async def serve_agent(server: GatewayHost, sock: AgentSocket, principal: Principal) -> None:
+    """``WS /v1/agent``: the mantis.v1 agent link (docs/protocol.md), on the lean agent socket
+    (``agent_socket.py``): this task reads and hands each message to the core; a sender task
+    writes what the core has for this agent."""
     aid = f"a{next(_ids)}"
     core = server.core
     core.open_agent(aid, principal, time.time())
@@ -198,30 +201,30 @@ async def serve_agent(server: GatewayHost, ws: ServerConnection, principal: Prin
         async with trio.open_nursery() as nursery:
 
             async def sender() -> None:
-                async for data in receive_channel:
-                    await ws.send(data, text=True)
-                # The server closed our channel: the agent stopped reading (10,000 frames
-                # behind). Drop the link; it reconnects and is resubscribed.
+                try:
+                    async for data in receive_channel:
+                        await sock.send_text(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                # The link broke, or the server closed our channel: the agent stopped reading
+                # (10,000 frames behind). Drop the link; it reconnects and is resubscribed.
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(sender)
-            try:
-                async for message in ws:
-                    if isinstance(message, bytes):  # docs/protocol.md: text JSON frames only
-                        server.metrics.inc("protocol_errors_total", code="1003")
-                        await _close(ws, 1003, "binary frames are not supported", 5.0)
-                        break
-                    try:
-                        core.receive_agent_data(aid, message, time.time())
-                    except RemoteProtocolError as exc:
-                        server.metrics.inc("protocol_errors_total", code=str(exc.close_code))
-                        log.warning("agent %s: protocol error: %s", aid, exc)
-                        await _close(ws, exc.close_code, str(exc)[:120], 5.0)
-                        break
-                    finally:
-                        server.after()
-            except ConnectionClosed:
-                pass
+            while (message := await sock.receive()) is not None:
+                if isinstance(message, Binary):  # docs/protocol.md: text JSON frames only
+                    server.metrics.inc("protocol_errors_total", code="1003")
+                    await sock.close(1003, "binary frames are not supported")
+                    break
+                try:
+                    core.receive_agent_data(aid, message, time.time())
+                except RemoteProtocolError as exc:
+                    server.metrics.inc("protocol_errors_total", code=str(exc.close_code))
+                    log.warning("agent %s: protocol error: %s", aid, exc)
+                    await sock.close(exc.close_code, str(exc)[:120])
+                    break
+                finally:
+                    server.after()
             nursery.cancel_scope.cancel()
     finally:
         server.agent_channels.pop(aid, None)

@@ -53,10 +53,11 @@ from ..wire import codec
 from ..wire.messages import SUBPROTOCOL
 from . import dashboard as _dashboard
 from . import handlers
+from .agent_socket import AgentSocket
 from .auth import Authenticator, Principal, bearer_token, origin_allowed
 from .config import GatewayConfig
 from .core import GatewayCore
-from .http import HttpRequest, RedactSecrets, Responder, read_request, upgrade
+from .http import HttpRequest, RedactSecrets, Responder, read_request, upgrade, ws_log
 from .limits import ConnectionCaps
 from .metrics import CONTENT_TYPE, Metrics, render
 
@@ -293,14 +294,17 @@ class GatewayServer:
     async def _websocket(self, stream: trio.abc.Stream, request: HttpRequest,
                          principal: Principal, role: str) -> None:
         limits = self.config.limits
-        if role == "agent":
-            async def run(ws: ServerConnection) -> None:
-                await handlers.serve_agent(self, ws, principal)
-
-            await upgrade(stream, request.raw, run, subprotocols=[SUBPROTOCOL],
-                          max_size=limits.agent_frame_max,
-                          open_timeout=limits.handshake_timeout_s, max_queue=64,
-                          ping_interval=None, ping_timeout=None)  # liveness: mantis pings
+        if role == "agent":  # liveness: mantis pings, no websocket pings
+            sock = AgentSocket(stream, max_size=limits.agent_frame_max,
+                               subprotocols=[SUBPROTOCOL], logger=ws_log)
+            opened = False
+            try:
+                with trio.move_on_after(limits.handshake_timeout_s):
+                    opened = await sock.handshake(request.raw, "mantis-py")
+                if opened:
+                    await handlers.serve_agent(self, sock, principal)
+            finally:
+                await sock.close()
         else:
             async def run(ws: ServerConnection) -> None:
                 await handlers.serve_client(self, ws, principal)

@@ -288,4 +288,4 @@ async def test_hostile_queries_do_not_delay_another_clients_windows(wide_queries
     assert len(base) >= 4
     assert len(during) >= 4, "windows keep coming during the attack"
     assert statistics.median(during) <= statistics.median(base) + 0.1, (base, during)
-    assert max(during) <= max(base) + 0.5, (base, during)  # and no multi-second stall
+    assert max(during) <= max(base) + 1.0, (base, during)  # and no multi-second stall

@@ -200,14 +200,17 @@ def pct_result(st: PercentileState, q: Fraction) -> int | float | None:
         elif r == n:
             v = max(vals, key=_max_key)
         else:
-            s = sorted(vals, key=_exact_key)
+            s = sorted(vals)  # numbers compare exactly across int and float; no key: C speed
             j = r - 1
             v = s[j]
             if type(v) is float:
-                # An equal int, if any, sorts first in the run of equal numbers (§3.7.7).
-                while j > 0 and s[j - 1] == v:
-                    j -= 1
-                v = s[j]
+                # An equal int, if any, is the answer (§3.7.7): look through the run of equals.
+                lo = hi = j
+                while lo > 0 and s[lo - 1] == v:
+                    lo -= 1
+                while hi + 1 < len(s) and s[hi + 1] == v:
+                    hi += 1
+                v = next((x for x in s[lo : hi + 1] if type(x) is int), v)
         if type(v) is float and v == 0.0:
             return 0.0
         return v
