@@ -385,6 +385,8 @@ class GatewayCore:
         for run_id in self.registry.runs_of(sid):
             for att in self.runs[run_id].attachments.values():
                 att.dropped.update(delta)
+        if self.cluster is not None:  # an edge forwards them to the owners (docs/cluster.md)
+            self.cluster.agent_drops(sid, delta)
 
     def _on_sub_error(self, state: AgentState, msg: SubError, now: float) -> None:
         self.registry.refuse(state.agent_id, msg.sub, msg.message)
@@ -605,7 +607,7 @@ class GatewayCore:
         client.attachments[qid] = att
         self._audit.append(audit_record(user, apps, text, "accepted", None, client.client_id))
         self.metrics.inc("queries_total", decision="accepted")
-        expected = self.registry.expected_agents(run.run_id)
+        expected = self._expected(run)
         self._put(client, OutboundItem("control", qid, {}), Accepted(qid, prepared.canonical,
                                                                     expected), now)
         waiting = self._waiting(run)
@@ -843,10 +845,11 @@ class GatewayCore:
             att.last_meta = now
 
     def _expected(self, run: Run) -> int:
-        """How many agent parts a run expects (in a cluster: every gateway's members)."""
+        """How many agent parts a run expects: its members (app + instance + stream, so two
+        connections of one agent count once); in a cluster, every gateway's members."""
         if self.cluster is not None:
-            return len(run.members)
-        return self.registry.expected_agents(run.run_id)
+            return int(self.cluster.expected_agents(run))
+        return len(run.members)
 
     def _fail_run(self, run: Run, exc: Exception, now: float) -> None:
         """The engine raised for this run: end it for its clients, keep everything else."""

@@ -108,12 +108,12 @@ class AgentProc:
     """A subprocess running several agents (``agent_proc.py``)."""
 
     def __init__(self, workdir: Path, app: str, instances: list[str], gateways: list[str],
-                 rate: float = 40.0, seed: int = 1) -> None:
+                 rate: float = 40.0, seed: int = 1, **extra: Any) -> None:
         self.out = workdir / "agents"
-        self.out.mkdir(exist_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
         self.instances = instances
         cfg = {"app": app, "instances": instances, "gateways": gateways, "rate": rate,
-               "out": str(self.out), "seed": seed}
+               "out": str(self.out), "seed": seed, **extra}  # extra: see agent_proc.py
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self._log = open(workdir / f"agents-{instances[0]}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, str(AGENT_PROC), json.dumps(cfg)],

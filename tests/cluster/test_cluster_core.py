@@ -279,3 +279,76 @@ def test_nats_slow_consumer_drops_show_in_meta() -> None:
             metas.append(msg)
     assert metas[-1]["dropped"] == {"nats_slow_consumer": 3}
     assert n1.counters["slow_consumer"] == 4
+
+
+def _hello(core: GatewayCore, conn: str, instance: str, now: float) -> None:
+    core.open_agent(conn, ANONYMOUS, now)
+    core.receive_agent_data(conn, codec.encode(Hello("shop", instance, ("default",))), now)
+
+
+def _frames(core: GatewayCore, client: str, now: float) -> list[dict[str, Any]]:
+    out = []
+    while (frame := core.next_frame(client, now)) is not None:
+        out.append(codec.to_plain(codec.decode(frame[0])))
+    return out
+
+
+def test_accepted_counts_cluster_members_once_each() -> None:
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    other, n3 = _core("g3", now)
+    bus = Bus([n1, n2, n3])
+    _hello(owner, "a1", "i1", now)
+    _hello(edge, "b1", "i2", now)
+    _hello(edge, "b2", "i2", now)  # a second connection of the same agent: one member
+    _hello(edge, "b3", "i3", now)
+    _hello(other, "c1", "i4", now)
+    bus.pump(now)
+    assert n1.state.remote_agents() == {"g2": {"shop": 2}, "g3": {"shop": 1}}
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    accepted = _frames(owner, "c", now)[0]
+    assert (accepted["type"], accepted["agents"]) == ("accepted", 4)
+    # once the edges announced their members the count comes from the members themselves
+    bus.pump(now + 0.1)
+    run = next(iter(owner.runs.values()))
+    assert sorted(run.members) == sorted(f"shop\x1fi{i}\x1fdefault" for i in range(1, 5))
+    assert owner._expected(run) == 4
+    # a single gateway: two connections of one agent are one member too
+    single = GatewayCore(GatewayConfig(), now)
+    _hello(single, "a", "x1", now)
+    _hello(single, "b", "x1", now)
+    single.open_client("c", ANONYMOUS, now)
+    single.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    assert _frames(single, "c", now)[0]["agents"] == 1
+
+
+def test_drops_of_an_edges_agents_reach_the_owners_meta() -> None:
+    from mantis_py.wire.messages import Stats
+
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    bus = Bus([n1, n2])
+    _hello(edge, "b1", "i1", now)
+    bus.pump(now)
+    text = "select * from shop"
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", text)), now)
+    edge.open_client("e", ANONYMOUS, now)  # the same query where the agent is: the reference
+    edge.receive_client_data("e", codec.encode(Query("q", text)), now)
+    bus.pump(now + 0.1)
+    sid = next(iter(edge.registry.subs))
+    for t, too_large, sampled in ((now + 0.5, 0, 0), (now + 1.0, 4, 2), (now + 2.0, 7, 5)):
+        stats = Stats({"default": {"dropped": {"too_large": too_large}}},
+                      {sid: {"dropped": {"sampled": sampled}, "errors": 0}})
+        edge.receive_agent_data("b1", codec.encode(stats), t)
+        bus.pump(t + 0.05)
+    carried = len(bus.carried)
+    bus.pump(now + 2.5)  # members are due again: the last drops ride with them
+    assert len(bus.carried) - carried <= 3  # a heartbeat each and one data message, no more
+    for core, client in ((owner, "c"), (edge, "e")):
+        core.poll(now + 3.5)
+        metas = [m for m in _frames(core, client, now + 3.5) if m["type"] == "meta"]
+        assert metas[-1]["dropped"] == {"too_large": 7, "sampled": 5}, client

@@ -7,12 +7,14 @@ Subjects, under the prefix ``mantis.<cluster name>``:
 
 =====================  ====================================================================
 ``.hb``                heartbeat of every gateway, each second: node id, dashboard URL, the
-                       applications of its agents (cluster-wide known apps)
+                       applications of its agents (cluster-wide known apps) and how many
+                       distinct instances of each (a new query's cluster-wide expected agents)
 ``.inv``               request/reply: each gateway answers with its ``/v1/apps`` inventory
 ``.lease.<app>``       an owner's leases for ``<app>``: every live agent part of its queries
                        (sub id, canonical text, app, stream, start, caps), each second
 ``.data.<sub>``        an edge's flush for one subscription: tagged event records or window
-                       partials of all its agents, plus their membership (agent keys)
+                       partials of all its agents, plus their membership (agent keys) and
+                       the losses they reported since the last flush (``meta`` drops)
 =====================  ====================================================================
 
 Interest decides traffic: an edge subscribes ``.lease.<app>`` only for apps it has agents of,
@@ -89,6 +91,23 @@ class ClusterNode:
     def local_left(self, sid: str, key: str) -> None:
         self.state.release_local(sid, key)
 
+    def agent_drops(self, sid: str, delta: Mapping[str, int]) -> None:
+        """This gateway's agents reported losses for ``sid``: when other gateways' queries use
+        it (a leased subscription), they travel to those owners with the next message."""
+        run = self.core.runs.get(_remote_run_id(sid))
+        if run is not None and isinstance(run.merger, Forwarder):
+            run.merger.add_drops(delta)
+
+    def expected_agents(self, run: Run) -> int:
+        """Agent parts ``run`` expects cluster-wide: its members (local and announced by
+        edges), plus the heartbeat counts of gateways that have not announced theirs yet."""
+        total = len(run.members)
+        for sid in run.subs:
+            st = self.core.registry.subs.get(sid)
+            if st is not None:
+                total += self.state.unreported(sid, st.app)
+        return total
+
     # ------------------------------------------------------------------ I/O surface
 
     def outgoing(self) -> list[tuple[str, bytes]]:
@@ -152,9 +171,12 @@ class ClusterNode:
         if now - self._last_hb >= self.hb_every:
             self._last_hb = now
             self.counters["out_hb"] += 1
-            apps = sorted({a.app for a in self.core.registry.agents.values()})
+            instances: dict[str, set[str]] = {}
+            for a in self.core.registry.agents.values():
+                instances.setdefault(a.app, set()).add(a.instance)
             self._out.append((f"{self.prefix}.hb", _encode(
-                {"n": self.node, "t": now, "url": self.url, "apps": apps})))
+                {"n": self.node, "t": now, "url": self.url, "apps": sorted(instances),
+                 "agents": {app: len(i) for app, i in sorted(instances.items())}})))
         state.dead_nodes(now)
         self._announce(now)
         # edge: leases that stopped, leases to (re)attach, flushes
@@ -233,6 +255,12 @@ class ClusterNode:
                         run.add_agent(key, conn, now)
                 for key in removed:
                     run.remove_agent(key, conn, now)
+        dropped = msg.get("d")
+        if isinstance(dropped, dict):
+            delta = {str(k): v for k, v in dropped.items() if type(v) is int and v > 0}
+            for run in runs:
+                for att in run.attachments.values():
+                    att.dropped.update(delta)
         recs = msg.get("r") or ()
         parts = msg.get("p") or ()
         for run in runs:

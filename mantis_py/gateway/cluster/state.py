@@ -18,11 +18,18 @@ Theory of operation (docs/cluster.md has the user's view):
   is held by one gateway at a time (the last that announced it), so an agent that moved is never
   counted twice and the old gateway's silence cannot remove it. :meth:`expire_members` removes
   keys whose holder has been silent for ``member_ttl`` seconds (a dead gateway's agents).
+- **Expected agents.** Heartbeats carry each gateway's count of distinct agent instances per
+  application. A query's expected agents (``accepted.agents``, coverage) are its members plus,
+  for each gateway that has not announced the members of a subscription yet
+  (:meth:`unreported`), that gateway's count: right from submission the figure is cluster-wide.
+- **Drops (edge side).** A :class:`Forwarder` collects the losses its agents report for the
+  subscription (their ``stats`` increments) and sends them with the next message.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +90,7 @@ class _Node:
     last: float
     apps: tuple[str, ...] = ()
     url: str = ""
+    agents: dict[str, int] = field(default_factory=dict)  # app -> distinct instances there
 
 
 class ClusterState:
@@ -100,6 +108,8 @@ class ClusterState:
         self.leases: dict[str, Lease] = {}
         # owner side: sub id -> key -> (holder node, last announced)
         self.holders: dict[str, dict[str, tuple[str, float]]] = {}
+        # owner side: sub id -> the gateways that announced its members (an empty list too)
+        self.reported: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ gateways
 
@@ -109,8 +119,11 @@ class ClusterState:
         if not node or node == self.node:
             return False
         new = node not in self.nodes
+        counts = msg.get("agents")
+        agents = ({str(a): n for a, n in counts.items() if type(n) is int and n > 0}
+                  if isinstance(counts, Mapping) else {})
         self.nodes[node] = _Node(now, tuple(str(a) for a in msg.get("apps") or ()),
-                                 str(msg.get("url", "")))
+                                 str(msg.get("url", "")), agents)
         return new
 
     def dead_nodes(self, now: float) -> list[str]:
@@ -133,6 +146,17 @@ class ClusterState:
     def remote_apps(self) -> set[str]:
         """Applications other live gateways have agents of (for hints and the inventory)."""
         return {a for st in self.nodes.values() for a in st.apps}
+
+    def remote_agents(self) -> dict[str, dict[str, int]]:
+        """Per live gateway: application -> distinct agent instances (its last heartbeat)."""
+        return {n: dict(st.agents) for n, st in sorted(self.nodes.items())}
+
+    def unreported(self, sub: str, app: str) -> int:
+        """Agents of ``app`` that the live gateways which have not announced ``sub``'s members
+        yet hold (their heartbeats' counts): what a query just submitted here will also expect
+        once their edges run it. Gateways that announced are counted by their members."""
+        told = self.reported.get(sub, ())
+        return sum(st.agents.get(app, 0) for n, st in self.nodes.items() if n not in told)
 
     # ------------------------------------------------------------------ edge: leases
 
@@ -177,6 +201,7 @@ class ClusterState:
             runs). A key this gateway's own agent runs stays local.
         """
         held = self.holders.setdefault(sub, {})
+        self.reported.setdefault(sub, set()).add(node)
         added, removed = [], []
         listed = set(keys)
         for key in listed:
@@ -217,6 +242,7 @@ class ClusterState:
 
     def forget_sub(self, sub: str) -> None:
         self.holders.pop(sub, None)
+        self.reported.pop(sub, None)
 
 
 class FloorMerger:
@@ -276,6 +302,7 @@ class Forwarder:
         self.members: set[str] = set()
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.parts: list[list[Any]] = []
+        self.dropped: Counter[str] = Counter()  # the agents' losses since the last message
         self.changed = True
         self.members_sent = float("-inf")
 
@@ -299,6 +326,11 @@ class Forwarder:
     def receive_part(self, key: str, part: dict[str, Any], now: float) -> bool:
         self.parts.append([key, part])
         return False  # nothing to emit here: the owner merges
+
+    def add_drops(self, delta: Mapping[str, int]) -> None:
+        """Losses this edge's agents reported for the subscription (stats increments, exactly
+        what a single gateway adds to its queries' ``meta``): they ride with the next message."""
+        self.dropped.update(delta)
 
     def poll(self, now: float) -> list[Any]:
         return []
@@ -327,4 +359,7 @@ class Forwarder:
             msg["m"] = sorted(self.members)
             self.members_sent = now
             self.changed = False
+        if self.dropped:  # never a message of its own: members go out at least every second
+            msg["d"] = {k: v for k, v in self.dropped.items() if v > 0}
+            self.dropped = Counter()
         return msg
