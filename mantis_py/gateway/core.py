@@ -369,7 +369,8 @@ class GatewayCore:
             if delta:
                 for sid, sub in self.registry.subs.items():
                     if sub.app == info.app and sub.stream == stream and state.agent_id in sub.agents:
-                        self._add_agent_drops(sid, delta)
+                        self._add_agent_drops(sid, delta, (info.app, info.instance, "s",
+                                                           stream, dropped))
         for sid, counters in msg.subs.items():
             if not isinstance(counters, dict) or sid not in self.registry.subs:
                 continue
@@ -379,14 +380,17 @@ class GatewayCore:
             delta = _delta(sub_counts.get(sid), flat)
             sub_counts[sid] = flat
             if delta:
-                self._add_agent_drops(sid, delta)
+                self._add_agent_drops(sid, delta, (info.app, info.instance, "q", sid, flat))
 
-    def _add_agent_drops(self, sid: str, delta: Mapping[str, int]) -> None:
+    def _add_agent_drops(self, sid: str, delta: Mapping[str, int],
+                         source: tuple[str, str, str, str, Mapping[str, int]]) -> None:
+        """``delta``: new losses for ``sid``; ``source``: (app, instance, "s" + stream or
+        "q" + sub id, the cumulative counters ``delta`` came from)."""
         for run_id in self.registry.runs_of(sid):
             for att in self.runs[run_id].attachments.values():
                 att.dropped.update(delta)
         if self.cluster is not None:  # an edge forwards them to the owners (docs/cluster.md)
-            self.cluster.agent_drops(sid, delta)
+            self.cluster.agent_drops(sid, delta, *source)
 
     def _on_sub_error(self, state: AgentState, msg: SubError, now: float) -> None:
         self.registry.refuse(state.agent_id, msg.sub, msg.message)

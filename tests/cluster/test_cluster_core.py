@@ -352,3 +352,54 @@ def test_drops_of_an_edges_agents_reach_the_owners_meta() -> None:
         core.poll(now + 3.5)
         metas = [m for m in _frames(core, client, now + 3.5) if m["type"] == "meta"]
         assert metas[-1]["dropped"] == {"too_large": 7, "sampled": 5}, client
+
+
+def test_an_agent_that_moves_gateway_has_its_drops_counted_once() -> None:
+    from mantis_py.wire.messages import Stats
+
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    g2, n2 = _core("g2", now)
+    g3, n3 = _core("g3", now)  # no agent of 'shop' yet: not listening to its leases
+    bus = Bus([n1, n2, n3])
+    _hello(g2, "b1", "i1", now)
+    bus.pump(now)
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    bus.pump(now + 0.1)
+
+    def stats(core: GatewayCore, conn: str, too_large: int, t: float) -> None:
+        core.receive_agent_data(conn, codec.encode(
+            Stats({"default": {"dropped": {"too_large": too_large}}}, {})), t)
+        bus.pump(t + 0.05)
+
+    last = [0]
+
+    def shown(t: float) -> int:
+        """too_large in the owner's latest meta (a meta goes out only when drops changed)."""
+        owner.poll(t)
+        metas = [m for m in _frames(owner, "c", t) if m["type"] == "meta"]
+        if metas:
+            last[0] = int(metas[-1]["dropped"].get("too_large", 0))
+        return last[0]
+
+    stats(g2, "b1", 5, now + 0.5)
+    bus.pump(now + 1.5)
+    assert shown(now + 1.6) == 5
+    # the agent moves to g3; its first stats there (its whole history) come before g3 runs
+    # the query, and g3 counts them all as new
+    g2.close_agent("b1", now + 2.0)
+    _hello(g3, "c1", "i1", now + 2.0)
+    stats(g3, "c1", 8, now + 2.1)
+    for t in (now + 2.6, now + 3.2, now + 3.8):
+        bus.pump(t)
+    assert any(r.merger.__class__.__name__ == "Forwarder" for r in g3.runs.values())
+    assert shown(now + 4.0) == 8
+    stats(g3, "c1", 9, now + 4.2)
+    bus.pump(now + 5.0)
+    assert shown(now + 5.1) == 9
+    # then to the owner's own gateway
+    g3.close_agent("c1", now + 5.5)
+    _hello(owner, "a1", "i1", now + 5.5)
+    stats(owner, "a1", 12, now + 5.6)
+    assert shown(now + 6.7) == 12

@@ -84,6 +84,12 @@ class ClusterNode:
         """An agent of this gateway (connection ``conn``) runs ``sid`` as member ``key``."""
         previous = self.state.holder(sid, key)
         self.state.claim_local(sid, key, now)
+        info = self.core.registry.agents.get(conn)
+        stats = self.core._stats.get((info.app, info.instance)) if info is not None else None
+        if stats is not None and info is not None:
+            # the losses other gateways already reported for this agent are not new here
+            for kind, name, cum in self.state.drop_baselines(sid, info.app, info.instance):
+                stats[0 if kind == "s" else 1][name] = cum
         if previous is not None and previous != self.node:  # it moved here from another gateway
             for run in self._owner_runs(sid):
                 _rejoin(run, key, conn, now)
@@ -91,12 +97,18 @@ class ClusterNode:
     def local_left(self, sid: str, key: str) -> None:
         self.state.release_local(sid, key)
 
-    def agent_drops(self, sid: str, delta: Mapping[str, int]) -> None:
-        """This gateway's agents reported losses for ``sid``: when other gateways' queries use
-        it (a leased subscription), they travel to those owners with the next message."""
+    def agent_drops(self, sid: str, delta: Mapping[str, int], app: str, instance: str,
+                    kind: str, name: str, cumulative: Mapping[str, int]) -> None:
+        """An agent of this gateway reported losses for ``sid`` (``delta``, from the
+        ``cumulative`` counters of its stream or subscription): when other gateways' queries
+        use ``sid`` (a leased subscription), they travel to those owners with the next message;
+        when this gateway's own queries do, it remembers the counters (the agent may move)."""
+        key = (app, instance, kind, name)
         run = self.core.runs.get(_remote_run_id(sid))
         if run is not None and isinstance(run.merger, Forwarder):
-            run.merger.add_drops(delta)
+            run.merger.add_drops(key, cumulative, delta)
+        if self._owner_runs(sid):
+            self.state.on_drops(sid, key, cumulative, {})
 
     def expected_agents(self, run: Run) -> int:
         """Agent parts ``run`` expects cluster-wide: its members (local and announced by
@@ -201,7 +213,7 @@ class ClusterNode:
             for run in self._owner_runs(sid):
                 run.remove_agent(key, _remote(holder), now)
         live = self._owner_subs()
-        for sid in [s for s in state.holders if s not in live]:
+        for sid in [s for s in {*state.holders, *state.drop_base} if s not in live]:
             state.forget_sub(sid)
 
     # ------------------------------------------------------------------ owner side
@@ -256,11 +268,15 @@ class ClusterNode:
                 for key in removed:
                     run.remove_agent(key, conn, now)
         dropped = msg.get("d")
-        if isinstance(dropped, dict):
-            delta = {str(k): v for k, v in dropped.items() if type(v) is int and v > 0}
-            for run in runs:
-                for att in run.attachments.values():
-                    att.dropped.update(delta)
+        if dropped:
+            total: Counter[str] = Counter()
+            for app, instance, kind, name, cum, inc in dropped:
+                total.update(self.state.on_drops(sid, (str(app), str(instance), str(kind),
+                                                       str(name)), _counts(cum), _counts(inc)))
+            if total:
+                for run in runs:
+                    for att in run.attachments.values():
+                        att.dropped.update(total)
         recs = msg.get("r") or ()
         parts = msg.get("p") or ()
         for run in runs:
@@ -305,8 +321,24 @@ class ClusterNode:
         for agent_id in sorted(st.agents):
             if agent_id not in st.refused:
                 run.add_agent(core._member(agent_id, st.stream), agent_id, now)
+                # where the agents' loss counters stand: an owner that heard of an agent on
+                # another gateway counts what it lost in between (no increment of its own here)
+                info = core.registry.agents.get(agent_id)
+                stats = core._stats.get((info.app, info.instance)) if info is not None else None
+                if info is not None and stats is not None:
+                    for kind, name, cum in (("s", st.stream, stats[0].get(st.stream)),
+                                            ("q", lease.sub, stats[1].get(lease.sub))):
+                        if cum:
+                            fwd.add_drops((info.app, info.instance, kind, name), cum, {})
         for msg in out:
             core._send_subscribe(msg)
+
+
+def _counts(obj: Any) -> dict[str, int]:
+    """A ``{reason: n}`` object from the wire (anything else in it is ignored)."""
+    if not isinstance(obj, dict):
+        raise TypeError("expected an object of counts")
+    return {str(k): v for k, v in obj.items() if type(v) is int and v >= 0}
 
 
 def _remote(node: str) -> str:

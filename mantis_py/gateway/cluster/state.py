@@ -22,8 +22,12 @@ Theory of operation (docs/cluster.md has the user's view):
   application. A query's expected agents (``accepted.agents``, coverage) are its members plus,
   for each gateway that has not announced the members of a subscription yet
   (:meth:`unreported`), that gateway's count: right from submission the figure is cluster-wide.
-- **Drops (edge side).** A :class:`Forwarder` collects the losses its agents report for the
-  subscription (their ``stats`` increments) and sends them with the next message.
+- **Drops.** An edge's :class:`Forwarder` collects the losses its agents report for the
+  subscription (their ``stats`` increments, with the cumulative counters they came from) and
+  sends them with the next message. The owner (:meth:`on_drops`) keeps the last cumulative
+  counters of each agent for the subscription's lifetime and counts what grew since, so an agent
+  that moved gateway (whose new gateway sees its whole history as new) is never counted twice;
+  for an agent it has not heard of yet it takes the edge's increment, as a single gateway would.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from typing import Any
 
 from ...query.state.windows import window_bounds
 
-__all__ = ["ClusterState", "Lease", "rendezvous", "subject_token"]
+__all__ = ["ClusterState", "DropKey", "Lease", "rendezvous", "subject_token"]
+
+DropKey = tuple[str, str, str, str]  # app, instance, "s" (a stream's losses) or "q" (a sub's), name
 
 
 def rendezvous(key: str, nodes: Iterable[str]) -> str | None:
@@ -110,6 +116,8 @@ class ClusterState:
         self.holders: dict[str, dict[str, tuple[str, float]]] = {}
         # owner side: sub id -> the gateways that announced its members (an empty list too)
         self.reported: dict[str, set[str]] = {}
+        # owner side: sub id -> (app, instance, kind, name) -> last cumulative loss counters
+        self.drop_base: dict[str, dict[DropKey, dict[str, int]]] = {}
 
     # ------------------------------------------------------------------ gateways
 
@@ -243,6 +251,24 @@ class ClusterState:
     def forget_sub(self, sub: str) -> None:
         self.holders.pop(sub, None)
         self.reported.pop(sub, None)
+        self.drop_base.pop(sub, None)
+
+    def on_drops(self, sub: str, key: DropKey, cumulative: Mapping[str, int],
+                 delta: Mapping[str, int]) -> dict[str, int]:
+        """An agent's loss counters for ``sub`` (``key``: app, instance, ``"s"`` + stream or
+        ``"q"`` + sub id): returns the losses to add to the queries' ``meta``."""
+        base = self.drop_base.setdefault(sub, {})
+        had = base.get(key)
+        base[key] = dict(cumulative)
+        if had is None:
+            return {r: n for r, n in delta.items() if n > 0}
+        return {r: n - had.get(r, 0) for r, n in cumulative.items() if n > had.get(r, 0)}
+
+    def drop_baselines(self, sub: str, app: str, instance: str
+                       ) -> list[tuple[str, str, dict[str, int]]]:
+        """(kind, name, cumulative counters) last heard for one agent of ``sub``."""
+        return [(k[2], k[3], dict(c)) for k, c in self.drop_base.get(sub, {}).items()
+                if k[0] == app and k[1] == instance]
 
 
 class FloorMerger:
@@ -302,7 +328,8 @@ class Forwarder:
         self.members: set[str] = set()
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.parts: list[list[Any]] = []
-        self.dropped: Counter[str] = Counter()  # the agents' losses since the last message
+        # the agents' losses since the last message: key -> (cumulative, increment)
+        self.dropped: dict[DropKey, tuple[dict[str, int], Counter[str]]] = {}
         self.changed = True
         self.members_sent = float("-inf")
 
@@ -327,10 +354,16 @@ class Forwarder:
         self.parts.append([key, part])
         return False  # nothing to emit here: the owner merges
 
-    def add_drops(self, delta: Mapping[str, int]) -> None:
-        """Losses this edge's agents reported for the subscription (stats increments, exactly
-        what a single gateway adds to its queries' ``meta``): they ride with the next message."""
-        self.dropped.update(delta)
+    def add_drops(self, key: DropKey, cumulative: Mapping[str, int],
+                  delta: Mapping[str, int]) -> None:
+        """Losses one agent of this edge reported for the subscription: ``delta`` is what a
+        single gateway adds to its queries' ``meta``, ``cumulative`` the counters it came from.
+        They ride with the next message."""
+        got = self.dropped.get(key)
+        inc = Counter({r: n for r, n in delta.items() if n > 0})
+        if got is not None:
+            inc.update(got[1])
+        self.dropped[key] = (dict(cumulative), inc)
 
     def poll(self, now: float) -> list[Any]:
         return []
@@ -360,6 +393,6 @@ class Forwarder:
             self.members_sent = now
             self.changed = False
         if self.dropped:  # never a message of its own: members go out at least every second
-            msg["d"] = {k: v for k, v in self.dropped.items() if v > 0}
-            self.dropped = Counter()
+            msg["d"] = [[*key, cum, dict(inc)] for key, (cum, inc) in self.dropped.items()]
+            self.dropped = {}
         return msg
