@@ -403,3 +403,30 @@ def test_an_agent_that_moves_gateway_has_its_drops_counted_once() -> None:
     _hello(owner, "a1", "i1", now + 5.5)
     stats(owner, "a1", 12, now + 5.6)
     assert shown(now + 6.7) == 12
+
+
+def test_an_agent_leaving_the_owner_brings_no_old_drops_back() -> None:
+    from mantis_py.wire.messages import Stats
+
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    bus = Bus([n1, n2])
+    _hello(owner, "a1", "i1", now)
+    _hello(edge, "b0", "i0", now)  # the edge listens to the app's leases
+    old = Stats({"default": {"dropped": {"queue_full": 50}}}, {})
+    owner.receive_agent_data("a1", codec.encode(old), now)  # losses from before any query
+    bus.pump(now)
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    bus.pump(now + 0.1)
+    owner.close_agent("a1", now + 1.0)  # moves to g2, whose first stats hold all 50
+    _hello(edge, "b1", "i1", now + 1.0)
+    for t, n in ((now + 1.1, 50), (now + 2.1, 53)):
+        edge.receive_agent_data("b1", codec.encode(
+            Stats({"default": {"dropped": {"queue_full": n}}}, {})), t)
+        bus.pump(t + 0.05)
+    bus.pump(now + 3.2)
+    owner.poll(now + 3.3)
+    metas = [m for m in _frames(owner, "c", now + 3.3) if m["type"] == "meta"]
+    assert metas[-1]["dropped"] == {"queue_full": 3}

@@ -96,6 +96,16 @@ class ClusterNode:
 
     def local_left(self, sid: str, key: str) -> None:
         self.state.release_local(sid, key)
+        app, _, rest = key.partition("\x1f")  # member_key: app, instance, stream
+        instance, _, stream = rest.partition("\x1f")
+        stats = self.core._stats.get((app, instance))
+        if stats is not None and self._owner_runs(sid):
+            # where its loss counters stood here: if it shows up on another gateway, only
+            # what it loses from now on is new
+            for kind, name, cum in (("s", stream, stats[0].get(stream)),
+                                    ("q", sid, stats[1].get(sid))):
+                if cum is not None:
+                    self.state.on_drops(sid, (app, instance, kind, name), cum, {})
 
     def agent_drops(self, sid: str, delta: Mapping[str, int], app: str, instance: str,
                     kind: str, name: str, cumulative: Mapping[str, int]) -> None:
