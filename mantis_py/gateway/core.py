@@ -369,7 +369,8 @@ class GatewayCore:
             if delta:
                 for sid, sub in self.registry.subs.items():
                     if sub.app == info.app and sub.stream == stream and state.agent_id in sub.agents:
-                        self._add_agent_drops(sid, delta)
+                        self._add_agent_drops(sid, delta, (info.app, info.instance, "s",
+                                                           stream, dropped))
         for sid, counters in msg.subs.items():
             if not isinstance(counters, dict) or sid not in self.registry.subs:
                 continue
@@ -379,12 +380,17 @@ class GatewayCore:
             delta = _delta(sub_counts.get(sid), flat)
             sub_counts[sid] = flat
             if delta:
-                self._add_agent_drops(sid, delta)
+                self._add_agent_drops(sid, delta, (info.app, info.instance, "q", sid, flat))
 
-    def _add_agent_drops(self, sid: str, delta: Mapping[str, int]) -> None:
+    def _add_agent_drops(self, sid: str, delta: Mapping[str, int],
+                         source: tuple[str, str, str, str, Mapping[str, int]]) -> None:
+        """``delta``: new losses for ``sid``; ``source``: (app, instance, "s" + stream or
+        "q" + sub id, the cumulative counters ``delta`` came from)."""
         for run_id in self.registry.runs_of(sid):
             for att in self.runs[run_id].attachments.values():
                 att.dropped.update(delta)
+        if self.cluster is not None:  # an edge forwards them to the owners (docs/cluster.md)
+            self.cluster.agent_drops(sid, delta, *source)
 
     def _on_sub_error(self, state: AgentState, msg: SubError, now: float) -> None:
         self.registry.refuse(state.agent_id, msg.sub, msg.message)
@@ -605,7 +611,7 @@ class GatewayCore:
         client.attachments[qid] = att
         self._audit.append(audit_record(user, apps, text, "accepted", None, client.client_id))
         self.metrics.inc("queries_total", decision="accepted")
-        expected = self.registry.expected_agents(run.run_id)
+        expected = self._expected(run)
         self._put(client, OutboundItem("control", qid, {}), Accepted(qid, prepared.canonical,
                                                                     expected), now)
         waiting = self._waiting(run)
@@ -843,10 +849,11 @@ class GatewayCore:
             att.last_meta = now
 
     def _expected(self, run: Run) -> int:
-        """How many agent parts a run expects (in a cluster: every gateway's members)."""
+        """How many agent parts a run expects: its members (app + instance + stream, so two
+        connections of one agent count once); in a cluster, every gateway's members."""
         if self.cluster is not None:
-            return len(run.members)
-        return self.registry.expected_agents(run.run_id)
+            return int(self.cluster.expected_agents(run))
+        return len(run.members)
 
     def _fail_run(self, run: Run, exc: Exception, now: float) -> None:
         """The engine raised for this run: end it for its clients, keep everything else."""

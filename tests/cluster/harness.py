@@ -108,12 +108,12 @@ class AgentProc:
     """A subprocess running several agents (``agent_proc.py``)."""
 
     def __init__(self, workdir: Path, app: str, instances: list[str], gateways: list[str],
-                 rate: float = 40.0, seed: int = 1) -> None:
+                 rate: float = 40.0, seed: int = 1, **extra: Any) -> None:
         self.out = workdir / "agents"
-        self.out.mkdir(exist_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
         self.instances = instances
         cfg = {"app": app, "instances": instances, "gateways": gateways, "rate": rate,
-               "out": str(self.out), "seed": seed}
+               "out": str(self.out), "seed": seed, **extra}  # extra: see agent_proc.py
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self._log = open(workdir / f"agents-{instances[0]}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, str(AGENT_PROC), json.dumps(cfg)],
@@ -227,3 +227,60 @@ def replay_windows(query: str, events: list[dict[str, Any]]) -> dict[tuple[float
 
 def canon(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(tuple(sorted(r.items())) for r in rows)
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=30)
+
+
+def make_certs(workdir: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate signed by it,
+    plus a second CA that signed nothing here (``openssl`` command line, EC P-256 keys).
+    Returns the paths: ca, server_cert, server_key, client_cert, client_key, other_ca."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    p = {name: workdir / f"{name}.pem" for name in (
+        "ca", "ca_key", "server_cert", "server_key", "client_cert", "client_key", "other_ca",
+        "other_ca_key")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca, key, cn in (("ca", "ca_key", "mantis test CA"), ("other_ca", "other_ca_key", "other")):
+        _openssl("req", "-x509", *ec, "-keyout", p[key], "-out", p[ca], "-days", "1",
+                 "-subj", f"/CN={cn}", "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for who, usage in (("server", "serverAuth"), ("client", "clientAuth")):
+        csr = workdir / f"{who}.csr"
+        ext = workdir / f"{who}.ext"
+        ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                       f"extendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1\n"
+                       "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+        _openssl("req", *ec, "-keyout", p[f"{who}_key"], "-out", csr, "-subj", f"/CN={who}")
+        _openssl("x509", "-req", "-in", csr, "-CA", p["ca"], "-CAkey", p["ca_key"],
+                 "-CAcreateserial", "-out", p[f"{who}_cert"], "-days", "1", "-extfile", ext)
+    return p
+
+
+class NatsServer:
+    """One standalone ``nats-server`` with extra arguments (auth, TLS), on a free port."""
+
+    def __init__(self, workdir: Path, *args: str | Path) -> None:
+        from mantis_py.testing.nats import free_ports, nats_server_binary
+
+        (self.port,) = free_ports(1)
+        self.log = workdir / f"nats-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), *map(str, args)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        wait_for(lambda: "Server is ready" in self.log.read_text(), 10)
+
+    def url(self, scheme: str = "nats") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)

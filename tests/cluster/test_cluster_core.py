@@ -279,3 +279,154 @@ def test_nats_slow_consumer_drops_show_in_meta() -> None:
             metas.append(msg)
     assert metas[-1]["dropped"] == {"nats_slow_consumer": 3}
     assert n1.counters["slow_consumer"] == 4
+
+
+def _hello(core: GatewayCore, conn: str, instance: str, now: float) -> None:
+    core.open_agent(conn, ANONYMOUS, now)
+    core.receive_agent_data(conn, codec.encode(Hello("shop", instance, ("default",))), now)
+
+
+def _frames(core: GatewayCore, client: str, now: float) -> list[dict[str, Any]]:
+    out = []
+    while (frame := core.next_frame(client, now)) is not None:
+        out.append(codec.to_plain(codec.decode(frame[0])))
+    return out
+
+
+def test_accepted_counts_cluster_members_once_each() -> None:
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    other, n3 = _core("g3", now)
+    bus = Bus([n1, n2, n3])
+    _hello(owner, "a1", "i1", now)
+    _hello(edge, "b1", "i2", now)
+    _hello(edge, "b2", "i2", now)  # a second connection of the same agent: one member
+    _hello(edge, "b3", "i3", now)
+    _hello(other, "c1", "i4", now)
+    bus.pump(now)
+    assert n1.state.remote_agents() == {"g2": {"shop": 2}, "g3": {"shop": 1}}
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    accepted = _frames(owner, "c", now)[0]
+    assert (accepted["type"], accepted["agents"]) == ("accepted", 4)
+    # once the edges announced their members the count comes from the members themselves
+    bus.pump(now + 0.1)
+    run = next(iter(owner.runs.values()))
+    assert sorted(run.members) == sorted(f"shop\x1fi{i}\x1fdefault" for i in range(1, 5))
+    assert owner._expected(run) == 4
+    # a single gateway: two connections of one agent are one member too
+    single = GatewayCore(GatewayConfig(), now)
+    _hello(single, "a", "x1", now)
+    _hello(single, "b", "x1", now)
+    single.open_client("c", ANONYMOUS, now)
+    single.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    assert _frames(single, "c", now)[0]["agents"] == 1
+
+
+def test_drops_of_an_edges_agents_reach_the_owners_meta() -> None:
+    from mantis_py.wire.messages import Stats
+
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    bus = Bus([n1, n2])
+    _hello(edge, "b1", "i1", now)
+    bus.pump(now)
+    text = "select * from shop"
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", text)), now)
+    edge.open_client("e", ANONYMOUS, now)  # the same query where the agent is: the reference
+    edge.receive_client_data("e", codec.encode(Query("q", text)), now)
+    bus.pump(now + 0.1)
+    sid = next(iter(edge.registry.subs))
+    for t, too_large, sampled in ((now + 0.5, 0, 0), (now + 1.0, 4, 2), (now + 2.0, 7, 5)):
+        stats = Stats({"default": {"dropped": {"too_large": too_large}}},
+                      {sid: {"dropped": {"sampled": sampled}, "errors": 0}})
+        edge.receive_agent_data("b1", codec.encode(stats), t)
+        bus.pump(t + 0.05)
+    carried = len(bus.carried)
+    bus.pump(now + 2.5)  # members are due again: the last drops ride with them
+    assert len(bus.carried) - carried <= 3  # a heartbeat each and one data message, no more
+    for core, client in ((owner, "c"), (edge, "e")):
+        core.poll(now + 3.5)
+        metas = [m for m in _frames(core, client, now + 3.5) if m["type"] == "meta"]
+        assert metas[-1]["dropped"] == {"too_large": 7, "sampled": 5}, client
+
+
+def test_an_agent_that_moves_gateway_has_its_drops_counted_once() -> None:
+    from mantis_py.wire.messages import Stats
+
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    g2, n2 = _core("g2", now)
+    g3, n3 = _core("g3", now)  # no agent of 'shop' yet: not listening to its leases
+    bus = Bus([n1, n2, n3])
+    _hello(g2, "b1", "i1", now)
+    bus.pump(now)
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    bus.pump(now + 0.1)
+
+    def stats(core: GatewayCore, conn: str, too_large: int, t: float) -> None:
+        core.receive_agent_data(conn, codec.encode(
+            Stats({"default": {"dropped": {"too_large": too_large}}}, {})), t)
+        bus.pump(t + 0.05)
+
+    last = [0]
+
+    def shown(t: float) -> int:
+        """too_large in the owner's latest meta (a meta goes out only when drops changed)."""
+        owner.poll(t)
+        metas = [m for m in _frames(owner, "c", t) if m["type"] == "meta"]
+        if metas:
+            last[0] = int(metas[-1]["dropped"].get("too_large", 0))
+        return last[0]
+
+    stats(g2, "b1", 5, now + 0.5)
+    bus.pump(now + 1.5)
+    assert shown(now + 1.6) == 5
+    # the agent moves to g3; its first stats there (its whole history) come before g3 runs
+    # the query, and g3 counts them all as new
+    g2.close_agent("b1", now + 2.0)
+    _hello(g3, "c1", "i1", now + 2.0)
+    stats(g3, "c1", 8, now + 2.1)
+    for t in (now + 2.6, now + 3.2, now + 3.8):
+        bus.pump(t)
+    assert any(r.merger.__class__.__name__ == "Forwarder" for r in g3.runs.values())
+    assert shown(now + 4.0) == 8
+    stats(g3, "c1", 9, now + 4.2)
+    bus.pump(now + 5.0)
+    assert shown(now + 5.1) == 9
+    # then to the owner's own gateway
+    g3.close_agent("c1", now + 5.5)
+    _hello(owner, "a1", "i1", now + 5.5)
+    stats(owner, "a1", 12, now + 5.6)
+    assert shown(now + 6.7) == 12
+
+
+def test_an_agent_leaving_the_owner_brings_no_old_drops_back() -> None:
+    from mantis_py.wire.messages import Stats
+
+    now = 1000.2
+    owner, n1 = _core("g1", now)
+    edge, n2 = _core("g2", now)
+    bus = Bus([n1, n2])
+    _hello(owner, "a1", "i1", now)
+    _hello(edge, "b0", "i0", now)  # the edge listens to the app's leases
+    old = Stats({"default": {"dropped": {"queue_full": 50}}}, {})
+    owner.receive_agent_data("a1", codec.encode(old), now)  # losses from before any query
+    bus.pump(now)
+    owner.open_client("c", ANONYMOUS, now)
+    owner.receive_client_data("c", codec.encode(Query("q", "select * from shop")), now)
+    bus.pump(now + 0.1)
+    owner.close_agent("a1", now + 1.0)  # moves to g2, whose first stats hold all 50
+    _hello(edge, "b1", "i1", now + 1.0)
+    for t, n in ((now + 1.1, 50), (now + 2.1, 53)):
+        edge.receive_agent_data("b1", codec.encode(
+            Stats({"default": {"dropped": {"queue_full": n}}}, {})), t)
+        bus.pump(t + 0.05)
+    bus.pump(now + 3.2)
+    owner.poll(now + 3.3)
+    metas = [m for m in _frames(owner, "c", now + 3.3) if m["type"] == "meta"]
+    assert metas[-1]["dropped"] == {"queue_full": 3}

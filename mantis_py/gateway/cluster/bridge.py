@@ -23,6 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from ...errors import ConfigurationError
 from .config import ClusterConfig
 
 __all__ = ["NatsBridge"]
@@ -31,12 +32,52 @@ log = logging.getLogger("mantis_py.cluster")
 
 
 def _ssl_context(config: ClusterConfig) -> ssl.SSLContext | None:
+    """The client TLS context for the NATS servers (None without TLS).
+
+    Raises:
+        ConfigurationError: a CA, certificate or key file that cannot be read or used.
+    """
     if not config.tls:
         return None
-    ctx = ssl.create_default_context(cafile=config.tls_ca)
+    try:
+        ctx = ssl.create_default_context(cafile=config.tls_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cluster.tls_ca: cannot load {config.tls_ca}: {_why(exc)}") \
+            from None
     if config.tls_cert is not None:
-        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+        try:
+            ctx.load_cert_chain(config.tls_cert, config.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cluster.tls_cert/tls_key: cannot load {config.tls_cert} "
+                                     f"and {config.tls_key}: {_why(exc)}") from None
     return ctx
+
+
+def _check_nkey(path: str) -> None:
+    """The seed file exists, holds an NKey seed, and the ``nkeys`` package can sign with it.
+
+    Raises:
+        ConfigurationError: one line saying which.
+    """
+    try:
+        import nkeys
+    except ImportError:
+        raise ConfigurationError("cluster.nkey_seed needs the nkeys package: "
+                                 "pip install 'mantis_py[cluster]'") from None
+    try:
+        with open(path, "rb") as f:
+            seed = bytearray(f.read().strip())
+    except OSError as exc:
+        raise ConfigurationError(f"cluster.nkey_seed: cannot read {path}: {_why(exc)}") from None
+    try:
+        nkeys.from_seed(seed).wipe()
+    except Exception:
+        raise ConfigurationError(f"cluster.nkey_seed: {path} does not hold an NKey seed "
+                                 "(a line starting with SU)") from None
+
+
+def _why(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
 
 
 class NatsBridge:
@@ -45,6 +86,13 @@ class NatsBridge:
     def __init__(self, config: ClusterConfig, name: str, wake: Callable[[], None], *,
                  max_inbound: int = 100_000, max_outbound: int = 100_000,
                  pending_msgs: int = 50_000) -> None:
+        """Raises:
+            ConfigurationError: unusable TLS files or NKey seed (checked here, at start-up,
+                not on the NATS thread where it would only be logged).
+        """
+        self._tls = _ssl_context(config)
+        if config.nkey_seed is not None:
+            _check_nkey(config.nkey_seed)
         self.config = config
         self.name = name
         self._wake_trio = wake
@@ -63,6 +111,7 @@ class NatsBridge:
         self._kick: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
 
     # ------------------------------------------------------------------ called from trio
@@ -75,6 +124,12 @@ class NatsBridge:
     def stop(self) -> None:
         self._stopping = True
         self._command("stop", None)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:  # also ends a connection attempt in progress (a refused or absent server)
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass
         if self._thread is not None:
             self._thread.join(5.0)
 
@@ -141,6 +196,7 @@ class NatsBridge:
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._kick = asyncio.Event()
+        self._stop = asyncio.Event()
         self._ready.set()
         try:
             loop.run_until_complete(self._run())
@@ -192,17 +248,32 @@ class NatsBridge:
             kwargs["token"] = cfg.token
         if cfg.nkey_seed is not None:
             kwargs["nkeys_seed"] = cfg.nkey_seed
-        ctx = _ssl_context(cfg)
-        if ctx is not None:
-            kwargs["tls"] = ctx
+        if self._tls is not None:
+            kwargs["tls"] = self._tls
+        assert self._stop is not None
+        stop = self._stop
         while not self._stopping:
+            attempt = asyncio.ensure_future(nats.connect(**kwargs))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not attempt.done():  # stop() while connecting
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+                return None
             try:
-                nc = await nats.connect(**kwargs)
+                nc = attempt.result()
             except Exception as exc:  # no server reachable yet: keep trying, say why
                 self.events.append(f"connect failed: {exc}")
                 log.warning("NATS: cannot connect to %s: %s", ", ".join(cfg.nats), exc)
-                await asyncio.sleep(1.0)
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except TimeoutError:
+                    pass
                 continue
+            if self._stopping:
+                await asyncio.gather(nc.close(), return_exceptions=True)
+                return None
             url = nc.connected_url
             self.connected_url = f"{url.scheme}://{url.netloc}" if url is not None else None
             return nc

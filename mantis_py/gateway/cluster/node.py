@@ -7,12 +7,14 @@ Subjects, under the prefix ``mantis.<cluster name>``:
 
 =====================  ====================================================================
 ``.hb``                heartbeat of every gateway, each second: node id, dashboard URL, the
-                       applications of its agents (cluster-wide known apps)
+                       applications of its agents (cluster-wide known apps) and how many
+                       distinct instances of each (a new query's cluster-wide expected agents)
 ``.inv``               request/reply: each gateway answers with its ``/v1/apps`` inventory
 ``.lease.<app>``       an owner's leases for ``<app>``: every live agent part of its queries
                        (sub id, canonical text, app, stream, start, caps), each second
 ``.data.<sub>``        an edge's flush for one subscription: tagged event records or window
-                       partials of all its agents, plus their membership (agent keys)
+                       partials of all its agents, plus their membership (agent keys) and
+                       the losses they reported since the last flush (``meta`` drops)
 =====================  ====================================================================
 
 Interest decides traffic: an edge subscribes ``.lease.<app>`` only for apps it has agents of,
@@ -82,12 +84,51 @@ class ClusterNode:
         """An agent of this gateway (connection ``conn``) runs ``sid`` as member ``key``."""
         previous = self.state.holder(sid, key)
         self.state.claim_local(sid, key, now)
+        info = self.core.registry.agents.get(conn)
+        stats = self.core._stats.get((info.app, info.instance)) if info is not None else None
+        if stats is not None and info is not None:
+            # the losses other gateways already reported for this agent are not new here
+            for kind, name, cum in self.state.drop_baselines(sid, info.app, info.instance):
+                stats[0 if kind == "s" else 1][name] = cum
         if previous is not None and previous != self.node:  # it moved here from another gateway
             for run in self._owner_runs(sid):
                 _rejoin(run, key, conn, now)
 
     def local_left(self, sid: str, key: str) -> None:
         self.state.release_local(sid, key)
+        app, _, rest = key.partition("\x1f")  # member_key: app, instance, stream
+        instance, _, stream = rest.partition("\x1f")
+        stats = self.core._stats.get((app, instance))
+        if stats is not None and self._owner_runs(sid):
+            # where its loss counters stood here: if it shows up on another gateway, only
+            # what it loses from now on is new
+            for kind, name, cum in (("s", stream, stats[0].get(stream)),
+                                    ("q", sid, stats[1].get(sid))):
+                if cum is not None:
+                    self.state.on_drops(sid, (app, instance, kind, name), cum, {})
+
+    def agent_drops(self, sid: str, delta: Mapping[str, int], app: str, instance: str,
+                    kind: str, name: str, cumulative: Mapping[str, int]) -> None:
+        """An agent of this gateway reported losses for ``sid`` (``delta``, from the
+        ``cumulative`` counters of its stream or subscription): when other gateways' queries
+        use ``sid`` (a leased subscription), they travel to those owners with the next message;
+        when this gateway's own queries do, it remembers the counters (the agent may move)."""
+        key = (app, instance, kind, name)
+        run = self.core.runs.get(_remote_run_id(sid))
+        if run is not None and isinstance(run.merger, Forwarder):
+            run.merger.add_drops(key, cumulative, delta)
+        if self._owner_runs(sid):
+            self.state.on_drops(sid, key, cumulative, {})
+
+    def expected_agents(self, run: Run) -> int:
+        """Agent parts ``run`` expects cluster-wide: its members (local and announced by
+        edges), plus the heartbeat counts of gateways that have not announced theirs yet."""
+        total = len(run.members)
+        for sid in run.subs:
+            st = self.core.registry.subs.get(sid)
+            if st is not None:
+                total += self.state.unreported(sid, st.app)
+        return total
 
     # ------------------------------------------------------------------ I/O surface
 
@@ -152,9 +193,12 @@ class ClusterNode:
         if now - self._last_hb >= self.hb_every:
             self._last_hb = now
             self.counters["out_hb"] += 1
-            apps = sorted({a.app for a in self.core.registry.agents.values()})
+            instances: dict[str, set[str]] = {}
+            for a in self.core.registry.agents.values():
+                instances.setdefault(a.app, set()).add(a.instance)
             self._out.append((f"{self.prefix}.hb", _encode(
-                {"n": self.node, "t": now, "url": self.url, "apps": apps})))
+                {"n": self.node, "t": now, "url": self.url, "apps": sorted(instances),
+                 "agents": {app: len(i) for app, i in sorted(instances.items())}})))
         state.dead_nodes(now)
         self._announce(now)
         # edge: leases that stopped, leases to (re)attach, flushes
@@ -179,7 +223,7 @@ class ClusterNode:
             for run in self._owner_runs(sid):
                 run.remove_agent(key, _remote(holder), now)
         live = self._owner_subs()
-        for sid in [s for s in state.holders if s not in live]:
+        for sid in [s for s in {*state.holders, *state.drop_base} if s not in live]:
             state.forget_sub(sid)
 
     # ------------------------------------------------------------------ owner side
@@ -233,6 +277,16 @@ class ClusterNode:
                         run.add_agent(key, conn, now)
                 for key in removed:
                     run.remove_agent(key, conn, now)
+        dropped = msg.get("d")
+        if dropped:
+            total: Counter[str] = Counter()
+            for app, instance, kind, name, cum, inc in dropped:
+                total.update(self.state.on_drops(sid, (str(app), str(instance), str(kind),
+                                                       str(name)), _counts(cum), _counts(inc)))
+            if total:
+                for run in runs:
+                    for att in run.attachments.values():
+                        att.dropped.update(total)
         recs = msg.get("r") or ()
         parts = msg.get("p") or ()
         for run in runs:
@@ -277,8 +331,24 @@ class ClusterNode:
         for agent_id in sorted(st.agents):
             if agent_id not in st.refused:
                 run.add_agent(core._member(agent_id, st.stream), agent_id, now)
+                # where the agents' loss counters stand: an owner that heard of an agent on
+                # another gateway counts what it lost in between (no increment of its own here)
+                info = core.registry.agents.get(agent_id)
+                stats = core._stats.get((info.app, info.instance)) if info is not None else None
+                if info is not None and stats is not None:
+                    for kind, name, cum in (("s", st.stream, stats[0].get(st.stream)),
+                                            ("q", lease.sub, stats[1].get(lease.sub))):
+                        if cum:
+                            fwd.add_drops((info.app, info.instance, kind, name), cum, {})
         for msg in out:
             core._send_subscribe(msg)
+
+
+def _counts(obj: Any) -> dict[str, int]:
+    """A ``{reason: n}`` object from the wire (anything else in it is ignored)."""
+    if not isinstance(obj, dict):
+        raise TypeError("expected an object of counts")
+    return {str(k): v for k, v in obj.items() if type(v) is int and v >= 0}
 
 
 def _remote(node: str) -> str:

@@ -47,10 +47,12 @@ class ClusterRunner:
         self._event.set()
 
     def status(self) -> dict[str, Any]:
-        """For ``/healthz``: this node, its NATS server, the live gateways."""
+        """For ``/healthz``: this node, its NATS server, the live gateways (with the agent
+        instances per application each announced in its last heartbeat)."""
         return {"node": self.node_id, "name": self.config.name,
                 "nats": self.bridge.connected_url, "reconnects": self.bridge.reconnects,
                 "gateways": self.node.state.live_nodes(),
+                "remote_agents": self.node.state.remote_agents(),
                 "counters": dict(self.node.counters)}
 
     async def serve(self, task_status: trio.TaskStatus[ClusterRunner]) -> None:

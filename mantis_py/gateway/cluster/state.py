@@ -18,18 +18,31 @@ Theory of operation (docs/cluster.md has the user's view):
   is held by one gateway at a time (the last that announced it), so an agent that moved is never
   counted twice and the old gateway's silence cannot remove it. :meth:`expire_members` removes
   keys whose holder has been silent for ``member_ttl`` seconds (a dead gateway's agents).
+- **Expected agents.** Heartbeats carry each gateway's count of distinct agent instances per
+  application. A query's expected agents (``accepted.agents``, coverage) are its members plus,
+  for each gateway that has not announced the members of a subscription yet
+  (:meth:`unreported`), that gateway's count: right from submission the figure is cluster-wide.
+- **Drops.** An edge's :class:`Forwarder` collects the losses its agents report for the
+  subscription (their ``stats`` increments, with the cumulative counters they came from) and
+  sends them with the next message. The owner (:meth:`on_drops`) keeps the last cumulative
+  counters of each agent for the subscription's lifetime and counts what grew since, so an agent
+  that moved gateway (whose new gateway sees its whole history as new) is never counted twice;
+  for an agent it has not heard of yet it takes the edge's increment, as a single gateway would.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...query.state.windows import window_bounds
 
-__all__ = ["ClusterState", "Lease", "rendezvous", "subject_token"]
+__all__ = ["ClusterState", "DropKey", "Lease", "rendezvous", "subject_token"]
+
+DropKey = tuple[str, str, str, str]  # app, instance, "s" (a stream's losses) or "q" (a sub's), name
 
 
 def rendezvous(key: str, nodes: Iterable[str]) -> str | None:
@@ -83,6 +96,7 @@ class _Node:
     last: float
     apps: tuple[str, ...] = ()
     url: str = ""
+    agents: dict[str, int] = field(default_factory=dict)  # app -> distinct instances there
 
 
 class ClusterState:
@@ -100,6 +114,10 @@ class ClusterState:
         self.leases: dict[str, Lease] = {}
         # owner side: sub id -> key -> (holder node, last announced)
         self.holders: dict[str, dict[str, tuple[str, float]]] = {}
+        # owner side: sub id -> the gateways that announced its members (an empty list too)
+        self.reported: dict[str, set[str]] = {}
+        # owner side: sub id -> (app, instance, kind, name) -> last cumulative loss counters
+        self.drop_base: dict[str, dict[DropKey, dict[str, int]]] = {}
 
     # ------------------------------------------------------------------ gateways
 
@@ -109,8 +127,11 @@ class ClusterState:
         if not node or node == self.node:
             return False
         new = node not in self.nodes
+        counts = msg.get("agents")
+        agents = ({str(a): n for a, n in counts.items() if type(n) is int and n > 0}
+                  if isinstance(counts, Mapping) else {})
         self.nodes[node] = _Node(now, tuple(str(a) for a in msg.get("apps") or ()),
-                                 str(msg.get("url", "")))
+                                 str(msg.get("url", "")), agents)
         return new
 
     def dead_nodes(self, now: float) -> list[str]:
@@ -133,6 +154,17 @@ class ClusterState:
     def remote_apps(self) -> set[str]:
         """Applications other live gateways have agents of (for hints and the inventory)."""
         return {a for st in self.nodes.values() for a in st.apps}
+
+    def remote_agents(self) -> dict[str, dict[str, int]]:
+        """Per live gateway: application -> distinct agent instances (its last heartbeat)."""
+        return {n: dict(st.agents) for n, st in sorted(self.nodes.items())}
+
+    def unreported(self, sub: str, app: str) -> int:
+        """Agents of ``app`` that the live gateways which have not announced ``sub``'s members
+        yet hold (their heartbeats' counts): what a query just submitted here will also expect
+        once their edges run it. Gateways that announced are counted by their members."""
+        told = self.reported.get(sub, ())
+        return sum(st.agents.get(app, 0) for n, st in self.nodes.items() if n not in told)
 
     # ------------------------------------------------------------------ edge: leases
 
@@ -177,6 +209,7 @@ class ClusterState:
             runs). A key this gateway's own agent runs stays local.
         """
         held = self.holders.setdefault(sub, {})
+        self.reported.setdefault(sub, set()).add(node)
         added, removed = [], []
         listed = set(keys)
         for key in listed:
@@ -217,6 +250,25 @@ class ClusterState:
 
     def forget_sub(self, sub: str) -> None:
         self.holders.pop(sub, None)
+        self.reported.pop(sub, None)
+        self.drop_base.pop(sub, None)
+
+    def on_drops(self, sub: str, key: DropKey, cumulative: Mapping[str, int],
+                 delta: Mapping[str, int]) -> dict[str, int]:
+        """An agent's loss counters for ``sub`` (``key``: app, instance, ``"s"`` + stream or
+        ``"q"`` + sub id): returns the losses to add to the queries' ``meta``."""
+        base = self.drop_base.setdefault(sub, {})
+        had = base.get(key)
+        base[key] = dict(cumulative)
+        if had is None:
+            return {r: n for r, n in delta.items() if n > 0}
+        return {r: n - had.get(r, 0) for r, n in cumulative.items() if n > had.get(r, 0)}
+
+    def drop_baselines(self, sub: str, app: str, instance: str
+                       ) -> list[tuple[str, str, dict[str, int]]]:
+        """(kind, name, cumulative counters) last heard for one agent of ``sub``."""
+        return [(k[2], k[3], dict(c)) for k, c in self.drop_base.get(sub, {}).items()
+                if k[0] == app and k[1] == instance]
 
 
 class FloorMerger:
@@ -276,6 +328,8 @@ class Forwarder:
         self.members: set[str] = set()
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.parts: list[list[Any]] = []
+        # the agents' losses since the last message: key -> (cumulative, increment)
+        self.dropped: dict[DropKey, tuple[dict[str, int], Counter[str]]] = {}
         self.changed = True
         self.members_sent = float("-inf")
 
@@ -299,6 +353,17 @@ class Forwarder:
     def receive_part(self, key: str, part: dict[str, Any], now: float) -> bool:
         self.parts.append([key, part])
         return False  # nothing to emit here: the owner merges
+
+    def add_drops(self, key: DropKey, cumulative: Mapping[str, int],
+                  delta: Mapping[str, int]) -> None:
+        """Losses one agent of this edge reported for the subscription: ``delta`` is what a
+        single gateway adds to its queries' ``meta``, ``cumulative`` the counters it came from.
+        They ride with the next message."""
+        got = self.dropped.get(key)
+        inc = Counter({r: n for r, n in delta.items() if n > 0})
+        if got is not None:
+            inc.update(got[1])
+        self.dropped[key] = (dict(cumulative), inc)
 
     def poll(self, now: float) -> list[Any]:
         return []
@@ -327,4 +392,7 @@ class Forwarder:
             msg["m"] = sorted(self.members)
             self.members_sent = now
             self.changed = False
+        if self.dropped:  # never a message of its own: members go out at least every second
+            msg["d"] = [[*key, cum, dict(inc)] for key, (cum, inc) in self.dropped.items()]
+            self.dropped = {}
         return msg
