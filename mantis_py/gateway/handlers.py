@@ -54,6 +54,7 @@ class GatewayHost(Protocol):
     core: GatewayCore
     sessions: dict[str, ClientSession]
     agent_channels: dict[str, trio.MemorySendChannel[bytes]]
+    send_scopes: set[trio.CancelScope]
 
     def after(self) -> None: ...
 
@@ -111,7 +112,11 @@ async def _pump(server: GatewayHost, session: ClientSession, send: Any,
             continue
         data, msg = frame
         with trio.move_on_after(deadline) as scope:
-            await send(data, msg)
+            server.send_scopes.add(scope)  # the ticker extends it while the loop is late
+            try:
+                await send(data, msg)
+            finally:
+                server.send_scopes.discard(scope)
         if scope.cancelled_caught:
             server.metrics.inc("clients_evicted_total", reason="send_deadline")
             log.warning("client %s: send deadline (%.1fs) exceeded; closing", cid, deadline)

@@ -68,6 +68,7 @@ audit_log = logging.getLogger("mantis_py.audit")
 
 INTERNAL = Principal("internal", ("*",), masked=False, roles=("client",))
 TICK_S = 0.05
+LAG_S = 0.02  # the ticker woke this much late or more: the loop was busy, not the clients
 
 
 class GatewayServer:
@@ -87,6 +88,10 @@ class GatewayServer:
         self.compile_limiter = trio.CapacityLimiter(1)
         self.sessions: dict[str, handlers.ClientSession] = {}
         self.agent_channels: dict[str, trio.MemorySendChannel[bytes]] = {}
+        # sends to clients in progress, under their deadline (handlers._pump); the ticker moves
+        # their deadlines by the time the event loop itself was late, so a client is never
+        # evicted for the gateway's own overload
+        self.send_scopes: set[trio.CancelScope] = set()
         self.alert_snapshot: Any = None
         self.cluster: Any = None  # a cluster.runner.ClusterRunner with --cluster
         self.port: int = 0
@@ -138,9 +143,17 @@ class GatewayServer:
         return client is not None and client.kind != "ws"
 
     async def serve_ticker(self) -> None:
-        """Let time pass in the core: due windows, meta cadence, pings, slow clients."""
+        """Let time pass in the core: due windows, meta cadence, pings, slow clients; and give
+        sends in progress back the time the loop was late (see ``send_scopes``)."""
+        last = trio.current_time()
         while True:
             await trio.sleep(TICK_S)
+            now = trio.current_time()
+            lag, last = now - last - TICK_S, now
+            if lag > LAG_S:
+                self.metrics.inc("loop_lag_seconds_total", lag)
+                for scope in self.send_scopes:
+                    scope.deadline += lag
             self.core.poll(time.time())
             self.after()
 

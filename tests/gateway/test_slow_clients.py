@@ -201,3 +201,32 @@ async def test_a_slow_sse_client_is_evicted_and_counted() -> None:
             assert gw.metrics.value("clients_evicted_total", reason="send_deadline") == 0
             with trio.fail_after(5):
                 await wait_until(lambda: not gw.core.clients and not gw.sessions)
+
+
+async def test_a_busy_gateway_loop_does_not_count_against_a_clients_send_deadline() -> None:
+    """Before: at 5,000 agents the gateway's own loop ran seconds late and evicted its one client
+    with 4008 "send deadline exceeded" although the client read everything. The ticker now gives
+    sends in progress back the time the loop was late."""
+    from mantis_py.gateway.server import GatewayServer
+
+    server = GatewayServer(GatewayConfig(port=0))
+
+    def hog_the_loop() -> None:  # what thousands of agents' frames do to a saturated loop
+        time.sleep(0.2)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.serve_ticker)
+            await trio.sleep(0.1)  # the ticker runs
+            with trio.move_on_after(0.5) as send:  # as handlers._pump does around a send
+                server.send_scopes.add(send)
+                for _ in range(6):  # the loop is busy: each turn blocks it for 0.2 s
+                    hog_the_loop()
+                    await trio.lowlevel.checkpoint()
+                server.send_scopes.discard(send)
+            assert not send.cancelled_caught  # 1.2 s of a busy loop are not the client's
+            with trio.move_on_after(0.3) as idle:  # a quiet loop: the deadline holds as before
+                await trio.sleep(1.0)
+            assert idle.cancelled_caught
+            assert server.metrics.value("loop_lag_seconds_total") > 0.8
+            nursery.cancel_scope.cancel()
