@@ -94,6 +94,7 @@ def gateway_config(tmp: Path, grace: float) -> Path:
     path.write_text(
         f"[gateway]\nhost = \"127.0.0.1\"\nport = 0\ngrace_s = {grace}\n"
         "[limits]\nconnections_per_user = 20000\nconnections_total = 20000\n"
+        "agent_connections_total = 20000\n"
         "submissions_per_s = 100.0\nsubmissions_burst = 100\n"
         "client_queue_frames = 4096\nclient_queue_bytes = 67108864\n"
     )

@@ -60,7 +60,8 @@ class Gateway:
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
         config = workdir / "gateway.toml"
         # thousands of agents: the default connection caps are sized for one team's laptop
-        config.write_text("[limits]\nconnections_per_user = 20000\nconnections_total = 40000\n")
+        config.write_text("[limits]\nconnections_per_user = 20000\nconnections_total = 40000\n"
+                          "agent_connections_total = 40000\n")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mantis_py", "gateway", "--port", "0", "--cluster",
              ",".join(nats), "--cluster-name", "bench", "--log-level", "WARNING",

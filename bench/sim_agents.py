@@ -35,7 +35,7 @@ from mantis_py.query import prepare
 
 TEMPLATES: dict[str, dict[str, Any]] = {}
 COUNTRIES = ("fr", "de", "us", "br", "jp")
-OPEN_TIMEOUT_S = 5.0
+OPEN_TIMEOUT_S = 15.0  # a storm of thousands of handshakes queues at the gateway
 
 
 def template(query: str, events: int) -> dict[str, Any]:
