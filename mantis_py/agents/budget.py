@@ -70,6 +70,13 @@ class CpuBudget:
         self._compile_last = now if last is None else max(last, now)
         self._compile_cpu -= cpu_seconds
 
+    def control_overdrawn(self, now: float) -> bool:
+        """Whether gateway messages took more than their budget recently: runners then stop
+        reading the link until it is paid back (the rest waits in the socket: backpressure on a
+        gateway flooding the agent with subscribes)."""
+        self.report_control_cpu(now, 0.0)
+        return self._compile_cpu < 0.0
+
     def admit_query(self, now: float) -> bool:
         """Whether a new query may be compiled now (takes a token when it may)."""
         cfg = self._config

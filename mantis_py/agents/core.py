@@ -448,6 +448,11 @@ class AgentCore:
         compiling stays within ``cpu_budget`` over time (:mod:`.budget`)."""
         self.budget.report_control_cpu(now, cpu_seconds)
 
+    def control_overdrawn(self, now: float) -> bool:
+        """True while the CPU spent on gateway messages is over its budget: the runner does not
+        read the link then, so a gateway flooding subscribes cannot take more than the budget."""
+        return self.budget.control_overdrawn(now)
+
     def report_cpu(self, now: float, cpu_seconds: float) -> None:
         """Feed the agent thread's cumulative CPU time; adjusts the sample rate to the budget.
 

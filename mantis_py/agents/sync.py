@@ -436,10 +436,14 @@ class Agent(HostSide):
                     self._final_flush(sender)
                     break
                 tick = s.tick_s if core.subs or not core.is_open else s.idle_tick_s
-                try:
-                    data: Any = ws.recv(timeout=tick)
-                except TimeoutError:
-                    data = None
+                if core.control_overdrawn(time.time()):  # a flood of gateway messages waits
+                    self._stop.wait(tick)
+                    data: Any = None
+                else:
+                    try:
+                        data = ws.recv(timeout=tick)
+                    except TimeoutError:
+                        data = None
                 now = time.time()
                 batch = 0.0
                 while data is not None:

@@ -126,8 +126,11 @@ class TrioAgent(HostSide):
                                     core.report_control_cpu(time.time(), time.thread_time() - t0)
                                 welcomed = welcomed or core.is_open
                                 # a burst of subscribes must not hold back due windows: let
-                                # the writer poll between two frames
+                                # the writer poll between two frames; a flood waits in the
+                                # socket while its CPU is over budget
                                 await trio.lowlevel.checkpoint()
+                                while core.control_overdrawn(time.time()):  # noqa: ASYNC110
+                                    await trio.sleep(s.tick_s)  # (refills with time: no event)
                         except RemoteProtocolError as exc:
                             self.last_error = f"protocol: {exc}"
                             await ws.aclose(exc.close_code, str(exc)[:100])

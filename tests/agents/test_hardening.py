@@ -195,6 +195,21 @@ def test_compile_cpu_beyond_the_budget_refuses_new_queries() -> None:
     assert "b" in core.subs  # 5 s x 5 % = 0.25 s earned back: the debt of 0.2 s is paid
 
 
+def test_a_flood_of_gateway_messages_pauses_reading_until_its_cpu_is_paid_back() -> None:
+    """Before: refused subscribes still cost the agent thread ~24 % of a core under a flood
+    (bench/churn_bench.py), since every frame was read and answered. Now the runners stop
+    reading the link while the CPU of gateway messages is over budget (the frames wait in the
+    socket), so a flood costs the budget (5 % of a core) plus one tick at a time."""
+    core = mql_core()  # compile_cpu_burst_s 0.2, cpu_budget 5 %
+    assert not core.control_overdrawn(T)
+    core.report_control_cpu(T, 0.15)
+    assert not core.control_overdrawn(T)  # within the burst
+    core.report_control_cpu(T, 0.1)  # 0.05 s in debt
+    assert core.control_overdrawn(T)
+    assert core.control_overdrawn(T + 0.9)  # 0.045 s paid back: still in debt
+    assert not core.control_overdrawn(T + 1.1)  # 0.055 s paid back
+
+
 def test_a_backlog_never_turns_queued_events_into_late_drops() -> None:
     """bench/e2e_bench.py's pushdown run counted 90,817 of ~100k events: at 10k events/s the
     agent folds at most max_events per tick, and closed a window while events of that window
