@@ -525,12 +525,17 @@
 
   function assignSlots(keys) {
     const used = new Set(colorOf.values());
+    // slots remembered for other groups stay theirs while free slots remain: a group new to
+    // this page must not take the colour of a remembered group that has not shown up yet
+    const reserved = new Set(Object.values(remembered));
     for (const key of keys.slice().sort()) {
       if (colorOf.has(key)) continue;
       let slot = remembered[key];
       if (!Number.isInteger(slot) || slot < 0 || slot >= SLOTS || used.has(slot)) {
+        const taken = (s) => used.has(s) || (reserved.has(s) && used.size + reserved.size < SLOTS);
         slot = hashKey(key) % PALETTE.length;
-        for (let i = 0; i < SLOTS && used.has(slot); i++) slot = (slot + 1) % SLOTS;
+        for (let i = 0; i < SLOTS && taken(slot); i++) slot = (slot + 1) % SLOTS;
+        if (used.has(slot)) for (let i = 0; i < SLOTS && used.has(slot); i++) slot = (slot + 1) % SLOTS;
       }
       colorOf.set(key, slot);
       used.add(slot);
