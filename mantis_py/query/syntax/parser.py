@@ -471,6 +471,43 @@ def _check_budget(q: ast.Query, text: str) -> None:
                               hint="split it into smaller queries")  # fmt: skip
 
 
+_ITEM_RUNS: dict[tuple[int, int, int], bool] = {}
+"""(state below the list, state after the list, state after its ',') -> whether
+:meth:`_Parse.in_items` may take ``literal ,`` pairs there (see :func:`_is_item_run`)."""
+_ITEM_RUN_STEPS = [("literal", 1, False), ("operand", 1, True), ("operand_seq", 3, False)]
+
+
+def _is_item_run(tables: lalr.Tables, key: tuple[int, int, int]) -> bool:
+    """True when, with ``key`` on top of the state stack, a NUMBER or a STRING followed by ','
+    reduces exactly literal -> operand -> ``operand_seq _COMMA operand`` and shifts the ','
+    into the same state again: then one more ``literal ,`` pair only appends a Literal to the
+    list, which is what :meth:`_Parse.in_items` does without walking the table."""
+    actions, gotos = tables.actions, tables.gotos
+    for terminal in ("NUMBER", "STRING"):
+        stack = list(key)
+        act = actions[stack[-1]].get(terminal)
+        if act is None or not act[0]:
+            return False
+        stack.append(act[1])
+        steps: list[tuple[str, int, bool]] = []
+        while True:
+            act = actions[stack[-1]].get("_COMMA")
+            if act is None:
+                return False
+            if act[0]:
+                stack.append(act[1])
+                break
+            size, origin, callback = act[1]
+            if size >= len(stack):  # reaches below the key: not decidable here
+                return False
+            del stack[len(stack) - size :]
+            steps.append((origin, size, callback is None))
+            stack.append(gotos[stack[-1]][origin])
+        if stack != list(key) or steps != _ITEM_RUN_STEPS:
+            return False
+    return True
+
+
 class _Parse:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -497,6 +534,7 @@ class _Parse:
             raise self.e103(first)
         tables = _tables()
         states = tables.actions
+        gotos = tables.gotos
         state_stack: list[Any] = [tables.start_state]
         value_stack: list[Any] = []
 
@@ -513,7 +551,10 @@ class _Parse:
             if kind == "PUNCT":  # the common kinds classified inline (see classify)
                 ttype, payload, used = _PUNCT[raw.value], raw.value, 1
             elif kind == "WORD":
-                ttype, payload, used = self.classify_word(i, raw, choices)
+                if raw.number is not None and "SOURCE" not in choices:
+                    ttype, payload, used = "NUMBER", raw.number, 1  # as classify_word reads it
+                else:
+                    ttype, payload, used = self.classify_word(i, raw, choices)
             elif kind == "ERROR":
                 assert raw.error is not None
                 raise raw.error
@@ -535,18 +576,26 @@ class _Parse:
                     value_stack.append(tok)
                     break
                 size, origin, callback = action[1]
-                if size:
-                    children = value_stack[-size:]
-                    del state_stack[-size:]
-                    del value_stack[-size:]
+                if callback is None:  # an inlined one-symbol rule: the value stays as it is
+                    state_stack[-1] = gotos[state_stack[-2]][origin]
+                elif size == 1:
+                    value_stack[-1] = callback([value_stack[-1]])
+                    state_stack[-1] = gotos[state_stack[-2]][origin]
                 else:
-                    children = []
-                value_stack.append(callback(children))
-                state_stack.append(states[state_stack[-1]][origin][1])
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    value_stack.append(callback(children))
+                    state_stack.append(gotos[state_stack[-1]][origin])
             if ttype in _TRACKED:
                 self.track(ttype, tok)
             hist.append(tok)
             i += used
+            if ttype == "_COMMA" and parens and parens[-1][1] == "in" and i + 1 < n:
+                i = self.in_items(i, state_stack, value_stack)
         # the end of the query: reduce until the start rule is complete
         end_state = tables.end_state
         while True:
@@ -554,19 +603,72 @@ class _Parse:
             if action is None or action[0]:
                 raise self.fail(n, "$END", state(), 0)
             size, origin, callback = action[1]
-            if size:
-                children = value_stack[-size:]
-                del state_stack[-size:]
-                del value_stack[-size:]
+            if callback is None:
+                state_stack[-1] = gotos[state_stack[-2]][origin]
             else:
-                children = []
-            value_stack.append(callback(children))
-            state_stack.append(states[state_stack[-1]][origin][1])
+                if size:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                else:
+                    children = []
+                value_stack.append(callback(children))
+                state_stack.append(gotos[state_stack[-1]][origin])
             if state_stack[-1] == end_state:
                 break
         q = value_stack[-1]
         assert isinstance(q, ast.Query)
         return dataclasses.replace(q, text=self.text, span=ast.Span(q.span.start, self.end))
+
+    def in_items(self, i: int, state_stack: list[Any], value_stack: list[Any]) -> int:
+        """The items of an IN list after a ',' (``toks[i]`` on): each run of ``literal ,``
+        (a number or a string) is appended to the list directly, building the same nodes and
+        leaving the same stacks, ``hist`` and comma count as feeding the tokens one by one would
+        (which costs three reductions and two table walks per item). Returns where the generic
+        loop resumes: at the first token that is not such a pair, at the list's last item, or
+        at the 1,001st item (E303 is raised there)."""
+        if len(state_stack) < 3:
+            return i
+        key = (state_stack[-3], state_stack[-2], state_stack[-1])
+        ok = _ITEM_RUNS.get(key)
+        if ok is None:
+            ok = _ITEM_RUNS[key] = _is_item_run(_tables(), key)
+        if not ok:
+            return i
+        toks, parens = self.toks, self.parens
+        n = len(toks)
+        count = parens[-1][2]
+        seq = value_stack[-2]
+        literal, span, cell = ast.Literal, ast.Span, _Seq
+        j = i
+        while j + 1 < n and count < MAX_IN_ITEMS:
+            comma = toks[j + 1]
+            if comma.kind != "PUNCT" or comma.value != ",":
+                break
+            raw = toks[j]
+            kind = raw.kind
+            if kind == "WORD":
+                value = raw.number  # a word read as a number here (classify_word)
+                if value is None:
+                    break
+            elif kind == "STRING":
+                value = raw.value
+            else:
+                break
+            seq = cell(seq, literal(value, span(raw.start, raw.end)))
+            count += 1
+            j += 2
+        if j == i:
+            return i
+        last, comma = toks[j - 2], toks[j - 1]
+        ltype, payload = ("NUMBER", last.number) if last.kind == "WORD" else ("STRING", last.value)
+        self.hist.append(lalr.new_token(ltype, last.text, last.start, last.end, payload))
+        comma_tok = lalr.new_token("_COMMA", comma.text, comma.start, comma.end, comma.value)
+        self.hist.append(comma_tok)
+        value_stack[-2] = seq
+        value_stack[-1] = comma_tok
+        parens[-1][2] = count
+        return j
 
     # ---------------------------------------------------------- classification
 
