@@ -81,6 +81,8 @@ _WS = frozenset(WHITESPACE)
 _NUMBER_START = frozenset("0123456789+-.")
 _SCALAR = re.compile(r"[^" + re.escape(_EXCLUDED.replace("&", "").replace("|", "") + ":{}") + r"]+")
 _LINE_BREAKS = ("\n", "\r")
+_SPECIAL = frozenset(FORBIDDEN | set(";'\"(),*=!<>~[]&|"))
+"""First characters that do not start a word (:meth:`_Tokenizer._run` tests these first)."""
 
 SAMPLE_MEMBERS = ("strategy", "keys", "salt", "factor", "threshold", "extrapolate")
 SAMPLE_STRATEGIES = ("RANDOM", "STICKY")
@@ -287,17 +289,20 @@ class _Tokenizer:
         text, n = self.text, self.n
         i = self.skip_ws(0)
         out = self.out
+        special = _SPECIAL
         while i < n:
             if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
                 raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
                                hint="split it into smaller queries")  # fmt: skip
             c = text[i]
-            if c in FORBIDDEN:
+            if c not in special:  # the common case: a word
+                i = self.read_word(i)
+            elif c in FORBIDDEN:
                 raise self.forbidden(i)
-            if c == ";":
+            elif c == ";":
                 raise self.err("E110", "';' is not part of MQL", i, 1,
                                hint="remove it; MQL has no statement terminator")  # fmt: skip
-            if c in "'\"":
+            elif c in "'\"":
                 i = self.read_string(i)
             elif c == "(":
                 self.depth += 1
@@ -317,7 +322,9 @@ class _Tokenizer:
             else:
                 i = self.read_word(i)
             if i < n and text[i] in _WS:
-                i = self.skip_ws(i)
+                i += 1
+                if i < n and text[i] in _WS:
+                    i = self.skip_ws(i)
 
     # ----------------------------------------------------------------- operators
 
@@ -464,14 +471,21 @@ class _Tokenizer:
 
     def read_word(self, i: int) -> int:
         text = self.text
-        if text[i] in "-/" and text.startswith(("--", "//", "/*"), i):
+        c = text[i]
+        if c in "-/" and text.startswith(("--", "//", "/*"), i):
             raise self.err("E111", "MQL has no comments", i, 2)
         m = _WORD.match(text, i)
         if m is None:  # cannot happen: the caller checked the first character
             raise self.forbidden(i)
         end = m.end()
         word = text[i:end]
-        sample = len(word) >= 6 and word[:6].lower() == "sample"
+        nxt = text[end] if end < self.n else ""
+        if c in _DIGITS and nxt != "[" and word.isdigit() and word.isascii() and (
+            c != "0" or len(word) == 1
+        ) and len(word) <= MAX_INT_DIGITS:  # the common number: what the code below reads
+            self.out.append(RawToken("WORD", word, i, end, None, int(word)))
+            return end
+        sample = c in "sS" and len(word) >= 6 and word[:6].lower() == "sample"
         if sample and len(word) > 6:
             sample = word[6] == "{"
             if sample:

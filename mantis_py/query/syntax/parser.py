@@ -68,6 +68,7 @@ _OPS = {"==": "CMP_OP", "!=": "CMP_OP", "<": "CMP_OP", "<=": "CMP_OP", ">": "CMP
         ">=": "CMP_OP", "==+": "CMP_OP", "==~": "MATCH_OP", "!~": "MATCH_OP", "!": "BANG",
         "AND": "AND", "OR": "OR"}  # fmt: skip
 _OPERAND_KINDS = frozenset({"WORD", "STRING", "PATH", "PREFIX"})
+_FUNCTION_SET = frozenset(FUNCTIONS)
 _TIME_WORDS = frozenset({"seconds", "second", "secs", "sec", "s", "minutes", "minute", "min",
                          "m", "ms", "hours", "hour", "h"})  # fmt: skip
 
@@ -306,10 +307,12 @@ class _Builder:
     # ---------------------------------------------------------- conditions
 
     def condition(self, c: list[Any]) -> Any:
-        return self._flat(c[0].items(), ast.Or)
+        seq = c[0]
+        return seq.item if seq.prev is None else self._flat(seq.items(), ast.Or)
 
     def conjunction(self, c: list[Any]) -> Any:
-        return self._flat(c[0].items(), ast.And)
+        seq = c[0]
+        return seq.item if seq.prev is None else self._flat(seq.items(), ast.And)
 
     @staticmethod
     def _flat(items: tuple[Any, ...], cls: Any) -> Any:
@@ -333,8 +336,9 @@ class _Builder:
         return ast.BoolCondition(c[0].type == "TRUE", span=_sp(c[0]))
 
     def comparison(self, c: list[Any]) -> ast.Comparison:
-        left, op, right = c
-        return ast.Comparison(left, op.payload, right, span=_sp(left, right), op_span=_sp(op))
+        left, op, right = c  # two operand nodes around a token
+        return ast.Comparison(left, op.payload, right, ast.Span(left.span.start, right.span.end),
+                              ast.Span(op.start_pos, op.end_pos))  # fmt: skip
 
     def match(self, c: list[Any]) -> ast.Match:
         left, op, regex = c
@@ -356,7 +360,8 @@ class _Builder:
     # ---------------------------------------------------------- operands
 
     def name(self, c: list[Any]) -> ast.Property:
-        return ast.Property((str(c[0]),), span=_sp(c[0]))
+        tok = c[0]
+        return ast.Property((tok.value,), ast.Span(tok.start_pos, tok.end_pos))
 
     def path(self, c: list[Any]) -> ast.Property:
         return ast.Property(c[0].payload, span=_sp(c[0]))
@@ -395,8 +400,9 @@ class _Builder:
                 args.append(a[1])
             else:
                 args.append(a)
-        return ast.Call(name_tok.payload, tuple(args), distinct, span=_sp(name_tok, rpar),
-                        name_span=_sp(name_tok))  # fmt: skip
+        start = name_tok.start_pos
+        return ast.Call(name_tok.payload, tuple(args), distinct, ast.Span(start, rpar.end_pos),
+                        ast.Span(start, name_tok.end_pos))  # fmt: skip
 
     def star_argument(self, c: list[Any]) -> ast.Star:
         return ast.STAR
@@ -590,12 +596,20 @@ class _Parse:
                         children = []
                     value_stack.append(callback(children))
                     state_stack.append(gotos[state_stack[-1]][origin])
-            if ttype in _TRACKED:
-                self.track(ttype, tok)
-            hist.append(tok)
-            i += used
-            if ttype == "_COMMA" and parens and parens[-1][1] == "in" and i + 1 < n:
-                i = self.in_items(i, state_stack, value_stack)
+            if ttype not in _TRACKED:
+                hist.append(tok)
+                i += used
+            elif ttype != "_COMMA":
+                self.track(ttype, tok)  # before hist.append: it reads the token before `tok`
+                hist.append(tok)
+                i += used
+            else:
+                hist.append(tok)
+                i += used
+                if parens and parens[-1][1] == "in":  # one more item in the IN list
+                    parens[-1][2] += 1
+                    if i + 1 < n:
+                        i = self.in_items(i, state_stack, value_stack)
         # the end of the query: reduce until the start rule is complete
         end_state = tables.end_state
         while True:
@@ -699,29 +713,15 @@ class _Parse:
             if raw.number_error is not None:
                 raise raw.number_error
             return "NUMBER", raw.number, 1
-        if "PERCENTAGE" in choices and len(w) > 1 and w.endswith("%"):
-            looks, value, err = classify_number(w[:-1], self.text, raw.start)
-            if looks:
-                if err is not None:
-                    raise err
-                assert value is not None
-                return "PERCENTAGE", percentage_sample(w[:-1], value, self.text, raw.start,
-                                                       raw.end), 1  # fmt: skip
-        if w == "%" and "PERCENT" in choices and self.hist and self.hist[-1].type == "NUMBER":
-            num = self.hist[-1]
-            sample = percentage_sample(str(num), num.payload, self.text, num.start_pos, raw.end)
-            return "PERCENT", sample, 1
-        if "COUNT_WINDOW" in choices and len(w) > 2 and w[0] == "|" and w[-1] == "|":
-            looks, value, err = classify_number(w[1:-1], self.text, raw.start + 1)
-            if looks:
-                if err is not None:
-                    raise err
-                if isinstance(value, int):
-                    return "COUNT_WINDOW", value, 1
-        nxt = self.next_raw(i)
+        if w[-1] == "%" or w[0] == "|":  # the rare shapes first
+            rare = self.classify_rare(raw, choices, w)
+            if rare is not None:
+                return rare
+        toks = self.toks
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
         is_call = nxt is not None and nxt.kind == "PUNCT" and nxt.value == "("
         if is_call and "FUNC_NAME" in choices:
-            if lw in FUNCTIONS:
+            if lw in _FUNCTION_SET:
                 return "FUNC_NAME", lw, 1
             if lw not in KEYWORDS and lw not in _LITERAL_WORDS:
                 raise self.e104(raw)
@@ -758,6 +758,32 @@ class _Parse:
                 return "NAME", w, 1
             return kw, None, (2 if by and kw in ("GROUP_BY", "ORDER_BY") else 1)
         return "NAME", w, 1
+
+    def classify_rare(
+        self, raw: RawToken, choices: dict[str, Any], w: str
+    ) -> tuple[str, Any, int] | None:
+        """:meth:`classify_word` for a word ending with ``%`` or starting with ``|``: a
+        percentage, ``%`` after a number, or a count window; None for anything else."""
+        if "PERCENTAGE" in choices and len(w) > 1 and w.endswith("%"):
+            looks, value, err = classify_number(w[:-1], self.text, raw.start)
+            if looks:
+                if err is not None:
+                    raise err
+                assert value is not None
+                return "PERCENTAGE", percentage_sample(w[:-1], value, self.text, raw.start,
+                                                       raw.end), 1  # fmt: skip
+        if w == "%" and "PERCENT" in choices and self.hist and self.hist[-1].type == "NUMBER":
+            num = self.hist[-1]
+            sample = percentage_sample(str(num), num.payload, self.text, num.start_pos, raw.end)
+            return "PERCENT", sample, 1
+        if "COUNT_WINDOW" in choices and len(w) > 2 and w[0] == "|" and w[-1] == "|":
+            looks, value, err = classify_number(w[1:-1], self.text, raw.start + 1)
+            if looks:
+                if err is not None:
+                    raise err
+                if isinstance(value, int):
+                    return "COUNT_WINDOW", value, 1
+        return None
 
     def at_item_start(self) -> bool:
         """True right after SELECT or after a ',' of the select list."""
