@@ -83,6 +83,10 @@ _SCALAR = re.compile(r"[^" + re.escape(_EXCLUDED.replace("&", "").replace("|", "
 _LINE_BREAKS = ("\n", "\r")
 _SPECIAL = frozenset(FORBIDDEN | set(";'\"(),*=!<>~[]&|"))
 """First characters that do not start a word (:meth:`_Tokenizer._run` tests these first)."""
+_WORD_CHECKS = frozenset("-/sSeE") | _NUMBER_START
+"""First characters of the words :meth:`_Tokenizer.read_word` must look at closely (a comment,
+``sample{``, ``e[…]``, a number); any other word followed by something else than ``[`` is just
+a word."""
 
 SAMPLE_MEMBERS = ("strategy", "keys", "salt", "factor", "threshold", "extrapolate")
 SAMPLE_STRATEGIES = ("RANDOM", "STICKY")
@@ -290,13 +294,22 @@ class _Tokenizer:
         i = self.skip_ws(0)
         out = self.out
         special = _SPECIAL
+        word_end = _WORD.match
         while i < n:
             if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
                 raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
                                hint="split it into smaller queries")  # fmt: skip
             c = text[i]
             if c not in special:  # the common case: a word
-                i = self.read_word(i)
+                if c in _WORD_CHECKS:  # comments, paths, sample objects, numbers
+                    i = self.read_word(i)
+                else:  # a word that read_word would take as it is
+                    end = word_end(text, i).end()  # type: ignore[union-attr]
+                    if end < n and text[end] == "[":
+                        i = self.read_word(i)
+                    else:
+                        out.append(RawToken("WORD", text[i:end], i, end))
+                        i = end
             elif c in FORBIDDEN:
                 raise self.forbidden(i)
             elif c == ";":

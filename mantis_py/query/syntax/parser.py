@@ -477,41 +477,127 @@ def _check_budget(q: ast.Query, text: str) -> None:
                               hint="split it into smaller queries")  # fmt: skip
 
 
-_ITEM_RUNS: dict[tuple[int, int, int], bool] = {}
-"""(state below the list, state after the list, state after its ',') -> whether
-:meth:`_Parse.in_items` may take ``literal ,`` pairs there (see :func:`_is_item_run`)."""
-_ITEM_RUN_STEPS = [("literal", 1, False), ("operand", 1, True), ("operand_seq", 3, False)]
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """What feeding a fixed sequence of terminals does from a fixed top of the state stack:
+    ``choices[k]`` is the action row the k-th terminal is classified against, ``steps[k]`` the
+    reductions it triggers (``(nonterminal, length, callback name or None)``), and ``loops``
+    whether the state stack ends exactly as it started (so the sequence may repeat)."""
+
+    choices: tuple[dict[str, Any], ...]
+    steps: tuple[tuple[tuple[str, int, str | None], ...], ...]
+    loops: bool
 
 
-def _is_item_run(tables: lalr.Tables, key: tuple[int, int, int]) -> bool:
-    """True when, with ``key`` on top of the state stack, a NUMBER or a STRING followed by ','
-    reduces exactly literal -> operand -> ``operand_seq _COMMA operand`` and shifts the ','
-    into the same state again: then one more ``literal ,`` pair only appends a Literal to the
-    list, which is what :meth:`_Parse.in_items` does without walking the table."""
+def _simulate(tables: lalr.Tables, key: tuple[int, ...], types: tuple[str, ...]) -> _Plan | None:
+    """Feed ``types`` to the parse table from the states ``key`` (the top of the stack) without
+    building anything; None when a terminal is not accepted or a reduction reaches below
+    ``key`` (what happens there depends on states not in the key)."""
     actions, gotos = tables.actions, tables.gotos
-    for terminal in ("NUMBER", "STRING"):
-        stack = list(key)
-        act = actions[stack[-1]].get(terminal)
-        if act is None or not act[0]:
-            return False
-        stack.append(act[1])
-        steps: list[tuple[str, int, bool]] = []
+    stack = list(key)
+    choices: list[dict[str, Any]] = []
+    steps: list[tuple[tuple[str, int, str | None], ...]] = []
+    for terminal in types:
+        choices.append(actions[stack[-1]])
+        done: list[tuple[str, int, str | None]] = []
         while True:
-            act = actions[stack[-1]].get("_COMMA")
+            act = actions[stack[-1]].get(terminal)
             if act is None:
-                return False
+                return None
             if act[0]:
                 stack.append(act[1])
                 break
             size, origin, callback = act[1]
-            if size >= len(stack):  # reaches below the key: not decidable here
-                return False
+            if size >= len(stack):
+                return None
             del stack[len(stack) - size :]
-            steps.append((origin, size, callback is None))
+            done.append((origin, size, None if callback is None else
+                         getattr(callback, "__name__", "?")))  # fmt: skip
             stack.append(gotos[stack[-1]][origin])
-        if stack != list(key) or steps != _ITEM_RUN_STEPS:
-            return False
-    return True
+        steps.append(tuple(done))
+    return _Plan(tuple(choices), tuple(steps), stack == list(key))
+
+
+_PLANS: dict[tuple[tuple[int, ...], tuple[str, ...]], _Plan | None] = {}
+
+
+def _plan(key: tuple[int, ...], types: tuple[str, ...]) -> _Plan | None:
+    """:func:`_simulate`, cached (the tables never change once built)."""
+    try:
+        return _PLANS[(key, types)]
+    except KeyError:
+        plan = _PLANS[(key, types)] = _simulate(_tables(), key, types)
+        return plan
+
+
+_Steps = tuple[tuple[tuple[str, int, str | None], ...], ...]
+
+
+def _operand_steps(t: str) -> tuple[tuple[str, int, str | None], ...]:
+    """The reductions that turn a simple operand token of type ``t`` into an operand."""
+    if t == "NAME":
+        return (("operand", 1, "name"),)
+    if t == "PATH":
+        return (("operand", 1, "path"),)
+    return (("literal", 1, "literal"), ("operand", 1, None))  # NUMBER, STRING
+
+
+def _condition_steps(lt: str, rt: str, sep: str) -> _Steps:
+    """``lt CMP_OP rt sep`` after ``sep``: a comparison appended to the OR (or AND) list."""
+    tail = (("and_seq", 1, "_seq"), ("conjunction", 1, "conjunction"), ("or_seq", 3, "_seq")) \
+        if sep == "OR" else (("and_seq", 3, "_seq"),)
+    cmp = (("predicate", 3, "comparison"), ("factor", 1, None))
+    return ((), _operand_steps(lt), (), _operand_steps(rt) + cmp + tail)
+
+
+def _select_steps(types: tuple[str, ...]) -> _Steps:
+    """A select item of the shape ``types`` (see :meth:`_Parse.select_items`) appended to the
+    select list."""
+    item = (("select_item", 1, "select_item"), ("select_seq", 3, "<lambda>"))
+    if len(types) == 2:
+        return ((), _operand_steps(types[0]) + item)
+    at = types[2]
+    first = (("call_argument", 1, "star_argument"),) if at == "STAR" else (
+        *_operand_steps(at), ("call_argument", 1, None))  # fmt: skip
+    first += (("first_argument", 1, None), ("argument_seq", 1, "_seq"))
+    tail = (("call", 4, "call"), ("operand", 1, None), *item)
+    if len(types) == 5:
+        return ((), (), (), first, tail)
+    second = (*_operand_steps(types[4]), ("call_argument", 1, None), ("argument_seq", 3, "<lambda>"))
+    return ((), (), (), first, (), second, tail)
+
+
+def _fits(plan: _Plan | None, steps: _Steps) -> bool:
+    """The plan repeats, does ``steps``, and no word in it could be read as a source."""
+    return (
+        plan is not None and plan.loops and plan.steps == steps
+        and not any("SOURCE" in c for c in plan.choices)
+    )  # fmt: skip
+
+
+_FITS: dict[tuple[str, tuple[int, ...], tuple[str, ...]], bool] = {}
+
+
+def _run_fits(family: str, key: tuple[int, ...], types: tuple[str, ...]) -> bool:
+    """Whether an item of the shape ``types`` of a run of ``family`` ("in", "condition" or
+    "select") may be taken directly with ``key`` on top of the state stack (cached: one table
+    walk per family, top of stack and shape)."""
+    try:
+        return _FITS[(family, key, types)]
+    except KeyError:
+        pass
+    if family == "condition":
+        steps = _condition_steps(types[0], types[2], types[3])
+    elif family == "in":
+        steps = ((), (*_operand_steps(types[0]), ("operand_seq", 3, "<lambda>")))
+    else:
+        steps = _select_steps(types)
+    ok = _FITS[(family, key, types)] = _fits(_plan(key, types), steps)
+    return ok
+
+
+_NOT_PLAIN = frozenset([*KEYWORDS, *_LITERAL_WORDS, *FUNCTIONS])
+"""Words (lower case) that classify_word may read as something other than a property name."""
 
 
 class _Parse:
@@ -610,6 +696,10 @@ class _Parse:
                     parens[-1][2] += 1
                     if i + 1 < n:
                         i = self.in_items(i, state_stack, value_stack)
+                elif i + 1 < n:
+                    i = self.select_items(i, state_stack, value_stack)
+            if (ttype == "OR" or ttype == "AND") and i + 3 < n:
+                i = self.condition_items(i, ttype, state_stack, value_stack)
         # the end of the query: reduce until the start rule is complete
         end_state = tables.end_state
         while True:
@@ -634,20 +724,28 @@ class _Parse:
         assert isinstance(q, ast.Query)
         return dataclasses.replace(q, text=self.text, span=ast.Span(q.span.start, self.end))
 
+    # ---------------------------------------------------------- runs of list items
+    #
+    # Long lists are where the time goes: IN lists, select lists, and runs of comparisons
+    # joined by one connective. After a separator (',' / AND / OR) the state stack may be back
+    # where it was after the previous one; then each further item of a common shape only
+    # appends one node to the list on the stack. The three methods below take such items
+    # directly, after checking on the parse table (:func:`_simulate`, cached per top of the
+    # stack and token shape) that feeding the tokens one by one would do exactly that:
+    # classify each word against the same action row, run the expected reductions, and end
+    # in the same states. They build the nodes the reduction callbacks would build, leave
+    # ``hist``, ``parens`` and the stacks as the generic loop would, and stop (returning
+    # where the generic loop resumes) at the first token that does not fit, so anything
+    # unusual, and every error, goes through the generic loop.
+
     def in_items(self, i: int, state_stack: list[Any], value_stack: list[Any]) -> int:
-        """The items of an IN list after a ',' (``toks[i]`` on): each run of ``literal ,``
-        (a number or a string) is appended to the list directly, building the same nodes and
-        leaving the same stacks, ``hist`` and comma count as feeding the tokens one by one would
-        (which costs three reductions and two table walks per item). Returns where the generic
-        loop resumes: at the first token that is not such a pair, at the list's last item, or
-        at the 1,001st item (E303 is raised there)."""
+        """IN-list items after a ',' (``toks[i]`` on): runs of ``literal ,`` (a number or a
+        string); stops at the list's last item or before the 1,001st (E303 is raised there)."""
         if len(state_stack) < 3:
             return i
         key = (state_stack[-3], state_stack[-2], state_stack[-1])
-        ok = _ITEM_RUNS.get(key)
-        if ok is None:
-            ok = _ITEM_RUNS[key] = _is_item_run(_tables(), key)
-        if not ok:
+        if not (_run_fits("in", key, ("NUMBER", "_COMMA"))
+                and _run_fits("in", key, ("STRING", "_COMMA"))):  # fmt: skip
             return i
         toks, parens = self.toks, self.parens
         n = len(toks)
@@ -674,14 +772,170 @@ class _Parse:
             j += 2
         if j == i:
             return i
-        last, comma = toks[j - 2], toks[j - 1]
+        last = toks[j - 2]
         ltype, payload = ("NUMBER", last.number) if last.kind == "WORD" else ("STRING", last.value)
-        self.hist.append(lalr.new_token(ltype, last.text, last.start, last.end, payload))
-        comma_tok = lalr.new_token("_COMMA", comma.text, comma.start, comma.end, comma.value)
-        self.hist.append(comma_tok)
-        value_stack[-2] = seq
-        value_stack[-1] = comma_tok
+        self.finish_run(j, value_stack, seq, lalr.new_token(ltype, last.text, last.start, last.end,
+                                                            payload))  # fmt: skip
         parens[-1][2] = count
+        return j
+
+    def finish_run(self, j: int, value_stack: list[Any], seq: _Seq, last: lalr.Tok) -> None:
+        """The stacks and ``hist`` after a run that ended with ``last`` and a separator."""
+        sep = self.toks[j - 1]
+        types = _PUNCT if sep.kind == "PUNCT" else _OPS
+        ttype = types[sep.value] if sep.kind != "WORD" else KEYWORDS[sep.text.lower()]
+        payload = sep.value if sep.kind != "WORD" else None
+        sep_tok = lalr.new_token(ttype, sep.text, sep.start, sep.end, payload)
+        self.hist.append(last)
+        self.hist.append(sep_tok)
+        value_stack[-2] = seq
+        value_stack[-1] = sep_tok
+
+    def operand_type(self, j: int) -> str | None:
+        """The terminal of ``toks[j]`` when it is a simple operand (a plain name, a path, a
+        number or a string) that is not followed by '('; None otherwise. A plain name is read
+        as NAME wherever the grammar accepts NAME and not SOURCE (see classify_word)."""
+        raw = self.toks[j]
+        kind = raw.kind
+        if kind == "WORD":
+            if raw.number is not None:
+                return "NUMBER"
+            w = raw.text
+            if raw.number_error is not None or w[-1] == "%" or w[0] == "|" \
+                    or w.lower() in _NOT_PLAIN:
+                return None
+            nxt = self.toks[j + 1] if j + 1 < len(self.toks) else None
+            if nxt is not None and nxt.kind == "PUNCT" and nxt.value == "(":
+                return None
+            return "NAME"
+        if kind == "STRING" or kind == "PATH":
+            return kind
+        return None
+
+    def operand_node(self, j: int, ttype: str) -> Any:
+        """The node the reductions build for the simple operand ``toks[j]`` of type ``ttype``."""
+        raw = self.toks[j]
+        span = ast.Span(raw.start, raw.end)
+        if ttype == "NAME":
+            return ast.Property((raw.text,), span)
+        if ttype == "PATH":
+            return ast.Property(raw.value, span)
+        return ast.Literal(raw.number if ttype == "NUMBER" else raw.value, span)
+
+    def operand_tok(self, j: int, ttype: str) -> lalr.Tok:
+        raw = self.toks[j]
+        payload = raw.number if ttype == "NUMBER" else raw.text if ttype == "NAME" else raw.value
+        return lalr.new_token(ttype, raw.text, raw.start, raw.end, payload)
+
+    def condition_items(
+        self, i: int, sep: str, state_stack: list[Any], value_stack: list[Any]
+    ) -> int:
+        """After AND / OR: runs of ``operand op operand sep`` (a comparison of simple operands,
+        then the same connective)."""
+        if len(state_stack) < 3:
+            return i
+        key = (state_stack[-3], state_stack[-2], state_stack[-1])
+        toks = self.toks
+        n = len(toks)
+        seq = value_stack[-2]
+        if not isinstance(seq, _Seq):
+            return i
+        comparison, span, cell = ast.Comparison, ast.Span, _Seq
+        j = i
+        last: tuple[int, str] | None = None
+        while j + 3 < n:
+            op, raw_sep = toks[j + 1], toks[j + 3]
+            if op.kind != "OP" or _OPS[op.value] != "CMP_OP":
+                break
+            if raw_sep.kind == "OP":
+                if raw_sep.value != sep:
+                    break
+            elif raw_sep.kind != "WORD" or raw_sep.text.lower() != sep.lower():
+                break
+            lt, rt = self.operand_type(j), self.operand_type(j + 2)
+            if lt is None or rt is None or lt in ("NUMBER", "STRING"):
+                break
+            if not _run_fits("condition", key, (lt, "CMP_OP", rt, sep)):
+                break
+            if raw_sep.kind == "WORD" and j + 4 < n and toks[j + 4].value == "(":
+                break  # `or (`: classify_word would look for a call
+            left, right = self.operand_node(j, lt), self.operand_node(j + 2, rt)
+            seq = cell(seq, comparison(left, op.value, right, span(left.span.start, right.span.end),
+                                       span(op.start, op.end)))  # fmt: skip
+            last = (j + 2, rt)
+            j += 4
+        if last is None:
+            return i
+        self.finish_run(j, value_stack, seq, self.operand_tok(*last))
+        return j
+
+    def select_items(self, i: int, state_stack: list[Any], value_stack: list[Any]) -> int:
+        """After a ',' of a select list: runs of ``operand ,`` and ``f(x) ,`` / ``f(*) ,`` /
+        ``f(x, number) ,`` with simple operands, no alias."""
+        if len(state_stack) < 3 or self.parens:
+            return i
+        key = (state_stack[-3], state_stack[-2], state_stack[-1])
+        toks = self.toks
+        n = len(toks)
+        seq = value_stack[-2]
+        if not isinstance(seq, _Seq):
+            return i
+        item, cell = ast.SelectItem, _Seq
+        j = i
+        last: lalr.Tok | None = None
+        while j + 1 < n:
+            raw = toks[j]
+            nxt = toks[j + 1]
+            if nxt.kind == "PUNCT" and nxt.value == ",":  # operand ,
+                t = self.operand_type(j)
+                if t is None:
+                    break
+                types: tuple[str, ...] = (t, "_COMMA")
+                if not _run_fits("select", key, types):
+                    break
+                op = self.operand_node(j, t)
+                seq = cell(seq, item(op, span=op.span))
+                last = self.operand_tok(j, t)
+                j += 2
+                continue
+            if not (raw.kind == "WORD" and nxt.kind == "PUNCT" and nxt.value == "("
+                    and raw.text.lower() in _FUNCTION_SET and j + 4 < n):  # fmt: skip
+                break
+            a = toks[j + 2]
+            if a.kind == "PUNCT" and a.value == "*":
+                at: str | None = "STAR"
+            else:
+                at = self.operand_type(j + 2)
+                if at is None:
+                    break
+            close = toks[j + 3]
+            k = j + 4
+            second = None
+            if close.kind == "PUNCT" and close.value == "," and at != "STAR" and j + 6 < n:
+                second = self.operand_type(j + 4)  # f(x, 99.5)
+                if second is None:
+                    break
+                close = toks[j + 5]
+                k = j + 6
+            if not (close.kind == "PUNCT" and close.value == ")" and toks[k].kind == "PUNCT"
+                    and toks[k].value == ","):  # fmt: skip
+                break
+            types = ("FUNC_NAME", "LPAR", at) + (("_COMMA", second) if second else ()) + (
+                "RPAR", "_COMMA")  # fmt: skip
+            if not _run_fits("select", key, types):
+                break
+            args = (ast.STAR if at == "STAR" else self.operand_node(j + 2, at),)
+            if second is not None:
+                args += (self.operand_node(j + 4, second),)
+            name = raw.text.lower()
+            call = ast.Call(name, args, False, ast.Span(raw.start, close.end),
+                            ast.Span(raw.start, raw.end))  # fmt: skip
+            seq = cell(seq, item(call, span=call.span))
+            last = lalr.new_token("RPAR", close.text, close.start, close.end, ")")
+            j = k + 1
+        if last is None:
+            return i
+        self.finish_run(j, value_stack, seq, last)
         return j
 
     # ---------------------------------------------------------- classification
