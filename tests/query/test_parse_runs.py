@@ -206,3 +206,45 @@ def test_runs_round_trip_through_canonical_text() -> None:
         except QueryError:
             continue
         assert parser.parse(format_query(q)) == q
+
+
+# --------------------------------------------------------------------------- the lexer's shortcuts
+
+_PIECES = ["a", "b1", "e", "E", "e['k']", "e[\"k\"]", "e[0]", "e[-1]", "e[*]", "e['a'][0][*]",
+           "e[01]", "e[1.5]", "e[]", "e[ 'a']", "e['a'] [0]", "e['a']x", "e['a\nb']", "e[^'p']",
+           "e['a'][^'p']", "e['" + "k" * 1100 + "']", "e" + "[0]" * 65, "x[0]", "sample", "sample{",
+           "samplex", "Sample {'strategy': 'RANDOM'}", "-", "--", "//", "/*", "/", "1", "01", "1.5",
+           "-2", "+3", "1e5", "9" * 50, "1%", "|3|", "%", "'s'", "\"t\"", "(", ")", ",", "*", "==",
+           "=", "!=", "~", "&&", "||", "&", "|", "[", "]", ";", "\u00a0", "\u2019", "é", "_a",
+           "nf.app", "x-y", "e[", "e['", "e[0", "e[*"]
+
+
+def _tokens(text: str) -> Any:
+    from mantis_py.query.syntax.lexer import tokenize
+
+    return [(t.kind, t.text, t.start, t.end, _dump(t.value), _dump(t.number),
+             _dump_error(t.number_error), t.hint, _dump_error(t.error)) for t in tokenize(text)]
+
+
+class _Everything:
+    def __contains__(self, c: object) -> bool:
+        return True
+
+
+def test_the_lexer_shortcuts_read_what_the_general_code_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Plain words read inline by the main loop, and paths read by ``read_plain_path``, give
+    the tokens (and errors) that ``read_word`` / ``read_path`` give."""
+    from mantis_py.query.syntax import lexer
+
+    rng = random.Random("lexer-shortcuts")
+    for _ in range(3000):
+        text = "".join(rng.choice(_PIECES) + rng.choice(["", " ", "  ", "\n", ""])
+                       for _ in range(rng.randrange(1, 8)))
+        fast = _tokens(text)
+        with monkeypatch.context() as m:
+            m.setattr(lexer, "_WORD_CHECKS", _Everything())
+            m.setattr(lexer._Tokenizer, "read_plain_path", lambda self, i: 0)
+            slow = _tokens(text)
+        assert fast == slow, repr(text[:200])

@@ -110,7 +110,10 @@ class Property:
 
     @property
     def has_star(self) -> bool:
-        return any(isinstance(s, Star) for s in self.segments)
+        for s in self.segments:  # a loop, not any(): paths are short, this is called often
+            if isinstance(s, Star):
+                return True
+        return False
 
     @property
     def is_bare(self) -> bool:

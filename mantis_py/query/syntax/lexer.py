@@ -83,6 +83,8 @@ _SCALAR = re.compile(r"[^" + re.escape(_EXCLUDED.replace("&", "").replace("|", "
 _LINE_BREAKS = ("\n", "\r")
 _SPECIAL = frozenset(FORBIDDEN | set(";'\"(),*=!<>~[]&|"))
 """First characters that do not start a word (:meth:`_Tokenizer._run` tests these first)."""
+_PATH_SEGMENTS = re.compile(r"\[(?:'([^'\n\r]*)'|\"([^\"\n\r]*)\"|(-?(?:0|[1-9][0-9]*))|\*)\]")
+"""One well-formed path segment: ``['key']``, ``["key"]``, ``[0]``, ``[-1]`` or ``[*]``."""
 _WORD_CHECKS = frozenset("-/sSeE") | _NUMBER_START
 """First characters of the words :meth:`_Tokenizer.read_word` must look at closely (a comment,
 ``sample{``, ``e[…]``, a number); any other word followed by something else than ``[`` is just
@@ -552,6 +554,10 @@ class _Tokenizer:
         """Read ``e[...]...`` starting at the ``e`` (or, with check_only, at the word's last
         character before the first ``[``)."""
         text, n = self.text, self.n
+        if not check_only:
+            end = self.read_plain_path(i)
+            if end:
+                return end
         j = i + 1  # at the first '['
         segments: list[ast.Segment] = []
         prefix: str | None = None
@@ -619,6 +625,36 @@ class _Tokenizer:
             return j
         if len(segments) > MAX_PATH_SEGMENTS:
             raise self.err("E305", "the path has more than 64 segments", i, j - i)
+        self.emit("PATH", i, j, tuple(segments))
+        return j
+
+    def read_plain_path(self, i: int) -> int:
+        """The common path, every segment a short quoted key, a whole number or ``*``, read
+        with one scan per segment; 0 (nothing read) for anything else, which
+        :meth:`read_path` reads with its precise errors."""
+        text, n = self.text, self.n
+        segments: list[ast.Segment] = []
+        j = i + 1
+        segment = _PATH_SEGMENTS.match
+        while (m := segment(text, j)) is not None:  # anchored at j: never scans ahead
+            key, key2, index = m.group(1, 2, 3)
+            if key is not None or key2 is not None:
+                key = key if key is not None else key2
+                if len(key) > MAX_LITERAL_BYTES // 4:  # check_size may have to measure it
+                    return 0
+                segments.append(key)
+            elif index is not None:
+                segments.append(int(index))
+            else:
+                segments.append(ast.STAR)
+            j = m.end()
+        if not segments or len(segments) > MAX_PATH_SEGMENTS:
+            return 0
+        k = j
+        while k < n and text[k] in _WS:
+            k += 1
+        if k < n and text[k] == "[":  # a malformed segment, or a space before one
+            return 0
         self.emit("PATH", i, j, tuple(segments))
         return j
 
