@@ -245,6 +245,7 @@ def test_the_lexer_shortcuts_read_what_the_general_code_reads(
         fast = _tokens(text)
         with monkeypatch.context() as m:
             m.setattr(lexer, "_WORD_CHECKS", _Everything())
+            m.setattr(lexer, "_DIGIT_START", frozenset())
             m.setattr(lexer._Tokenizer, "read_plain_path", lambda self, i: 0)
             slow = _tokens(text)
         assert fast == slow, repr(text[:200])

@@ -85,6 +85,8 @@ _SPECIAL = frozenset(FORBIDDEN | set(";'\"(),*=!<>~[]&|"))
 """First characters that do not start a word (:meth:`_Tokenizer._run` tests these first)."""
 _PATH_SEGMENTS = re.compile(r"\[(?:'([^'\n\r]*)'|\"([^\"\n\r]*)\"|(-?(?:0|[1-9][0-9]*))|\*)\]")
 """One well-formed path segment: ``['key']``, ``["key"]``, ``[0]``, ``[-1]`` or ``[*]``."""
+_DIGIT_START = _DIGITS
+"""First characters of the words :meth:`_Tokenizer._run` tries to read as a whole number."""
 _WORD_CHECKS = frozenset("-/sSeE") | _NUMBER_START
 """First characters of the words :meth:`_Tokenizer.read_word` must look at closely (a comment,
 ``sample{``, ``e[…]``, a number); any other word followed by something else than ``[`` is just
@@ -303,7 +305,17 @@ class _Tokenizer:
                                hint="split it into smaller queries")  # fmt: skip
             c = text[i]
             if c not in special:  # the common case: a word
-                if c in _WORD_CHECKS:  # comments, paths, sample objects, numbers
+                if c in _DIGIT_START:  # a whole number, as read_word reads it, or anything else
+                    end = word_end(text, i).end()  # type: ignore[union-attr]
+                    word = text[i:end]
+                    if (end >= n or text[end] != "[") and word.isdigit() and word.isascii() and (
+                        c != "0" or end - i == 1
+                    ) and end - i <= MAX_INT_DIGITS:  # fmt: skip
+                        out.append(RawToken("WORD", word, i, end, None, int(word)))
+                        i = end
+                    else:
+                        i = self.read_word(i)
+                elif c in _WORD_CHECKS:  # comments, paths, sample objects, numbers
                     i = self.read_word(i)
                 else:  # a word that read_word would take as it is
                     end = word_end(text, i).end()  # type: ignore[union-attr]
@@ -312,6 +324,9 @@ class _Tokenizer:
                     else:
                         out.append(RawToken("WORD", text[i:end], i, end))
                         i = end
+            elif c == "," or c == "*":
+                out.append(RawToken("PUNCT", c, i, i + 1, c))
+                i += 1
             elif c in FORBIDDEN:
                 raise self.forbidden(i)
             elif c == ";":
@@ -328,9 +343,6 @@ class _Tokenizer:
             elif c == ")":
                 self.depth = max(0, self.depth - 1)
                 self.emit("PUNCT", i, i + 1, ")")
-                i += 1
-            elif c in ",*":
-                out.append(RawToken("PUNCT", c, i, i + 1, c))
                 i += 1
             elif c in "=!<>~[]&|":
                 i = self.read_operator(i)
@@ -494,12 +506,6 @@ class _Tokenizer:
             raise self.forbidden(i)
         end = m.end()
         word = text[i:end]
-        nxt = text[end] if end < self.n else ""
-        if c in _DIGITS and nxt != "[" and word.isdigit() and word.isascii() and (
-            c != "0" or len(word) == 1
-        ) and len(word) <= MAX_INT_DIGITS:  # the common number: what the code below reads
-            self.out.append(RawToken("WORD", word, i, end, None, int(word)))
-            return end
         sample = c in "sS" and len(word) >= 6 and word[:6].lower() == "sample"
         if sample and len(word) > 6:
             sample = word[6] == "{"
