@@ -130,7 +130,8 @@ class _Tree:
                                      env=env)  # fmt: skip
 
     def time(self, name: str, r: int) -> float:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(f"{name} {r}\n")
         self.proc.stdin.flush()
         return float(self.proc.stdout.readline())

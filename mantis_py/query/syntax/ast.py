@@ -110,7 +110,7 @@ class Property:
 
     @property
     def has_star(self) -> bool:
-        for s in self.segments:  # a loop, not any(): paths are short, this is called often
+        for s in self.segments:  # noqa: SIM110 (a loop, not any(): called for every operand)
             if isinstance(s, Star):
                 return True
         return False

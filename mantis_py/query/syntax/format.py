@@ -16,6 +16,7 @@ Recursion is bounded by the nesting of the query (at most 64 parentheses when pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from mantis_py.query.syntax import ast
 from mantis_py.query.syntax.lexer import classify_number, is_word_text
@@ -50,6 +51,7 @@ def _json_string(s: str) -> str:
     return f"'{s}'" if '"' in s else f'"{s}"'
 
 
+@lru_cache(maxsize=4096)  # a pure function of the name; canonical text asks it once per use
 def is_bare_name(name: str) -> bool:
     """True when ``name`` written bare is read back as the same property (docs/mql.md#canonical-text)."""
     if not is_word_text(name):

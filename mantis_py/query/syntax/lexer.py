@@ -85,6 +85,8 @@ _SPECIAL = frozenset(FORBIDDEN | set(";'\"(),*=!<>~[]&|"))
 """First characters that do not start a word (:meth:`_Tokenizer._run` tests these first)."""
 _PATH_SEGMENTS = re.compile(r"\[(?:'([^'\n\r]*)'|\"([^\"\n\r]*)\"|(-?(?:0|[1-9][0-9]*))|\*)\]")
 """One well-formed path segment: ``['key']``, ``["key"]``, ``[0]``, ``[-1]`` or ``[*]``."""
+_WORD_BLANK = re.compile("(" + _WORD.pattern + ")[" + re.escape(WHITESPACE) + "]*")
+"""A word and the blanks after it (one match per plain word in :meth:`_Tokenizer._run`)."""
 _DIGIT_START = _DIGITS
 """First characters of the words :meth:`_Tokenizer._run` tries to read as a whole number."""
 _WORD_CHECKS = frozenset("-/sSeE") | _NUMBER_START
@@ -299,6 +301,7 @@ class _Tokenizer:
         out = self.out
         special = _SPECIAL
         word_end = _WORD.match
+        word_blank = _WORD_BLANK.match
         while i < n:
             if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
                 raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
@@ -317,13 +320,15 @@ class _Tokenizer:
                         i = self.read_word(i)
                 elif c in _WORD_CHECKS:  # comments, paths, sample objects, numbers
                     i = self.read_word(i)
-                else:  # a word that read_word would take as it is
-                    end = word_end(text, i).end()  # type: ignore[union-attr]
+                else:  # a word that read_word would take as it is, and the blanks after it
+                    m = word_blank(text, i)
+                    end = m.end(1)  # type: ignore[union-attr]
                     if end < n and text[end] == "[":
                         i = self.read_word(i)
                     else:
                         out.append(RawToken("WORD", text[i:end], i, end))
-                        i = end
+                        i = m.end()  # type: ignore[union-attr]
+                        continue
             elif c == "," or c == "*":
                 out.append(RawToken("PUNCT", c, i, i + 1, c))
                 i += 1

@@ -902,12 +902,9 @@ class _Parse:
                     and raw.text.lower() in _FUNCTION_SET and j + 4 < n):  # fmt: skip
                 break
             a = toks[j + 2]
-            if a.kind == "PUNCT" and a.value == "*":
-                at: str | None = "STAR"
-            else:
-                at = self.operand_type(j + 2)
-                if at is None:
-                    break
+            at = "STAR" if a.kind == "PUNCT" and a.value == "*" else self.operand_type(j + 2)
+            if at is None:
+                break
             close = toks[j + 3]
             k = j + 4
             second = None
@@ -920,11 +917,11 @@ class _Parse:
             if not (close.kind == "PUNCT" and close.value == ")" and toks[k].kind == "PUNCT"
                     and toks[k].value == ","):  # fmt: skip
                 break
-            types = ("FUNC_NAME", "LPAR", at) + (("_COMMA", second) if second else ()) + (
-                "RPAR", "_COMMA")  # fmt: skip
+            middle = ("_COMMA", second) if second is not None else ()
+            types = ("FUNC_NAME", "LPAR", at, *middle, "RPAR", "_COMMA")
             if not _run_fits("select", key, types):
                 break
-            args = (ast.STAR if at == "STAR" else self.operand_node(j + 2, at),)
+            args: tuple[Any, ...] = (ast.STAR if at == "STAR" else self.operand_node(j + 2, at),)
             if second is not None:
                 args += (self.operand_node(j + 4, second),)
             name = raw.text.lower()
