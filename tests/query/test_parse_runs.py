@@ -249,3 +249,34 @@ def test_the_lexer_shortcuts_read_what_the_general_code_reads(
             m.setattr(lexer._Tokenizer, "read_plain_path", lambda self, i: 0)
             slow = _tokens(text)
         assert fast == slow, repr(text[:200])
+
+
+def test_the_parsers_node_makers_make_the_same_nodes() -> None:
+    """``parser._maker`` skips the dataclass ``__init__``; the node is the same in every way."""
+    import pickle
+
+    from mantis_py.query.syntax import ast
+
+    span, other = ast.Span(3, 9), ast.Span(1, 2)
+    prop = ast.Property(("a", 0, ast.STAR), span)
+    cases = [
+        (parser._span, ast.Span, (3, 9)),
+        (parser._property, ast.Property, (("a", 0, ast.STAR), span)),
+        (parser._literal, ast.Literal, (1.5, span)),
+        (parser._literal, ast.Literal, (True, span)),
+        (parser._comparison, ast.Comparison, (prop, "==+", ast.Literal("x", other), span, other)),
+        (parser._call, ast.Call, ("count", (ast.STAR,), True, span, other)),
+        (parser._select_item, ast.SelectItem, (prop, None, span, ast.NO_SPAN)),
+        (parser._select_item, ast.SelectItem, (prop, "b", span, other)),
+    ]
+    for make, cls, values in cases:
+        fast, slow = make(*values), cls(*values)
+        assert type(fast) is cls
+        assert _dump(fast) == _dump(slow)
+        assert fast == slow
+        assert hash(fast) == hash(slow)
+        assert repr(fast) == repr(slow)
+        assert _dump(pickle.loads(pickle.dumps(fast))) == _dump(slow)
+        assert _dump(dataclasses.replace(fast)) == _dump(slow)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(fast, dataclasses.fields(cls)[0].name, None)

@@ -921,9 +921,9 @@ def _reduce(entries: list[tuple[str, ...] | str], meta: set[str], meta_order: tu
     for e in unique:
         if isinstance(e, tuple):
             is_meta = len(e) == 1 and e[0] in meta
-            if any(e[:i] in subsumers for i in range(1, len(e))):
+            if len(e) > 1 and any(e[:i] in subsumers for i in range(1, len(e))):
                 continue
-            if not is_meta and covered(e[0]):
+            if lengths and not is_meta and covered(e[0]):
                 continue
         kept.append(e)
     texts = tuple(

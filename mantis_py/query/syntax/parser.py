@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from mantis_py.errors import QueryError
@@ -136,6 +137,61 @@ def _join_expected(items: list[str]) -> str:
 # ------------------------------------------------------------------ spans
 
 
+def _maker(cls: Any) -> Any:
+    """``cls(*values)`` for a frozen, slotted AST dataclass, every field given in order, without
+    its generated ``__init__`` (which sets each field through ``object.__setattr__``: about
+    twice the time, and the parser makes several such nodes per token). The object is the same:
+    same class, every slot set; ``tests/query/test_parse_runs.py`` checks it against ``cls``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if hasattr(cls, "__post_init__") or getattr(cls, "__slots__", None) != tuple(names):
+        raise AssertionError(f"{cls.__name__}: not a plain slotted dataclass")  # pragma: no cover
+    new = object.__new__
+    setters = [cls.__dict__[name].__set__ for name in names]
+    if len(setters) == 2:
+        s0, s1 = setters
+
+        def make2(a: Any, b: Any) -> Any:
+            o = new(cls)
+            s0(o, a)
+            s1(o, b)
+            return o
+
+        return make2
+    if len(setters) == 4:
+        s0, s1, s2, s3 = setters
+
+        def make4(a: Any, b: Any, c: Any, d: Any) -> Any:
+            o = new(cls)
+            s0(o, a)
+            s1(o, b)
+            s2(o, c)
+            s3(o, d)
+            return o
+
+        return make4
+    s0, s1, s2, s3, s4 = setters  # five fields
+
+    def make5(a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
+        o = new(cls)
+        s0(o, a)
+        s1(o, b)
+        s2(o, c)
+        s3(o, d)
+        s4(o, e)
+        return o
+
+    return make5
+
+
+_span: Callable[[int, int], ast.Span] = _maker(ast.Span)
+_property: Callable[[tuple[ast.Segment, ...], ast.Span], ast.Property] = _maker(ast.Property)
+_literal: Callable[[ast.LiteralValue, ast.Span], ast.Literal] = _maker(ast.Literal)
+_comparison: Callable[[Any, str, Any, ast.Span, ast.Span], ast.Comparison] = _maker(ast.Comparison)
+_call: Callable[[str, tuple[Any, ...], bool, ast.Span, ast.Span], ast.Call] = _maker(ast.Call)
+_select_item: Callable[[Any, str | None, ast.Span, ast.Span], ast.SelectItem] = _maker(
+    ast.SelectItem)  # fmt: skip
+
+
 def _b(x: Any) -> int:
     if isinstance(x, lalr.Tok):
         return x.start_pos
@@ -233,7 +289,7 @@ class _Builder:
     def select_item(self, c: list[Any]) -> ast.SelectItem:
         op = c[0]
         if len(c) == 1:
-            return ast.SelectItem(op, span=op.span)
+            return _select_item(op, None, op.span, ast.NO_SPAN)
         alias = c[2]
         name = alias.payload if alias.type == "STRING" else str(alias)
         return ast.SelectItem(op, name, span=_sp(op, alias), alias_span=_sp(alias))
@@ -337,8 +393,8 @@ class _Builder:
 
     def comparison(self, c: list[Any]) -> ast.Comparison:
         left, op, right = c  # two operand nodes around a token
-        return ast.Comparison(left, op.payload, right, ast.Span(left.span.start, right.span.end),
-                              ast.Span(op.start_pos, op.end_pos))  # fmt: skip
+        return _comparison(left, op.payload, right, _span(left.span.start, right.span.end),
+                           _span(op.start_pos, op.end_pos))  # fmt: skip
 
     def match(self, c: list[Any]) -> ast.Match:
         left, op, regex = c
@@ -361,7 +417,7 @@ class _Builder:
 
     def name(self, c: list[Any]) -> ast.Property:
         tok = c[0]
-        return ast.Property((tok.value,), ast.Span(tok.start_pos, tok.end_pos))
+        return _property((tok.value,), _span(tok.start_pos, tok.end_pos))
 
     def path(self, c: list[Any]) -> ast.Property:
         return ast.Property(c[0].payload, span=_sp(c[0]))
@@ -379,7 +435,7 @@ class _Builder:
             value = None
         else:
             value = t == "TRUE"
-        return ast.Literal(value, span=ast.Span(tok.start_pos, tok.end_pos))
+        return _literal(value, _span(tok.start_pos, tok.end_pos))
 
     def negated_name(self, c: list[Any]) -> ast.Negation:
         return ast.Negation(self.name(c[1:]), span=_sp(c[0], c[1]))
@@ -401,8 +457,8 @@ class _Builder:
             else:
                 args.append(a)
         start = name_tok.start_pos
-        return ast.Call(name_tok.payload, tuple(args), distinct, ast.Span(start, rpar.end_pos),
-                        ast.Span(start, name_tok.end_pos))  # fmt: skip
+        return _call(name_tok.payload, tuple(args), distinct, _span(start, rpar.end_pos),
+                     _span(start, name_tok.end_pos))  # fmt: skip
 
     def star_argument(self, c: list[Any]) -> ast.Star:
         return ast.STAR
@@ -751,7 +807,7 @@ class _Parse:
         n = len(toks)
         count = parens[-1][2]
         seq = value_stack[-2]
-        literal, span, cell = ast.Literal, ast.Span, _Seq
+        literal, span, cell = _literal, _span, _Seq
         j = i
         while j + 1 < n and count < MAX_IN_ITEMS:
             comma = toks[j + 1]
@@ -815,12 +871,12 @@ class _Parse:
     def operand_node(self, j: int, ttype: str) -> Any:
         """The node the reductions build for the simple operand ``toks[j]`` of type ``ttype``."""
         raw = self.toks[j]
-        span = ast.Span(raw.start, raw.end)
+        span = _span(raw.start, raw.end)
         if ttype == "NAME":
-            return ast.Property((raw.text,), span)
+            return _property((raw.text,), span)
         if ttype == "PATH":
-            return ast.Property(raw.value, span)
-        return ast.Literal(raw.number if ttype == "NUMBER" else raw.value, span)
+            return _property(raw.value, span)
+        return _literal(raw.number if ttype == "NUMBER" else raw.value, span)
 
     def operand_tok(self, j: int, ttype: str) -> lalr.Tok:
         raw = self.toks[j]
@@ -840,7 +896,7 @@ class _Parse:
         seq = value_stack[-2]
         if not isinstance(seq, _Seq):
             return i
-        comparison, span, cell = ast.Comparison, ast.Span, _Seq
+        comparison, span, cell = _comparison, _span, _Seq
         j = i
         last: tuple[int, str] | None = None
         while j + 3 < n:
@@ -880,7 +936,7 @@ class _Parse:
         seq = value_stack[-2]
         if not isinstance(seq, _Seq):
             return i
-        item, cell = ast.SelectItem, _Seq
+        item, cell, no_span = _select_item, _Seq, ast.NO_SPAN
         j = i
         last: lalr.Tok | None = None
         while j + 1 < n:
@@ -894,7 +950,7 @@ class _Parse:
                 if not _run_fits("select", key, types):
                     break
                 op = self.operand_node(j, t)
-                seq = cell(seq, item(op, span=op.span))
+                seq = cell(seq, item(op, None, op.span, no_span))
                 last = self.operand_tok(j, t)
                 j += 2
                 continue
@@ -925,9 +981,8 @@ class _Parse:
             if second is not None:
                 args += (self.operand_node(j + 4, second),)
             name = raw.text.lower()
-            call = ast.Call(name, args, False, ast.Span(raw.start, close.end),
-                            ast.Span(raw.start, raw.end))  # fmt: skip
-            seq = cell(seq, item(call, span=call.span))
+            call = _call(name, args, False, _span(raw.start, close.end), _span(raw.start, raw.end))
+            seq = cell(seq, item(call, None, call.span, no_span))
             last = lalr.new_token("RPAR", close.text, close.start, close.end, ")")
             j = k + 1
         if last is None:
