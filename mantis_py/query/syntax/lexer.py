@@ -302,13 +302,14 @@ class _Tokenizer:
         special = _SPECIAL
         word_end = _WORD.match
         word_blank = _WORD_BLANK.match
+        digit_start, word_checks = _DIGIT_START, _WORD_CHECKS
         while i < n:
             if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
                 raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
                                hint="split it into smaller queries")  # fmt: skip
             c = text[i]
             if c not in special:  # the common case: a word
-                if c in _DIGIT_START:  # a whole number, as read_word reads it, or anything else
+                if c in digit_start:  # a whole number, as read_word reads it, or anything else
                     end = word_end(text, i).end()  # type: ignore[union-attr]
                     word = text[i:end]
                     if (end >= n or text[end] != "[") and word.isdigit() and word.isascii() and (
@@ -318,7 +319,7 @@ class _Tokenizer:
                         i = end
                     else:
                         i = self.read_word(i)
-                elif c in _WORD_CHECKS:  # comments, paths, sample objects, numbers
+                elif c in word_checks:  # comments, paths, sample objects, numbers
                     i = self.read_word(i)
                 else:  # a word that read_word would take as it is, and the blanks after it
                     m = word_blank(text, i)

@@ -897,6 +897,9 @@ class _Parse:
         if not isinstance(seq, _Seq):
             return i
         comparison, span, cell = _comparison, _span, _Seq
+        operand_type, operand_node = self.operand_type, self.operand_node
+        word_sep = sep.lower()
+        fits: dict[tuple[str, str], bool] = {}  # (left type, right type) -> _run_fits
         j = i
         last: tuple[int, str] | None = None
         while j + 3 < n:
@@ -906,16 +909,19 @@ class _Parse:
             if raw_sep.kind == "OP":
                 if raw_sep.value != sep:
                     break
-            elif raw_sep.kind != "WORD" or raw_sep.text.lower() != sep.lower():
+            elif raw_sep.kind != "WORD" or raw_sep.text.lower() != word_sep:
                 break
-            lt, rt = self.operand_type(j), self.operand_type(j + 2)
-            if lt is None or rt is None or lt in ("NUMBER", "STRING"):
+            lt, rt = operand_type(j), operand_type(j + 2)
+            if lt is None or rt is None or lt == "NUMBER" or lt == "STRING":
                 break
-            if not _run_fits("condition", key, (lt, "CMP_OP", rt, sep)):
+            ok = fits.get((lt, rt))
+            if ok is None:
+                ok = fits[(lt, rt)] = _run_fits("condition", key, (lt, "CMP_OP", rt, sep))
+            if not ok:
                 break
             if raw_sep.kind == "WORD" and j + 4 < n and toks[j + 4].value == "(":
                 break  # `or (`: classify_word would look for a call
-            left, right = self.operand_node(j, lt), self.operand_node(j + 2, rt)
+            left, right = operand_node(j, lt), operand_node(j + 2, rt)
             seq = cell(seq, comparison(left, op.value, right, span(left.span.start, right.span.end),
                                        span(op.start, op.end)))  # fmt: skip
             last = (j + 2, rt)
