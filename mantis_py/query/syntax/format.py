@@ -51,9 +51,19 @@ def _json_string(s: str) -> str:
     return f"'{s}'" if '"' in s else f'"{s}"'
 
 
-@lru_cache(maxsize=4096)  # a pure function of the name; canonical text asks it once per use
 def is_bare_name(name: str) -> bool:
     """True when ``name`` written bare is read back as the same property (docs/mql.md#canonical-text)."""
+    if len(name) <= 64:  # canonical text and fields ask this for every use of a name
+        return _is_bare_short(name)
+    return _is_bare(name)
+
+
+@lru_cache(maxsize=4096)  # short names only: the cache stays small (under 1 MB)
+def _is_bare_short(name: str) -> bool:
+    return _is_bare(name)
+
+
+def _is_bare(name: str) -> bool:
     if not is_word_text(name):
         return False
     low = name.lower()

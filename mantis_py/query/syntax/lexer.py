@@ -318,7 +318,7 @@ class _Tokenizer:
                         out.append(RawToken("WORD", word, i, end, None, int(word)))
                         i = end
                     else:
-                        i = self.read_word(i)
+                        i = self.read_word(i, end)
                 elif c in word_checks:  # comments, paths, sample objects, numbers
                     i = self.read_word(i)
                 else:  # a word that read_word would take as it is, and the blanks after it
@@ -502,15 +502,17 @@ class _Tokenizer:
 
     # ----------------------------------------------------------------- words and paths
 
-    def read_word(self, i: int) -> int:
+    def read_word(self, i: int, end: int = 0) -> int:
+        """Read the word at ``i`` (``end``: where it ends, when the caller already matched it)."""
         text = self.text
         c = text[i]
         if c in "-/" and text.startswith(("--", "//", "/*"), i):
             raise self.err("E111", "MQL has no comments", i, 2)
-        m = _WORD.match(text, i)
-        if m is None:  # cannot happen: the caller checked the first character
-            raise self.forbidden(i)
-        end = m.end()
+        if not end:
+            m = _WORD.match(text, i)
+            if m is None:  # cannot happen: the caller checked the first character
+                raise self.forbidden(i)
+            end = m.end()
         word = text[i:end]
         sample = c in "sS" and len(word) >= 6 and word[:6].lower() == "sample"
         if sample and len(word) > 6:
