@@ -216,7 +216,8 @@ _PIECES = ["a", "b1", "e", "E", "e['k']", "e[\"k\"]", "e[0]", "e[-1]", "e[*]", "
            "samplex", "Sample {'strategy': 'RANDOM'}", "-", "--", "//", "/*", "/", "1", "01", "1.5",
            "-2", "+3", "1e5", "9" * 50, "1%", "|3|", "%", "'s'", "\"t\"", "(", ")", ",", "*", "==",
            "=", "!=", "~", "&&", "||", "&", "|", "[", "]", ";", "\u00a0", "\u2019", "é", "_a",
-           "nf.app", "x-y", "e[", "e['", "e[0", "e[*"]
+           "nf.app", "x-y", "e[", "e['", "e[0", "e[*", "'a\nb'", "'a\rb'", "''", "\"\"",
+           "'" + "x" * 1100 + "'", "'" + "é" * 1500 + "'", "'" + "€" * 1400 + "'", "'open", "\"open", "'it''s'", "E['k']"]
 
 
 def _tokens(text: str) -> Any:
@@ -226,16 +227,12 @@ def _tokens(text: str) -> Any:
              _dump_error(t.number_error), t.hint, _dump_error(t.error)) for t in tokenize(text)]
 
 
-class _Everything:
-    def __contains__(self, c: object) -> bool:
-        return True
-
-
 def test_the_lexer_shortcuts_read_what_the_general_code_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Plain words read inline by the main loop, and paths read by ``read_plain_path``, give
-    the tokens (and errors) that ``read_word`` / ``read_path`` give."""
+    """Plain words, whole numbers and short strings read inline by the main loop, and paths
+    read by ``read_plain_path``, give the tokens (and errors) that ``read_word``,
+    ``read_string`` and ``read_path`` give."""
     from mantis_py.query.syntax import lexer
 
     rng = random.Random("lexer-shortcuts")
@@ -244,9 +241,7 @@ def test_the_lexer_shortcuts_read_what_the_general_code_reads(
                        for _ in range(rng.randrange(1, 8)))
         fast = _tokens(text)
         with monkeypatch.context() as m:
-            m.setattr(lexer, "_WORD_CHECKS", _Everything())
-            m.setattr(lexer, "_DIGIT_START", frozenset())
-            m.setattr(lexer._Tokenizer, "read_plain_path", lambda self, i: 0)
+            m.setattr(lexer, "_SHORTCUTS", False)
             slow = _tokens(text)
         assert fast == slow, repr(text[:200])
 

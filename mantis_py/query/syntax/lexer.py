@@ -87,8 +87,9 @@ _PATH_SEGMENTS = re.compile(r"\[(?:'([^'\n\r]*)'|\"([^\"\n\r]*)\"|(-?(?:0|[1-9][
 """One well-formed path segment: ``['key']``, ``["key"]``, ``[0]``, ``[-1]`` or ``[*]``."""
 _WORD_BLANK = re.compile("(" + _WORD.pattern + ")[" + re.escape(WHITESPACE) + "]*")
 """A word and the blanks after it (one match per plain word in :meth:`_Tokenizer._run`)."""
-_DIGIT_START = _DIGITS
-"""First characters of the words :meth:`_Tokenizer._run` tries to read as a whole number."""
+_SHORTCUTS = True
+"""Whether :meth:`_Tokenizer._run` reads the common tokens (plain words, whole numbers, short
+strings, well-formed paths) inline, the same way the general readers do; off only to test that."""
 _WORD_CHECKS = frozenset("-/sSeE") | _NUMBER_START
 """First characters of the words :meth:`_Tokenizer.read_word` must look at closely (a comment,
 ``sample{``, ``e[…]``, a number); any other word followed by something else than ``[`` is just
@@ -302,14 +303,16 @@ class _Tokenizer:
         special = _SPECIAL
         word_end = _WORD.match
         word_blank = _WORD_BLANK.match
-        digit_start, word_checks = _DIGIT_START, _WORD_CHECKS
+        digit_start, word_checks, shortcuts = _DIGITS, _WORD_CHECKS, _SHORTCUTS
         while i < n:
             if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
                 raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
                                hint="split it into smaller queries")  # fmt: skip
             c = text[i]
             if c not in special:  # the common case: a word
-                if c in digit_start:  # a whole number, as read_word reads it, or anything else
+                if not shortcuts:
+                    i = self.read_word(i)
+                elif c in digit_start:  # a whole number, as read_word reads it, or anything else
                     end = word_end(text, i).end()  # type: ignore[union-attr]
                     word = text[i:end]
                     if (end >= n or text[end] != "[") and word.isdigit() and word.isascii() and (
@@ -320,7 +323,10 @@ class _Tokenizer:
                     else:
                         i = self.read_word(i, end)
                 elif c in word_checks:  # comments, paths, sample objects, numbers
-                    i = self.read_word(i)
+                    if (c == "e" or c == "E") and i + 1 < n and text[i + 1] == "[":
+                        i = self.read_path(i)  # what read_word does with `e[`
+                    else:
+                        i = self.read_word(i)
                 else:  # a word that read_word would take as it is, and the blanks after it
                     m = word_blank(text, i)
                     end = m.end(1)  # type: ignore[union-attr]
@@ -338,6 +344,15 @@ class _Tokenizer:
             elif c == ";":
                 raise self.err("E110", "';' is not part of MQL", i, 1,
                                hint="remove it; MQL has no statement terminator")  # fmt: skip
+            elif c in "'\"" and shortcuts:
+                end = text.find(c, i + 1)
+                content = text[i + 1 : end]
+                if end < 0 or "\n" in content or "\r" in content \
+                        or len(content) > MAX_LITERAL_BYTES // 4:
+                    i = self.read_string(i)  # the errors and the size check
+                else:  # what read_string reads
+                    out.append(RawToken("STRING", text[i : end + 1], i, end + 1, content))
+                    i = end + 1
             elif c in "'\"":
                 i = self.read_string(i)
             elif c == "(":
@@ -568,7 +583,7 @@ class _Tokenizer:
         """Read ``e[...]...`` starting at the ``e`` (or, with check_only, at the word's last
         character before the first ``[``)."""
         text, n = self.text, self.n
-        if not check_only:
+        if not check_only and _SHORTCUTS:
             end = self.read_plain_path(i)
             if end:
                 return end
