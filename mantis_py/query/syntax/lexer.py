@@ -314,10 +314,10 @@ class _Tokenizer:
                     i = self.read_word(i)
                 elif c in digit_start:  # a whole number, as read_word reads it, or anything else
                     end = word_end(text, i).end()  # type: ignore[union-attr]
-                    word = text[i:end]
-                    if (end >= n or text[end] != "[") and word.isdigit() and word.isascii() and (
+                    if (end >= n or text[end] != "[") and text[end - 1] in digit_start and (
                         c != "0" or end - i == 1
-                    ) and end - i <= MAX_INT_DIGITS:  # fmt: skip
+                    ) and end - i <= MAX_INT_DIGITS and (word := text[i:end]).isdigit() \
+                            and word.isascii():  # fmt: skip
                         out.append(RawToken("WORD", word, i, end, None, int(word)))
                         i = end
                     else:
