@@ -90,10 +90,10 @@ _WORD_BLANK = re.compile("(" + _WORD.pattern + ")[" + re.escape(WHITESPACE) + "]
 _SHORTCUTS = True
 """Whether :meth:`_Tokenizer._run` reads the common tokens (plain words, whole numbers, short
 strings, well-formed paths) inline, the same way the general readers do; off only to test that."""
-_WORD_CHECKS = frozenset("-/sSeE") | _NUMBER_START
+_WORD_CHECKS = frozenset("-/") | _NUMBER_START
 """First characters of the words :meth:`_Tokenizer.read_word` must look at closely (a comment,
-``sample{``, ``e[…]``, a number); any other word followed by something else than ``[`` is just
-a word."""
+a number); any other word is just a word unless it is followed by ``[``, starts with
+``sample`` or is the single letter ``e``."""
 
 SAMPLE_MEMBERS = ("strategy", "keys", "salt", "factor", "threshold", "extrapolate")
 SAMPLE_STRATEGIES = ("RANDOM", "STICKY")
@@ -322,15 +322,16 @@ class _Tokenizer:
                         i = end
                     else:
                         i = self.read_word(i, end)
-                elif c in word_checks:  # comments, paths, sample objects, numbers
-                    if (c == "e" or c == "E") and i + 1 < n and text[i + 1] == "[":
-                        i = self.read_path(i)  # what read_word does with `e[`
-                    else:
-                        i = self.read_word(i)
+                elif c in word_checks:  # comments, numbers
+                    i = self.read_word(i)
+                elif (c == "e" or c == "E") and i + 1 < n and text[i + 1] == "[":
+                    i = self.read_path(i)  # what read_word does with `e[`
                 else:  # a word that read_word would take as it is, and the blanks after it
                     m = word_blank(text, i)
                     end = m.end(1)  # type: ignore[union-attr]
-                    if end < n and text[end] == "[":
+                    if (end < n and text[end] == "[") or (
+                        c in "sS" and text[i : i + 6].lower() == "sample"
+                    ) or (c in "eE" and end - i == 1):  # sample{…}, `e [`: read_word's checks
                         i = self.read_word(i)
                     else:
                         out.append(RawToken("WORD", text[i:end], i, end))
