@@ -14,7 +14,7 @@ shared machine read the ratios (p99 / baseline), which cancel most of the load.
 
 ``--against REF`` compares this tree with the package as committed at the git ref ``REF``
 (``git archive`` into a temporary directory): two worker processes, one per tree, time the same
-fresh query text round by round, taking turns (never at the same time), so both see the same
+fresh query texts, taking turns every few rounds (never at the same time), so both see the same
 machine state; the output is p50/p99 per shape for each tree and the old/new ratios.
 """
 
@@ -142,6 +142,11 @@ class _Tree:
         self.proc.wait(timeout=30)
 
 
+_BLOCK = 5
+"""--against: rounds a worker runs in a row before the other takes its turn. Switching process
+on every query leaves each one's caches cold and doubles some shapes' times for both trees."""
+
+
 def _against(ref: str, rounds: int, shapes: list[str], as_json: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="parse_bench_") as tmp:
         archive = os.path.join(tmp, "old.tar")
@@ -160,10 +165,11 @@ def _against(ref: str, rounds: int, shapes: list[str], as_json: bool) -> int:
             for name in shapes:
                 for t in trees.values():  # warm: first use of the shape's paths
                     t.time(name, 1_000_000)
-                for r in range(rounds):
-                    order = ("old", "new") if r % 2 == 0 else ("new", "old")
+                for block, first in enumerate(range(0, rounds, _BLOCK)):
+                    order = ("old", "new") if block % 2 == 0 else ("new", "old")
                     for which in order:
-                        times[name][which].append(trees[which].time(name, r))
+                        for r in range(first, min(first + _BLOCK, rounds)):
+                            times[name][which].append(trees[which].time(name, r))
         finally:
             for t in trees.values():
                 t.close()
