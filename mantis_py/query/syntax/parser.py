@@ -10,6 +10,11 @@ Theory of operation:
   where an operand is expected.
 - The grammar's reductions call :class:`_Builder` directly (lark's ``transformer=`` option with
   LALR), so no parse tree is built and nothing recurses in proportion to the input.
+- Long lists are taken a run at a time (:meth:`_Parse.in_items`, :meth:`_Parse.select_items`,
+  :meth:`_Parse.condition_items`): after a separator, items of a common shape are appended to
+  the list on the stack directly, once the parse table shows (:func:`_simulate`, cached) that
+  feeding their tokens would do exactly that. They build the same nodes; anything else, and
+  every error, goes through the token-by-token loop.
 - When a token is not accepted, :meth:`_Parse.fail` turns the parser state into one precise
   error: E113/E114/E118/E120/E122/E124/E125 where they apply, otherwise E101 (end of query) or
   E102 with the ``expected`` list built from what the parser accepts there.
