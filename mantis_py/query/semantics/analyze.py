@@ -408,6 +408,8 @@ class _Checker:
 
     def _comparison_negation(self, c: ast.Comparison) -> None:
         """E210: NOT x is a boolean; only ``==``/``!=`` with a boolean or a non-literal make sense."""
+        if not isinstance(c.left, ast.Negation) and not isinstance(c.right, ast.Negation):
+            return
         for side, other in ((c.left, c.right), (c.right, c.left)):
             if not isinstance(side, ast.Negation):
                 continue
@@ -804,6 +806,9 @@ def _operand_properties(op: ast.Operand | ast.Star) -> Iterator[ast.Property | a
             yield from _operand_properties(arg)
 
 
+_PROPERTIES = (ast.Property, ast.PrefixSelector)
+
+
 def _condition_properties(c: ast.Condition) -> Iterator[ast.Property | ast.PrefixSelector]:
     if isinstance(c, ast.Comparison):
         yield from _operand_properties(c.left)
@@ -815,10 +820,18 @@ def _condition_properties(c: ast.Condition) -> Iterator[ast.Property | ast.Prefi
     elif isinstance(c, ast.In):
         yield from _operand_properties(c.operand)
         for entry in c.items:
-            yield from _operand_properties(entry)
+            if not isinstance(entry, ast.Literal):  # a literal reads nothing
+                yield from _operand_properties(entry)
     elif isinstance(c, (ast.And, ast.Or)):
         for item in c.items:
-            yield from _condition_properties(item)
+            if type(item) is ast.Comparison:  # the common item, without a nested generator
+                for op in (item.left, item.right):
+                    if isinstance(op, _PROPERTIES):
+                        yield op
+                    elif not isinstance(op, ast.Literal):
+                        yield from _operand_properties(op)
+            else:
+                yield from _condition_properties(item)
     elif isinstance(c, ast.Not):
         yield from _condition_properties(c.condition)
 
@@ -908,9 +921,9 @@ def _reduce(entries: list[tuple[str, ...] | str], meta: set[str], meta_order: tu
     for e in unique:
         if isinstance(e, tuple):
             is_meta = len(e) == 1 and e[0] in meta
-            if any(e[:i] in subsumers for i in range(1, len(e))):
+            if len(e) > 1 and any(e[:i] in subsumers for i in range(1, len(e))):
                 continue
-            if not is_meta and covered(e[0]):
+            if lengths and not is_meta and covered(e[0]):
                 continue
         kept.append(e)
     texts = tuple(

@@ -42,6 +42,8 @@ def segment_text(segment: ast.Segment) -> str:
 
 def dotted(segments: Sequence[ast.Segment]) -> str:
     """Segments joined with ``.``: ``e['geo']['country']`` → ``geo.country``, ``e['l'][0]`` → ``l.0``."""
+    if len(segments) == 1 and type(segments[0]) is str:  # a bare name, the common case
+        return segments[0]
     return ".".join(segment_text(s) for s in segments)
 
 
@@ -79,7 +81,9 @@ def default_name(operand: ast.Operand) -> str:
     if isinstance(operand, ast.Call):
         if operand.name == "tick":
             return "tick"
-        inner = ", ".join(_argument_name(a) for a in operand.args)
+        args = operand.args
+        inner = _argument_name(args[0]) if len(args) == 1 else ", ".join(
+            _argument_name(a) for a in args)  # fmt: skip
         return f"{operand.name.upper()}({inner})"
     if isinstance(operand, ast.Property):
         return dotted(operand.segments)

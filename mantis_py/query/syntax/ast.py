@@ -110,7 +110,10 @@ class Property:
 
     @property
     def has_star(self) -> bool:
-        return any(isinstance(s, Star) for s in self.segments)
+        for s in self.segments:  # noqa: SIM110 (a loop, not any(): called for every operand)
+            if isinstance(s, Star):
+                return True
+        return False
 
     @property
     def is_bare(self) -> bool:

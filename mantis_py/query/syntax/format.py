@@ -16,6 +16,7 @@ Recursion is bounded by the nesting of the query (at most 64 parentheses when pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from mantis_py.query.syntax import ast
 from mantis_py.query.syntax.lexer import classify_number, is_word_text
@@ -52,6 +53,17 @@ def _json_string(s: str) -> str:
 
 def is_bare_name(name: str) -> bool:
     """True when ``name`` written bare is read back as the same property (docs/mql.md#canonical-text)."""
+    if len(name) <= 64:  # canonical text and fields ask this for every use of a name
+        return _is_bare_short(name)
+    return _is_bare(name)
+
+
+@lru_cache(maxsize=4096)  # short names only: the cache stays small (under 1 MB)
+def _is_bare_short(name: str) -> bool:
+    return _is_bare(name)
+
+
+def _is_bare(name: str) -> bool:
     if not is_word_text(name):
         return False
     low = name.lower()

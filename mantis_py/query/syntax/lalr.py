@@ -77,6 +77,17 @@ class _NoLexer(Lexer):
         raise NotImplementedError
 
 
+def _passthrough(rule: Any) -> bool:
+    """True for an inlined one-symbol rule (``?operand: literal``): the reduction hands its one
+    child up unchanged, so the driver only has to replace the top state (no callback, no list)."""
+    if len(rule.expansion) != 1 or not rule.options.expand1 or rule.alias:
+        return False
+    sym = rule.expansion[0]
+    if sym.is_term:
+        return not sym.filter_out or bool(rule.options.keep_all_tokens)
+    return not sym.name.startswith("_")
+
+
 def _callback(rule: Any, builder: object) -> Any:
     """The reduction callback for one grammar rule, doing what lark's tree builder would do
     (drop ``_X`` terminals, splice ``_rule`` children, inline ``?rule`` with one child) with
@@ -137,7 +148,10 @@ class Tables:
     actions: dict[int, dict[str, tuple[bool, Any]]]
     """:attr:`states` resolved for the driver loop: ``state -> {symbol: (True, next state)}``
     for a shift (or a goto on a nonterminal), ``(False, (length, nonterminal, callback))`` for
-    a reduce; the same keys as :attr:`states`."""
+    a reduce; the same keys as :attr:`states`. ``callback`` is None for a rule that hands its
+    one child up unchanged (an inlined ``?rule`` with one symbol)."""
+    gotos: dict[int, dict[str, int]]
+    """``state -> {nonterminal: next state}``: the gotos of :attr:`actions`, as plain ints."""
 
 
 def load(package: str, grammar_file: str, builder: object) -> Tables:
@@ -151,14 +165,24 @@ def load(package: str, grammar_file: str, builder: object) -> Tables:
     # the nonterminal as a plain str: lark's names are Token objects, and a dict lookup with a
     # Token key runs Token.__eq__ in Python on every reduction
     rules = {id(r): (len(r.expansion), str(r.origin.name), cb) for r, cb in callbacks.items()}
+    passthrough = {id(r) for r in lark.rules if _passthrough(r)}
+
+    def reduce(rule: Any) -> tuple[int, str, Any]:
+        size, origin, cb = rules[id(rule)]
+        return (size, origin, None if id(rule) in passthrough else cb)
+
     actions = {
         state: {
-            str(sym): (True, arg) if action is Shift else (False, rules[id(arg)])
+            str(sym): (True, arg) if action is Shift else (False, reduce(arg))
             for sym, (action, arg) in row.items()
         }
         for state, row in conf.states.items()
     }
-    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules, actions)
+    gotos = {
+        state: {str(sym): arg for sym, (action, arg) in row.items() if not str(sym).isupper()}
+        for state, row in conf.states.items()
+    }
+    return Tables(conf, conf.states, conf.start_state, conf.end_state, rules, actions, gotos)
 
 
 @dataclass(frozen=True, slots=True)

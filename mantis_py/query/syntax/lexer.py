@@ -81,6 +81,19 @@ _WS = frozenset(WHITESPACE)
 _NUMBER_START = frozenset("0123456789+-.")
 _SCALAR = re.compile(r"[^" + re.escape(_EXCLUDED.replace("&", "").replace("|", "") + ":{}") + r"]+")
 _LINE_BREAKS = ("\n", "\r")
+_SPECIAL = frozenset(FORBIDDEN | set(";'\"(),*=!<>~[]&|"))
+"""First characters that do not start a word (:meth:`_Tokenizer._run` tests these first)."""
+_PATH_SEGMENTS = re.compile(r"\[(?:'([^'\n\r]*)'|\"([^\"\n\r]*)\"|(-?(?:0|[1-9][0-9]*))|\*)\]")
+"""One well-formed path segment: ``['key']``, ``["key"]``, ``[0]``, ``[-1]`` or ``[*]``."""
+_WORD_BLANK = re.compile("(" + _WORD.pattern + ")[" + re.escape(WHITESPACE) + "]*")
+"""A word and the blanks after it (one match per plain word in :meth:`_Tokenizer._run`)."""
+_SHORTCUTS = True
+"""Whether :meth:`_Tokenizer._run` reads the common tokens (plain words, whole numbers, short
+strings, well-formed paths) inline, the same way the general readers do; off only to test that."""
+_WORD_CHECKS = frozenset("-/") | _NUMBER_START
+"""First characters of the words :meth:`_Tokenizer.read_word` must look at closely (a comment,
+a number); any other word is just a word unless it is followed by ``[``, starts with
+``sample`` or is the single letter ``e``."""
 
 SAMPLE_MEMBERS = ("strategy", "keys", "salt", "factor", "threshold", "extrapolate")
 SAMPLE_STRATEGIES = ("RANDOM", "STICKY")
@@ -287,17 +300,61 @@ class _Tokenizer:
         text, n = self.text, self.n
         i = self.skip_ws(0)
         out = self.out
+        special = _SPECIAL
+        word_end = _WORD.match
+        word_blank = _WORD_BLANK.match
+        digit_start, word_checks, shortcuts = _DIGITS, _WORD_CHECKS, _SHORTCUTS
         while i < n:
             if len(out) >= MAX_TOKENS:  # complexity budget: stop reading at once
                 raise self.err("E308", f"the query has more than {MAX_TOKENS:,} tokens", i, 1,
                                hint="split it into smaller queries")  # fmt: skip
             c = text[i]
-            if c in FORBIDDEN:
+            if c not in special:  # the common case: a word
+                if not shortcuts:
+                    i = self.read_word(i)
+                elif c in digit_start:  # a whole number, as read_word reads it, or anything else
+                    end = word_end(text, i).end()  # type: ignore[union-attr]
+                    if (end >= n or text[end] != "[") and text[end - 1] in digit_start and (
+                        c != "0" or end - i == 1
+                    ) and end - i <= MAX_INT_DIGITS and (word := text[i:end]).isdigit() \
+                            and word.isascii():  # fmt: skip
+                        out.append(RawToken("WORD", word, i, end, None, int(word)))
+                        i = end
+                    else:
+                        i = self.read_word(i, end)
+                elif c in word_checks:  # comments, numbers
+                    i = self.read_word(i)
+                elif (c == "e" or c == "E") and i + 1 < n and text[i + 1] == "[":
+                    i = self.read_path(i)  # what read_word does with `e[`
+                else:  # a word that read_word would take as it is, and the blanks after it
+                    m = word_blank(text, i)
+                    end = m.end(1)  # type: ignore[union-attr]
+                    if (end < n and text[end] == "[") or (
+                        c in "sS" and text[i : i + 6].lower() == "sample"
+                    ) or (c in "eE" and end - i == 1):  # sample{…}, `e [`: read_word's checks
+                        i = self.read_word(i)
+                    else:
+                        out.append(RawToken("WORD", text[i:end], i, end))
+                        i = m.end()  # type: ignore[union-attr]
+                        continue
+            elif c == "," or c == "*":
+                out.append(RawToken("PUNCT", c, i, i + 1, c))
+                i += 1
+            elif c in FORBIDDEN:
                 raise self.forbidden(i)
-            if c == ";":
+            elif c == ";":
                 raise self.err("E110", "';' is not part of MQL", i, 1,
                                hint="remove it; MQL has no statement terminator")  # fmt: skip
-            if c in "'\"":
+            elif c in "'\"" and shortcuts:
+                end = text.find(c, i + 1)
+                content = text[i + 1 : end]
+                if end < 0 or "\n" in content or "\r" in content \
+                        or len(content) > MAX_LITERAL_BYTES // 4:
+                    i = self.read_string(i)  # the errors and the size check
+                else:  # what read_string reads
+                    out.append(RawToken("STRING", text[i : end + 1], i, end + 1, content))
+                    i = end + 1
+            elif c in "'\"":
                 i = self.read_string(i)
             elif c == "(":
                 self.depth += 1
@@ -309,15 +366,14 @@ class _Tokenizer:
                 self.depth = max(0, self.depth - 1)
                 self.emit("PUNCT", i, i + 1, ")")
                 i += 1
-            elif c in ",*":
-                out.append(RawToken("PUNCT", c, i, i + 1, c))
-                i += 1
             elif c in "=!<>~[]&|":
                 i = self.read_operator(i)
             else:
                 i = self.read_word(i)
             if i < n and text[i] in _WS:
-                i = self.skip_ws(i)
+                i += 1
+                if i < n and text[i] in _WS:
+                    i = self.skip_ws(i)
 
     # ----------------------------------------------------------------- operators
 
@@ -462,16 +518,19 @@ class _Tokenizer:
 
     # ----------------------------------------------------------------- words and paths
 
-    def read_word(self, i: int) -> int:
+    def read_word(self, i: int, end: int = 0) -> int:
+        """Read the word at ``i`` (``end``: where it ends, when the caller already matched it)."""
         text = self.text
-        if text[i] in "-/" and text.startswith(("--", "//", "/*"), i):
+        c = text[i]
+        if c in "-/" and text.startswith(("--", "//", "/*"), i):
             raise self.err("E111", "MQL has no comments", i, 2)
-        m = _WORD.match(text, i)
-        if m is None:  # cannot happen: the caller checked the first character
-            raise self.forbidden(i)
-        end = m.end()
+        if not end:
+            m = _WORD.match(text, i)
+            if m is None:  # cannot happen: the caller checked the first character
+                raise self.forbidden(i)
+            end = m.end()
         word = text[i:end]
-        sample = len(word) >= 6 and word[:6].lower() == "sample"
+        sample = c in "sS" and len(word) >= 6 and word[:6].lower() == "sample"
         if sample and len(word) > 6:
             sample = word[6] == "{"
             if sample:
@@ -525,6 +584,10 @@ class _Tokenizer:
         """Read ``e[...]...`` starting at the ``e`` (or, with check_only, at the word's last
         character before the first ``[``)."""
         text, n = self.text, self.n
+        if not check_only and _SHORTCUTS:
+            end = self.read_plain_path(i)
+            if end:
+                return end
         j = i + 1  # at the first '['
         segments: list[ast.Segment] = []
         prefix: str | None = None
@@ -592,6 +655,36 @@ class _Tokenizer:
             return j
         if len(segments) > MAX_PATH_SEGMENTS:
             raise self.err("E305", "the path has more than 64 segments", i, j - i)
+        self.emit("PATH", i, j, tuple(segments))
+        return j
+
+    def read_plain_path(self, i: int) -> int:
+        """The common path, every segment a short quoted key, a whole number or ``*``, read
+        with one scan per segment; 0 (nothing read) for anything else, which
+        :meth:`read_path` reads with its precise errors."""
+        text, n = self.text, self.n
+        segments: list[ast.Segment] = []
+        j = i + 1
+        segment = _PATH_SEGMENTS.match
+        while (m := segment(text, j)) is not None:  # anchored at j: never scans ahead
+            key, key2, index = m.group(1, 2, 3)
+            if key is not None or key2 is not None:
+                key = key if key is not None else key2
+                if len(key) > MAX_LITERAL_BYTES // 4:  # check_size may have to measure it
+                    return 0
+                segments.append(key)
+            elif index is not None:
+                segments.append(int(index))
+            else:
+                segments.append(ast.STAR)
+            j = m.end()
+        if not segments or len(segments) > MAX_PATH_SEGMENTS:
+            return 0
+        k = j
+        while k < n and text[k] in _WS:
+            k += 1
+        if k < n and text[k] == "[":  # a malformed segment, or a space before one
+            return 0
         self.emit("PATH", i, j, tuple(segments))
         return j
 

@@ -10,6 +10,11 @@ Theory of operation:
   where an operand is expected.
 - The grammar's reductions call :class:`_Builder` directly (lark's ``transformer=`` option with
   LALR), so no parse tree is built and nothing recurses in proportion to the input.
+- Long lists are taken a run at a time (:meth:`_Parse.in_items`, :meth:`_Parse.select_items`,
+  :meth:`_Parse.condition_items`): after a separator, items of a common shape are appended to
+  the list on the stack directly, once the parse table shows (:func:`_simulate`, cached) that
+  feeding their tokens would do exactly that. They build the same nodes; anything else, and
+  every error, goes through the token-by-token loop.
 - When a token is not accepted, :meth:`_Parse.fail` turns the parser state into one precise
   error: E113/E114/E118/E120/E122/E124/E125 where they apply, otherwise E101 (end of query) or
   E102 with the ``expected`` list built from what the parser accepts there.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from mantis_py.errors import QueryError
@@ -68,6 +74,7 @@ _OPS = {"==": "CMP_OP", "!=": "CMP_OP", "<": "CMP_OP", "<=": "CMP_OP", ">": "CMP
         ">=": "CMP_OP", "==+": "CMP_OP", "==~": "MATCH_OP", "!~": "MATCH_OP", "!": "BANG",
         "AND": "AND", "OR": "OR"}  # fmt: skip
 _OPERAND_KINDS = frozenset({"WORD", "STRING", "PATH", "PREFIX"})
+_FUNCTION_SET = frozenset(FUNCTIONS)
 _TIME_WORDS = frozenset({"seconds", "second", "secs", "sec", "s", "minutes", "minute", "min",
                          "m", "ms", "hours", "hour", "h"})  # fmt: skip
 
@@ -133,6 +140,61 @@ def _join_expected(items: list[str]) -> str:
 
 
 # ------------------------------------------------------------------ spans
+
+
+def _maker(cls: Any) -> Any:
+    """``cls(*values)`` for a frozen, slotted AST dataclass, every field given in order, without
+    its generated ``__init__`` (which sets each field through ``object.__setattr__``: about
+    twice the time, and the parser makes several such nodes per token). The object is the same:
+    same class, every slot set; ``tests/query/test_parse_runs.py`` checks it against ``cls``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if hasattr(cls, "__post_init__") or getattr(cls, "__slots__", None) != tuple(names):
+        raise AssertionError(f"{cls.__name__}: not a plain slotted dataclass")  # pragma: no cover
+    new = object.__new__
+    setters = [cls.__dict__[name].__set__ for name in names]
+    if len(setters) == 2:
+        s0, s1 = setters
+
+        def make2(a: Any, b: Any) -> Any:
+            o = new(cls)
+            s0(o, a)
+            s1(o, b)
+            return o
+
+        return make2
+    if len(setters) == 4:
+        s0, s1, s2, s3 = setters
+
+        def make4(a: Any, b: Any, c: Any, d: Any) -> Any:
+            o = new(cls)
+            s0(o, a)
+            s1(o, b)
+            s2(o, c)
+            s3(o, d)
+            return o
+
+        return make4
+    s0, s1, s2, s3, s4 = setters  # five fields
+
+    def make5(a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
+        o = new(cls)
+        s0(o, a)
+        s1(o, b)
+        s2(o, c)
+        s3(o, d)
+        s4(o, e)
+        return o
+
+    return make5
+
+
+_span: Callable[[int, int], ast.Span] = _maker(ast.Span)
+_property: Callable[[tuple[ast.Segment, ...], ast.Span], ast.Property] = _maker(ast.Property)
+_literal: Callable[[ast.LiteralValue, ast.Span], ast.Literal] = _maker(ast.Literal)
+_comparison: Callable[[Any, str, Any, ast.Span, ast.Span], ast.Comparison] = _maker(ast.Comparison)
+_call: Callable[[str, tuple[Any, ...], bool, ast.Span, ast.Span], ast.Call] = _maker(ast.Call)
+_select_item: Callable[[Any, str | None, ast.Span, ast.Span], ast.SelectItem] = _maker(
+    ast.SelectItem)  # fmt: skip
 
 
 def _b(x: Any) -> int:
@@ -232,7 +294,7 @@ class _Builder:
     def select_item(self, c: list[Any]) -> ast.SelectItem:
         op = c[0]
         if len(c) == 1:
-            return ast.SelectItem(op, span=op.span)
+            return _select_item(op, None, op.span, ast.NO_SPAN)
         alias = c[2]
         name = alias.payload if alias.type == "STRING" else str(alias)
         return ast.SelectItem(op, name, span=_sp(op, alias), alias_span=_sp(alias))
@@ -306,10 +368,12 @@ class _Builder:
     # ---------------------------------------------------------- conditions
 
     def condition(self, c: list[Any]) -> Any:
-        return self._flat(c[0].items(), ast.Or)
+        seq = c[0]
+        return seq.item if seq.prev is None else self._flat(seq.items(), ast.Or)
 
     def conjunction(self, c: list[Any]) -> Any:
-        return self._flat(c[0].items(), ast.And)
+        seq = c[0]
+        return seq.item if seq.prev is None else self._flat(seq.items(), ast.And)
 
     @staticmethod
     def _flat(items: tuple[Any, ...], cls: Any) -> Any:
@@ -333,8 +397,9 @@ class _Builder:
         return ast.BoolCondition(c[0].type == "TRUE", span=_sp(c[0]))
 
     def comparison(self, c: list[Any]) -> ast.Comparison:
-        left, op, right = c
-        return ast.Comparison(left, op.payload, right, span=_sp(left, right), op_span=_sp(op))
+        left, op, right = c  # two operand nodes around a token
+        return _comparison(left, op.payload, right, _span(left.span.start, right.span.end),
+                           _span(op.start_pos, op.end_pos))  # fmt: skip
 
     def match(self, c: list[Any]) -> ast.Match:
         left, op, regex = c
@@ -356,7 +421,8 @@ class _Builder:
     # ---------------------------------------------------------- operands
 
     def name(self, c: list[Any]) -> ast.Property:
-        return ast.Property((str(c[0]),), span=_sp(c[0]))
+        tok = c[0]
+        return _property((tok.value,), _span(tok.start_pos, tok.end_pos))
 
     def path(self, c: list[Any]) -> ast.Property:
         return ast.Property(c[0].payload, span=_sp(c[0]))
@@ -374,7 +440,7 @@ class _Builder:
             value = None
         else:
             value = t == "TRUE"
-        return ast.Literal(value, span=ast.Span(tok.start_pos, tok.end_pos))
+        return _literal(value, _span(tok.start_pos, tok.end_pos))
 
     def negated_name(self, c: list[Any]) -> ast.Negation:
         return ast.Negation(self.name(c[1:]), span=_sp(c[0], c[1]))
@@ -395,8 +461,9 @@ class _Builder:
                 args.append(a[1])
             else:
                 args.append(a)
-        return ast.Call(name_tok.payload, tuple(args), distinct, span=_sp(name_tok, rpar),
-                        name_span=_sp(name_tok))  # fmt: skip
+        start = name_tok.start_pos
+        return _call(name_tok.payload, tuple(args), distinct, _span(start, rpar.end_pos),
+                     _span(start, name_tok.end_pos))  # fmt: skip
 
     def star_argument(self, c: list[Any]) -> ast.Star:
         return ast.STAR
@@ -471,6 +538,129 @@ def _check_budget(q: ast.Query, text: str) -> None:
                               hint="split it into smaller queries")  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """What feeding a fixed sequence of terminals does from a fixed top of the state stack:
+    ``choices[k]`` is the action row the k-th terminal is classified against, ``steps[k]`` the
+    reductions it triggers (``(nonterminal, length, callback name or None)``), and ``loops``
+    whether the state stack ends exactly as it started (so the sequence may repeat)."""
+
+    choices: tuple[dict[str, Any], ...]
+    steps: tuple[tuple[tuple[str, int, str | None], ...], ...]
+    loops: bool
+
+
+def _simulate(tables: lalr.Tables, key: tuple[int, ...], types: tuple[str, ...]) -> _Plan | None:
+    """Feed ``types`` to the parse table from the states ``key`` (the top of the stack) without
+    building anything; None when a terminal is not accepted or a reduction reaches below
+    ``key`` (what happens there depends on states not in the key)."""
+    actions, gotos = tables.actions, tables.gotos
+    stack = list(key)
+    choices: list[dict[str, Any]] = []
+    steps: list[tuple[tuple[str, int, str | None], ...]] = []
+    for terminal in types:
+        choices.append(actions[stack[-1]])
+        done: list[tuple[str, int, str | None]] = []
+        while True:
+            act = actions[stack[-1]].get(terminal)
+            if act is None:
+                return None
+            if act[0]:
+                stack.append(act[1])
+                break
+            size, origin, callback = act[1]
+            if size >= len(stack):
+                return None
+            del stack[len(stack) - size :]
+            done.append((origin, size, None if callback is None else
+                         getattr(callback, "__name__", "?")))  # fmt: skip
+            stack.append(gotos[stack[-1]][origin])
+        steps.append(tuple(done))
+    return _Plan(tuple(choices), tuple(steps), stack == list(key))
+
+
+_PLANS: dict[tuple[tuple[int, ...], tuple[str, ...]], _Plan | None] = {}
+
+
+def _plan(key: tuple[int, ...], types: tuple[str, ...]) -> _Plan | None:
+    """:func:`_simulate`, cached (the tables never change once built)."""
+    try:
+        return _PLANS[(key, types)]
+    except KeyError:
+        plan = _PLANS[(key, types)] = _simulate(_tables(), key, types)
+        return plan
+
+
+_Steps = tuple[tuple[tuple[str, int, str | None], ...], ...]
+
+
+def _operand_steps(t: str) -> tuple[tuple[str, int, str | None], ...]:
+    """The reductions that turn a simple operand token of type ``t`` into an operand."""
+    if t == "NAME":
+        return (("operand", 1, "name"),)
+    if t == "PATH":
+        return (("operand", 1, "path"),)
+    return (("literal", 1, "literal"), ("operand", 1, None))  # NUMBER, STRING
+
+
+def _condition_steps(lt: str, rt: str, sep: str) -> _Steps:
+    """``lt CMP_OP rt sep`` after ``sep``: a comparison appended to the OR (or AND) list."""
+    tail = (("and_seq", 1, "_seq"), ("conjunction", 1, "conjunction"), ("or_seq", 3, "_seq")) \
+        if sep == "OR" else (("and_seq", 3, "_seq"),)
+    cmp = (("predicate", 3, "comparison"), ("factor", 1, None))
+    return ((), _operand_steps(lt), (), _operand_steps(rt) + cmp + tail)
+
+
+def _select_steps(types: tuple[str, ...]) -> _Steps:
+    """A select item of the shape ``types`` (see :meth:`_Parse.select_items`) appended to the
+    select list."""
+    item = (("select_item", 1, "select_item"), ("select_seq", 3, "<lambda>"))
+    if len(types) == 2:
+        return ((), _operand_steps(types[0]) + item)
+    at = types[2]
+    first = (("call_argument", 1, "star_argument"),) if at == "STAR" else (
+        *_operand_steps(at), ("call_argument", 1, None))  # fmt: skip
+    first += (("first_argument", 1, None), ("argument_seq", 1, "_seq"))
+    tail = (("call", 4, "call"), ("operand", 1, None), *item)
+    if len(types) == 5:
+        return ((), (), (), first, tail)
+    second = (*_operand_steps(types[4]), ("call_argument", 1, None), ("argument_seq", 3, "<lambda>"))
+    return ((), (), (), first, (), second, tail)
+
+
+def _fits(plan: _Plan | None, steps: _Steps) -> bool:
+    """The plan repeats, does ``steps``, and no word in it could be read as a source."""
+    return (
+        plan is not None and plan.loops and plan.steps == steps
+        and not any("SOURCE" in c for c in plan.choices)
+    )  # fmt: skip
+
+
+_FITS: dict[tuple[str, tuple[int, ...], tuple[str, ...]], bool] = {}
+
+
+def _run_fits(family: str, key: tuple[int, ...], types: tuple[str, ...]) -> bool:
+    """Whether an item of the shape ``types`` of a run of ``family`` ("in", "condition" or
+    "select") may be taken directly with ``key`` on top of the state stack (cached: one table
+    walk per family, top of stack and shape)."""
+    try:
+        return _FITS[(family, key, types)]
+    except KeyError:
+        pass
+    if family == "condition":
+        steps = _condition_steps(types[0], types[2], types[3])
+    elif family == "in":
+        steps = ((), (*_operand_steps(types[0]), ("operand_seq", 3, "<lambda>")))
+    else:
+        steps = _select_steps(types)
+    ok = _FITS[(family, key, types)] = _fits(_plan(key, types), steps)
+    return ok
+
+
+_NOT_PLAIN = frozenset([*KEYWORDS, *_LITERAL_WORDS, *FUNCTIONS])
+"""Words (lower case) that classify_word may read as something other than a property name."""
+
+
 class _Parse:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -497,6 +687,7 @@ class _Parse:
             raise self.e103(first)
         tables = _tables()
         states = tables.actions
+        gotos = tables.gotos
         state_stack: list[Any] = [tables.start_state]
         value_stack: list[Any] = []
 
@@ -513,7 +704,10 @@ class _Parse:
             if kind == "PUNCT":  # the common kinds classified inline (see classify)
                 ttype, payload, used = _PUNCT[raw.value], raw.value, 1
             elif kind == "WORD":
-                ttype, payload, used = self.classify_word(i, raw, choices)
+                if raw.number is not None and "SOURCE" not in choices:
+                    ttype, payload, used = "NUMBER", raw.number, 1  # as classify_word reads it
+                else:
+                    ttype, payload, used = self.classify_word(i, raw, choices)
             elif kind == "ERROR":
                 assert raw.error is not None
                 raise raw.error
@@ -535,18 +729,38 @@ class _Parse:
                     value_stack.append(tok)
                     break
                 size, origin, callback = action[1]
-                if size:
-                    children = value_stack[-size:]
-                    del state_stack[-size:]
-                    del value_stack[-size:]
+                if callback is None:  # an inlined one-symbol rule: the value stays as it is
+                    state_stack[-1] = gotos[state_stack[-2]][origin]
+                elif size == 1:
+                    value_stack[-1] = callback([value_stack[-1]])
+                    state_stack[-1] = gotos[state_stack[-2]][origin]
                 else:
-                    children = []
-                value_stack.append(callback(children))
-                state_stack.append(states[state_stack[-1]][origin][1])
-            if ttype in _TRACKED:
-                self.track(ttype, tok)
-            hist.append(tok)
-            i += used
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    value_stack.append(callback(children))
+                    state_stack.append(gotos[state_stack[-1]][origin])
+            if ttype not in _TRACKED:
+                hist.append(tok)
+                i += used
+            elif ttype != "_COMMA":
+                self.track(ttype, tok)  # before hist.append: it reads the token before `tok`
+                hist.append(tok)
+                i += used
+            else:
+                hist.append(tok)
+                i += used
+                if parens and parens[-1][1] == "in":  # one more item in the IN list
+                    parens[-1][2] += 1
+                    if i + 1 < n:
+                        i = self.in_items(i, state_stack, value_stack)
+                elif i + 1 < n:
+                    i = self.select_items(i, state_stack, value_stack)
+            if (ttype == "OR" or ttype == "AND") and i + 3 < n:
+                i = self.condition_items(i, ttype, state_stack, value_stack)
         # the end of the query: reduce until the start rule is complete
         end_state = tables.end_state
         while True:
@@ -554,19 +768,238 @@ class _Parse:
             if action is None or action[0]:
                 raise self.fail(n, "$END", state(), 0)
             size, origin, callback = action[1]
-            if size:
-                children = value_stack[-size:]
-                del state_stack[-size:]
-                del value_stack[-size:]
+            if callback is None:
+                state_stack[-1] = gotos[state_stack[-2]][origin]
             else:
-                children = []
-            value_stack.append(callback(children))
-            state_stack.append(states[state_stack[-1]][origin][1])
+                if size:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                else:
+                    children = []
+                value_stack.append(callback(children))
+                state_stack.append(gotos[state_stack[-1]][origin])
             if state_stack[-1] == end_state:
                 break
         q = value_stack[-1]
         assert isinstance(q, ast.Query)
         return dataclasses.replace(q, text=self.text, span=ast.Span(q.span.start, self.end))
+
+    # ---------------------------------------------------------- runs of list items
+    #
+    # Long lists are where the time goes: IN lists, select lists, and runs of comparisons
+    # joined by one connective. After a separator (',' / AND / OR) the state stack may be back
+    # where it was after the previous one; then each further item of a common shape only
+    # appends one node to the list on the stack. The three methods below take such items
+    # directly, after checking on the parse table (:func:`_simulate`, cached per top of the
+    # stack and token shape) that feeding the tokens one by one would do exactly that:
+    # classify each word against the same action row, run the expected reductions, and end
+    # in the same states. They build the nodes the reduction callbacks would build, leave
+    # ``hist``, ``parens`` and the stacks as the generic loop would, and stop (returning
+    # where the generic loop resumes) at the first token that does not fit, so anything
+    # unusual, and every error, goes through the generic loop.
+
+    def in_items(self, i: int, state_stack: list[Any], value_stack: list[Any]) -> int:
+        """IN-list items after a ',' (``toks[i]`` on): runs of ``literal ,`` (a number or a
+        string); stops at the list's last item or before the 1,001st (E303 is raised there)."""
+        if len(state_stack) < 3:
+            return i
+        key = (state_stack[-3], state_stack[-2], state_stack[-1])
+        if not (_run_fits("in", key, ("NUMBER", "_COMMA"))
+                and _run_fits("in", key, ("STRING", "_COMMA"))):  # fmt: skip
+            return i
+        toks, parens = self.toks, self.parens
+        n = len(toks)
+        count = parens[-1][2]
+        seq = value_stack[-2]
+        literal, span, cell = _literal, _span, _Seq
+        j = i
+        while j + 1 < n and count < MAX_IN_ITEMS:
+            comma = toks[j + 1]
+            if comma.kind != "PUNCT" or comma.value != ",":
+                break
+            raw = toks[j]
+            kind = raw.kind
+            if kind == "WORD":
+                value = raw.number  # a word read as a number here (classify_word)
+                if value is None:
+                    break
+            elif kind == "STRING":
+                value = raw.value
+            else:
+                break
+            seq = cell(seq, literal(value, span(raw.start, raw.end)))
+            count += 1
+            j += 2
+        if j == i:
+            return i
+        last = toks[j - 2]
+        ltype, payload = ("NUMBER", last.number) if last.kind == "WORD" else ("STRING", last.value)
+        self.finish_run(j, value_stack, seq, lalr.new_token(ltype, last.text, last.start, last.end,
+                                                            payload))  # fmt: skip
+        parens[-1][2] = count
+        return j
+
+    def finish_run(self, j: int, value_stack: list[Any], seq: _Seq, last: lalr.Tok) -> None:
+        """The stacks and ``hist`` after a run that ended with ``last`` and a separator."""
+        sep = self.toks[j - 1]
+        types = _PUNCT if sep.kind == "PUNCT" else _OPS
+        ttype = types[sep.value] if sep.kind != "WORD" else KEYWORDS[sep.text.lower()]
+        payload = sep.value if sep.kind != "WORD" else None
+        sep_tok = lalr.new_token(ttype, sep.text, sep.start, sep.end, payload)
+        self.hist.append(last)
+        self.hist.append(sep_tok)
+        value_stack[-2] = seq
+        value_stack[-1] = sep_tok
+
+    def operand_type(self, j: int) -> str | None:
+        """The terminal of ``toks[j]`` when it is a simple operand (a plain name, a path, a
+        number or a string) that is not followed by '('; None otherwise. A plain name is read
+        as NAME wherever the grammar accepts NAME and not SOURCE (see classify_word)."""
+        raw = self.toks[j]
+        kind = raw.kind
+        if kind == "WORD":
+            if raw.number is not None:
+                return "NUMBER"
+            w = raw.text
+            if raw.number_error is not None or w[-1] == "%" or w[0] == "|" \
+                    or w.lower() in _NOT_PLAIN:
+                return None
+            nxt = self.toks[j + 1] if j + 1 < len(self.toks) else None
+            if nxt is not None and nxt.kind == "PUNCT" and nxt.value == "(":
+                return None
+            return "NAME"
+        if kind == "STRING" or kind == "PATH":
+            return kind
+        return None
+
+    def operand_node(self, j: int, ttype: str) -> Any:
+        """The node the reductions build for the simple operand ``toks[j]`` of type ``ttype``."""
+        raw = self.toks[j]
+        span = _span(raw.start, raw.end)
+        if ttype == "NAME":
+            return _property((raw.text,), span)
+        if ttype == "PATH":
+            return _property(raw.value, span)
+        return _literal(raw.number if ttype == "NUMBER" else raw.value, span)
+
+    def operand_tok(self, j: int, ttype: str) -> lalr.Tok:
+        raw = self.toks[j]
+        payload = raw.number if ttype == "NUMBER" else raw.text if ttype == "NAME" else raw.value
+        return lalr.new_token(ttype, raw.text, raw.start, raw.end, payload)
+
+    def condition_items(
+        self, i: int, sep: str, state_stack: list[Any], value_stack: list[Any]
+    ) -> int:
+        """After AND / OR: runs of ``operand op operand sep`` (a comparison of simple operands,
+        then the same connective)."""
+        if len(state_stack) < 3:
+            return i
+        key = (state_stack[-3], state_stack[-2], state_stack[-1])
+        toks = self.toks
+        n = len(toks)
+        seq = value_stack[-2]
+        if not isinstance(seq, _Seq):
+            return i
+        comparison, span, cell = _comparison, _span, _Seq
+        operand_type, operand_node = self.operand_type, self.operand_node
+        word_sep = sep.lower()
+        fits: dict[tuple[str, str], bool] = {}  # (left type, right type) -> _run_fits
+        j = i
+        last: tuple[int, str] | None = None
+        while j + 3 < n:
+            op, raw_sep = toks[j + 1], toks[j + 3]
+            if op.kind != "OP" or _OPS[op.value] != "CMP_OP":
+                break
+            if raw_sep.kind == "OP":
+                if raw_sep.value != sep:
+                    break
+            elif raw_sep.kind != "WORD" or raw_sep.text.lower() != word_sep:
+                break
+            lt, rt = operand_type(j), operand_type(j + 2)
+            if lt is None or rt is None or lt == "NUMBER" or lt == "STRING":
+                break
+            ok = fits.get((lt, rt))
+            if ok is None:
+                ok = fits[(lt, rt)] = _run_fits("condition", key, (lt, "CMP_OP", rt, sep))
+            if not ok:
+                break
+            if raw_sep.kind == "WORD" and j + 4 < n and toks[j + 4].value == "(":
+                break  # `or (`: classify_word would look for a call
+            left, right = operand_node(j, lt), operand_node(j + 2, rt)
+            seq = cell(seq, comparison(left, op.value, right, span(left.span.start, right.span.end),
+                                       span(op.start, op.end)))  # fmt: skip
+            last = (j + 2, rt)
+            j += 4
+        if last is None:
+            return i
+        self.finish_run(j, value_stack, seq, self.operand_tok(*last))
+        return j
+
+    def select_items(self, i: int, state_stack: list[Any], value_stack: list[Any]) -> int:
+        """After a ',' of a select list: runs of ``operand ,`` and ``f(x) ,`` / ``f(*) ,`` /
+        ``f(x, number) ,`` with simple operands, no alias."""
+        if len(state_stack) < 3 or self.parens:
+            return i
+        key = (state_stack[-3], state_stack[-2], state_stack[-1])
+        toks = self.toks
+        n = len(toks)
+        seq = value_stack[-2]
+        if not isinstance(seq, _Seq):
+            return i
+        item, cell, no_span = _select_item, _Seq, ast.NO_SPAN
+        j = i
+        last: lalr.Tok | None = None
+        while j + 1 < n:
+            raw = toks[j]
+            nxt = toks[j + 1]
+            if nxt.kind == "PUNCT" and nxt.value == ",":  # operand ,
+                t = self.operand_type(j)
+                if t is None:
+                    break
+                types: tuple[str, ...] = (t, "_COMMA")
+                if not _run_fits("select", key, types):
+                    break
+                op = self.operand_node(j, t)
+                seq = cell(seq, item(op, None, op.span, no_span))
+                last = self.operand_tok(j, t)
+                j += 2
+                continue
+            if not (raw.kind == "WORD" and nxt.kind == "PUNCT" and nxt.value == "("
+                    and raw.text.lower() in _FUNCTION_SET and j + 4 < n):  # fmt: skip
+                break
+            a = toks[j + 2]
+            at = "STAR" if a.kind == "PUNCT" and a.value == "*" else self.operand_type(j + 2)
+            if at is None:
+                break
+            close = toks[j + 3]
+            k = j + 4
+            second = None
+            if close.kind == "PUNCT" and close.value == "," and at != "STAR" and j + 6 < n:
+                second = self.operand_type(j + 4)  # f(x, 99.5)
+                if second is None:
+                    break
+                close = toks[j + 5]
+                k = j + 6
+            if not (close.kind == "PUNCT" and close.value == ")" and toks[k].kind == "PUNCT"
+                    and toks[k].value == ","):  # fmt: skip
+                break
+            middle = ("_COMMA", second) if second is not None else ()
+            types = ("FUNC_NAME", "LPAR", at, *middle, "RPAR", "_COMMA")
+            if not _run_fits("select", key, types):
+                break
+            args: tuple[Any, ...] = (ast.STAR if at == "STAR" else self.operand_node(j + 2, at),)
+            if second is not None:
+                args += (self.operand_node(j + 4, second),)
+            name = raw.text.lower()
+            call = _call(name, args, False, _span(raw.start, close.end), _span(raw.start, raw.end))
+            seq = cell(seq, item(call, None, call.span, no_span))
+            last = lalr.new_token("RPAR", close.text, close.start, close.end, ")")
+            j = k + 1
+        if last is None:
+            return i
+        self.finish_run(j, value_stack, seq, last)
+        return j
 
     # ---------------------------------------------------------- classification
 
@@ -597,29 +1030,15 @@ class _Parse:
             if raw.number_error is not None:
                 raise raw.number_error
             return "NUMBER", raw.number, 1
-        if "PERCENTAGE" in choices and len(w) > 1 and w.endswith("%"):
-            looks, value, err = classify_number(w[:-1], self.text, raw.start)
-            if looks:
-                if err is not None:
-                    raise err
-                assert value is not None
-                return "PERCENTAGE", percentage_sample(w[:-1], value, self.text, raw.start,
-                                                       raw.end), 1  # fmt: skip
-        if w == "%" and "PERCENT" in choices and self.hist and self.hist[-1].type == "NUMBER":
-            num = self.hist[-1]
-            sample = percentage_sample(str(num), num.payload, self.text, num.start_pos, raw.end)
-            return "PERCENT", sample, 1
-        if "COUNT_WINDOW" in choices and len(w) > 2 and w[0] == "|" and w[-1] == "|":
-            looks, value, err = classify_number(w[1:-1], self.text, raw.start + 1)
-            if looks:
-                if err is not None:
-                    raise err
-                if isinstance(value, int):
-                    return "COUNT_WINDOW", value, 1
-        nxt = self.next_raw(i)
+        if w[-1] == "%" or w[0] == "|":  # the rare shapes first
+            rare = self.classify_rare(raw, choices, w)
+            if rare is not None:
+                return rare
+        toks = self.toks
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
         is_call = nxt is not None and nxt.kind == "PUNCT" and nxt.value == "("
         if is_call and "FUNC_NAME" in choices:
-            if lw in FUNCTIONS:
+            if lw in _FUNCTION_SET:
                 return "FUNC_NAME", lw, 1
             if lw not in KEYWORDS and lw not in _LITERAL_WORDS:
                 raise self.e104(raw)
@@ -656,6 +1075,32 @@ class _Parse:
                 return "NAME", w, 1
             return kw, None, (2 if by and kw in ("GROUP_BY", "ORDER_BY") else 1)
         return "NAME", w, 1
+
+    def classify_rare(
+        self, raw: RawToken, choices: dict[str, Any], w: str
+    ) -> tuple[str, Any, int] | None:
+        """:meth:`classify_word` for a word ending with ``%`` or starting with ``|``: a
+        percentage, ``%`` after a number, or a count window; None for anything else."""
+        if "PERCENTAGE" in choices and len(w) > 1 and w.endswith("%"):
+            looks, value, err = classify_number(w[:-1], self.text, raw.start)
+            if looks:
+                if err is not None:
+                    raise err
+                assert value is not None
+                return "PERCENTAGE", percentage_sample(w[:-1], value, self.text, raw.start,
+                                                       raw.end), 1  # fmt: skip
+        if w == "%" and "PERCENT" in choices and self.hist and self.hist[-1].type == "NUMBER":
+            num = self.hist[-1]
+            sample = percentage_sample(str(num), num.payload, self.text, num.start_pos, raw.end)
+            return "PERCENT", sample, 1
+        if "COUNT_WINDOW" in choices and len(w) > 2 and w[0] == "|" and w[-1] == "|":
+            looks, value, err = classify_number(w[1:-1], self.text, raw.start + 1)
+            if looks:
+                if err is not None:
+                    raise err
+                if isinstance(value, int):
+                    return "COUNT_WINDOW", value, 1
+        return None
 
     def at_item_start(self) -> bool:
         """True right after SELECT or after a ',' of the select list."""
