@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Two workers (most tests wait on windows, not on the CPU); a file's tests stay on one worker,
-# so module fixtures (a demo stack, a browser, a NATS cluster) start once.
+# so module fixtures (a demo stack, a browser, a NATS cluster) start once. Tests marked `serial`
+# compare latency or CPU with their own baseline: they run afterwards, alone.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 demo: $(STAMP)
 	$(BIN)/mantis-py demo

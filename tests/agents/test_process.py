@@ -13,7 +13,8 @@ import pytest
 
 from mantis_py.testing.server import ThreadedTestGateway
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+              pytest.mark.serial]  # event-loop lag against its own baseline: run alone
 
 
 @pytest.fixture

@@ -32,7 +32,9 @@ from mantis_py.gateway.server import serve_gateway
 from mantis_py.testing.server import ThreadedTestGateway
 from mantis_py.wire import Partial, Subscribe
 
-pytestmark = [pytest.mark.timeout(120),
+# the attacks are measured against each test's own baseline: no other test may run beside them
+# (serial: `make test` runs these alone, after the rest)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.serial,
               pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and SIGSTOP")]
 
 ROOT = Path(__file__).resolve().parents[2]
