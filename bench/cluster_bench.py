@@ -127,11 +127,48 @@ class Gateway:
             self.proc.wait()
 
 
-class Sims:
-    """Simulator processes (``bench/sim_agents.py``) holding ``n`` agents in total."""
+class SimProcs:
+    """Simulator processes that print ``open N`` (agents welcomed) on their stdout."""
+
+    procs: list[subprocess.Popen[str]]
+
+    def _started(self) -> None:
+        self.open = [0] * len(self.procs)
+
+    async def wait_open(self, n: int, timeout: float) -> bool:  # noqa: ASYNC109
+        """Until ``n`` agents got their welcome (read from the simulators' stdout)."""
+        async def follow(i: int, proc: subprocess.Popen[str]) -> None:
+            assert proc.stdout is not None
+            while True:
+                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
+                if not line:
+                    return
+                if line.startswith("open "):
+                    self.open[i] = int(line.split()[1])
+
+        async with trio.open_nursery() as nursery:
+            for i, p in enumerate(self.procs):
+                nursery.start_soon(follow, i, p)
+            with trio.move_on_after(timeout):
+                while sum(self.open) < n:  # noqa: ASYNC110 (fed by reader threads)
+                    await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+        return sum(self.open) >= n
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()  # the simulators hold no state worth flushing
+        for p in self.procs:
+            p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+
+
+class Sims(SimProcs):
+    """Lean simulator processes (``bench/sim_agents.py``) holding ``n`` agents in total."""
 
     def __init__(self, port: int, n: int, per_proc: int, events: int) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs = []
         self.tmp = tempfile.TemporaryDirectory(prefix="mantis-sims-")
         first = 0
         while first < n:
@@ -145,47 +182,21 @@ class Sims:
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
                 env=dict(os.environ, PYTHONPATH=str(ROOT))))
             first += count
-        self.open = [0] * len(self.procs)
-
-    async def wait_open(self, n: int, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until ``n`` agents got their welcome (read from the simulators' stdout)."""
-        async def follow(i: int, proc: subprocess.Popen[str]) -> None:
-            assert proc.stdout is not None
-            while True:
-                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
-                if not line:
-                    return
-                if line.startswith("open "):
-                    self.open[i] = int(line.split()[1])
-
-        async with trio.open_nursery() as nursery:
-            for i, p in enumerate(self.procs):
-                nursery.start_soon(follow, i, p)
-            with trio.move_on_after(timeout):
-                while sum(self.open) < n:  # noqa: ASYNC110 (fed by reader threads)
-                    await trio.sleep(0.1)
-            nursery.cancel_scope.cancel()
-        return sum(self.open) >= n
+        self._started()
 
     def close(self) -> None:
-        for p in self.procs:
-            p.kill()  # the simulators hold no state worth flushing
-        for p in self.procs:
-            p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
+        super().close()
         self.tmp.cleanup()
 
 
-class SwarmSims:
+class SwarmSims(SimProcs):
     """Simulator processes of real agent cores (:mod:`mantis_py.testing.swarm`): the idle
     section, where what a real agent sends while nobody queries (pongs, stats) is the point."""
 
     def __init__(self, port: int, n: int, per_proc: int, events: int) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs = []
         # SIM_STDERR=<file>: the simulators' errors and a progress line every 2 s go there
         self.err = open(os.environ.get("SIM_STDERR", os.devnull), "a")  # noqa: SIM115
-        self.open = [0] * 0
         first = 0
         seed = 1
         while first < n:
@@ -197,35 +208,10 @@ class SwarmSims:
                 stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT))
             first += count
             seed += 1
-        self.open = [0] * len(self.procs)
-
-    async def wait_open(self, n: int, timeout: float) -> bool:  # noqa: ASYNC109
-        """Until ``n`` agents got their welcome (read from the simulators' stdout)."""
-        async def follow(i: int, proc: subprocess.Popen[str]) -> None:
-            assert proc.stdout is not None
-            while True:
-                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
-                if not line:
-                    return
-                if line.startswith("open "):
-                    self.open[i] = int(line.split()[1])
-
-        async with trio.open_nursery() as nursery:
-            for i, p in enumerate(self.procs):
-                nursery.start_soon(follow, i, p)
-            with trio.move_on_after(timeout):
-                while sum(self.open) < n:  # noqa: ASYNC110 (fed by reader threads)
-                    await trio.sleep(0.1)
-            nursery.cancel_scope.cancel()
-        return sum(self.open) >= n
+        self._started()
 
     def close(self) -> None:
-        for p in self.procs:
-            p.kill()  # the simulators hold no state worth flushing
-        for p in self.procs:
-            p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
+        super().close()
         self.err.close()
 
 
