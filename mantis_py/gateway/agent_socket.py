@@ -18,6 +18,7 @@ says for bad data.
 from __future__ import annotations
 
 import logging
+import socket
 from collections import deque
 
 import trio
@@ -48,6 +49,15 @@ class AgentSocket:
         self._parts: list[bytes] = []  # a fragmented message so far
         self._binary = False  # ... and whether it is binary
         self._pending: deque[Event] = deque()  # frames parsed, not yet handed out
+        # plain TCP: read through a second handle on the same descriptor once trio says it is
+        # readable (trio's receive_some tries a read first, a failed recv per frame at a frame a
+        # second, and yields once more after it). close() detaches the handle: trio's socket
+        # stays the one that closes the descriptor.
+        self._raw: socket.socket | None = None
+        if isinstance(stream, trio.SocketStream):
+            raw = stream.socket
+            self._raw = socket.socket(raw.family, raw.type, raw.proto, fileno=raw.fileno())
+            self._raw.setblocking(False)
 
     async def _flush(self) -> None:
         """Write what the protocol produced (frames, or b"" for end of stream)."""
@@ -113,16 +123,30 @@ class AgentSocket:
             if protocol.state is State.CLOSED or protocol.close_expected():
                 await self._flush()
                 return None
-            try:
-                chunk = await self.stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                chunk = b""
+            chunk = await self._receive_some()
             if chunk:
                 protocol.receive_data(chunk)
             else:
                 protocol.receive_eof()  # the state becomes CLOSED: the next turn returns None
             pending.extend(protocol.events_received())
             await self._flush()  # pongs, close frames
+
+    async def _receive_some(self) -> bytes:
+        """The next bytes from the peer, b"" at the end of the stream (or when it broke)."""
+        raw = self._raw
+        if raw is None:
+            try:
+                return bytes(await self.stream.receive_some(RECEIVE_BYTES))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            try:
+                return raw.recv(RECEIVE_BYTES)
+            except BlockingIOError:
+                continue  # woken without data (spurious): wait again
+            except OSError:
+                return b""
 
     async def send_text(self, data: bytes) -> None:
         """Send one text message (``data`` is UTF-8)."""
@@ -133,19 +157,23 @@ class AgentSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (if still open), wait up to 2 s for the peer's close
-        frame, then close the stream."""
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            try:
+        frame, then close the stream (also when cancelled)."""
+        try:
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
                 if self.protocol.state is State.OPEN:
                     self.protocol.send_close(code, reason)
                     await self._flush()
                 while self.protocol.state is not State.CLOSED:
-                    data = await self.stream.receive_some(RECEIVE_BYTES)
+                    data = await self._receive_some()
                     if not data:
                         break
                     self.protocol.receive_data(data)
                     self.protocol.events_received()
                     await self._flush()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-        await trio.aclose_forcefully(self.stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            if self._raw is not None:
+                raw, self._raw = self._raw, None
+                raw.detach()  # (never closes the descriptor: trio's socket does, just below)
+            await trio.aclose_forcefully(self.stream)
