@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from mantis_py.errors import ConfigurationError
     from mantis_py.gateway.config import load_config
     from mantis_py.gateway.server import serve_gateway
+    from mantis_py.oslimits import raise_open_files
 
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"mantis-py gateway: {exc}", file=sys.stderr)
         return 2
+    # a socket per agent and client, plus listeners, log files and NATS
+    want = config.limits.connections_total + config.limits.agent_connections_total + 256
+    got = raise_open_files(want)
+    if 0 <= got < want:
+        logging.getLogger("mantis_py.gateway").warning(
+            "open files limited to %d (the connection caps need %d): raise `ulimit -n`", got, want)
 
     async def main() -> None:
         # The signal receiver spans the whole shutdown: a second SIGTERM during it (a parent's

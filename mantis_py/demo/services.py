@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from ..oslimits import raise_open_files
 from .traffic import SERVICES, TITLES, Scenario
 
 __all__ = ["TrafficGenerator", "WebService", "WebServices", "start_web_services"]
@@ -340,18 +341,6 @@ class WebServices:
         self._host.close()
 
 
-def _raise_open_files(want: int) -> None:
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < want:
-            limit = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
 def start_web_services(instances: tuple[tuple[str, str, float], ...], gateway: str,
                        scenario: Scenario, started: float,
                        zones: tuple[str, ...]) -> WebServices | None:
@@ -366,7 +355,7 @@ def start_web_services(instances: tuple[tuple[str, str, float], ...], gateway: s
     from ..agents import Agent
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" chatter
-    _raise_open_files(4096)  # hundreds of requests stay open during the outage, two fds each
+    raise_open_files(4096)  # hundreds of requests stay open during the outage, two fds each
     host = _AsgiHost()
     services: list[WebService] = []
     try:

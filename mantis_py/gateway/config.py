@@ -27,7 +27,7 @@ File layout (every table and key optional)::
     slow_client_s = 30.0
     connections_per_user = 20
     connections_total = 2000     # clients (websocket and SSE)
-    agent_connections_total = 2000  # agents: a separate cap, so a client flood never locks them out
+    agent_connections_total = 5000  # agents: a separate cap, so a client flood never locks them out
     submissions_per_s = 5.0       # also POST /v1/check when tokens are configured
     compile_cpu_per_s = 0.1       # per user: CPU seconds of query compilation earned per second
     compile_cpu_burst_s = 1.0     # ... and stored at most
@@ -89,7 +89,7 @@ class Limits:
     client_sndbuf: int = 128 * 1024
     app_gone_s: float = 30.0  # unused: live queries wait for their agents, never time out
     request_head_max: int = 16 * 1024
-    agent_connections_total: int = 2000
+    agent_connections_total: int = 5000
     compile_cpu_per_s: float = 0.1
     compile_cpu_burst_s: float = 1.0
     live_columns_per_user: int = 1000
