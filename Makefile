@@ -27,6 +27,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/query_bench.py
 	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/churn_bench.py
+	$(BIN)/python bench/parse_bench.py
 	$(BIN)/python bench/e2e_bench.py
 	$(BIN)/python bench/cluster_bench.py
 	$(BIN)/python bench/integrations_bench.py
