@@ -4,7 +4,8 @@ Why not ``websockets.trio``'s connection, as clients get: an agent link carries 
 per agent and second, and a gateway holds thousands of them. The full connection runs a
 background reader task, an assembler, a lock around every flush and a task switch per message;
 per frame that machinery cost more than decoding and merging the frame itself. Here the
-connection's own task reads the socket, feeds ``websockets``' ``ServerProtocol`` (frame parsing,
+connection's own task waits until the socket is readable, reads it (on plain TCP through a second
+handle on the descriptor, one ``recv`` per frame), feeds ``websockets``' ``ServerProtocol`` (frame parsing,
 masking, size limits, ping/pong and the closing handshake are all still the library's) and hands
 each complete text message to the caller as bytes. Writes (``send_text``, automatic pongs and close
 frames) go straight to the stream under a lock that is only taken when there is something to
