@@ -138,10 +138,6 @@ class GatewayCore:
         self._buckets: dict[str, TokenBucket] = {}
         self._check_buckets: dict[str, TokenBucket] = {}
         self._compile_buckets: dict[str, TokenBucket] = {}
-        # per user: the runs its clients are attached to (with how many attachments each), and
-        # the columns of those runs, against ``limits.live_columns_per_user``
-        self._live_runs: dict[str, Counter[str]] = {}
-        self._live_columns: Counter[str] = Counter()
         self._failed: dict[tuple[str, str], QueryError] = {}
         self._ids = itertools.count(1)
         self._agent_out: dict[str, list[bytes]] = {}
@@ -605,7 +601,6 @@ class GatewayCore:
             self._refuse(client, qid, text, apps, err, "rate_limited", now)
             return
         run = self._run_for(prepared, sources, variant, now)
-        self._live_attach(user, run)
         att = Attachment(client.client_id, qid, run.run_id, start=now, last_meta=now)
         run.attachments[(client.client_id, qid)] = att
         client.attachments[qid] = att
@@ -623,33 +618,19 @@ class GatewayCore:
 
     def _over_live_budget(self, user: str, prepared: PreparedSide, variant: str) -> int | None:
         """The columns ``user`` would run with ``prepared`` when that is over its budget, else
-        None. Joining a run the user already has costs nothing (a second browser tab); the
-        gateway's own subscribers (alert rules) are not budgeted."""
-        runs = self._live_runs.get(user)
+        None. The user's live runs are read off its clients' attachments (whatever ended them,
+        cancel, LIMIT, error or a closed socket, they are gone from there). Joining a run the
+        user already has costs nothing (a second browser tab); the gateway's own subscribers
+        (alert rules) are not budgeted."""
+        runs = {att.run_id for c in self.clients.values()
+                if c.principal.user == user and c.kind != "internal"
+                for att in c.attachments.values()}
         if runs and not prepared.completes:
             shared = self._shared_runs.get((prepared.canonical, variant))
             if shared is not None and shared in runs:
                 return None
-        total = self._live_columns[user] + prepared.columns
+        total = prepared.columns + sum(self.runs[r].columns for r in runs if r in self.runs)
         return total if total > self.limits.live_columns_per_user else None
-
-    def _live_attach(self, user: str, run: Run) -> None:
-        runs = self._live_runs.setdefault(user, Counter())
-        if not runs[run.run_id]:
-            self._live_columns[user] += run.columns
-        runs[run.run_id] += 1
-
-    def _live_detach(self, user: str, run_id: str, columns: int) -> None:
-        runs = self._live_runs.get(user)
-        if runs is None or not runs[run_id]:
-            return
-        runs[run_id] -= 1
-        if not runs[run_id]:
-            del runs[run_id]
-            self._live_columns[user] -= columns
-            if not runs:
-                del self._live_runs[user]
-                del self._live_columns[user]
 
     def _run_for(self, prepared: PreparedSide, sources: list[tuple[str, str]], variant: str,
                  now: float) -> Run:
@@ -700,7 +681,6 @@ class GatewayCore:
         run = self.runs.get(att.run_id)
         if run is None:
             return
-        self._live_detach(client.principal.user, run.run_id, run.columns)
         run.attachments.pop((client.client_id, att.qid), None)
         if not run.attachments:
             self._end_run(run)

@@ -116,8 +116,11 @@ class Run:
         self.attachments: dict[tuple[str, str], Attachment] = {}
         self._notices: Counter[str] = Counter()
         self.empty_since: float | None = None  # when the last agent of its apps left
-        # what it costs its users' live budgets (docs/operations.md, ``live_columns_per_user``)
-        self.columns = prepared.columns if prepared is not None else 0
+
+    @property
+    def columns(self) -> int:
+        """What it costs its users' live budgets (docs/operations.md, ``live_columns_per_user``)."""
+        return self.prepared.columns if self.prepared is not None else 0
 
     def add_agent(self, member: str, conn: str, now: float) -> None:
         """Connection ``conn`` carries ``member``; the merger hears of the first one only."""

@@ -177,3 +177,28 @@ def test_live_queries_are_budgeted_per_user_in_columns() -> None:
     assert submit("m1", "q4", "select x, y, z, w from play")["type"] == "error"  # 7 + 4: m2 still runs q1
     core.close_client("m2", 1000.0)
     assert submit("m1", "q5", "select x, y, z, w from play")["type"] == "accepted"  # 1 + 4
+
+
+def test_a_query_that_completes_gives_its_columns_back() -> None:
+    """Review find: the budget was kept beside the attachments and only released on cancel or
+    close, so queries ended by LIMIT (or an engine error) kept their columns for ever."""
+    core = GatewayCore(GatewayConfig(grace_s=2.0, limits=Limits(live_columns_per_user=4)),
+                       now=1000.0)
+    core.open_agent("a1", ANONYMOUS, 1000.0)
+    core.receive_agent_data("a1", codec.encode(Hello("play", "i-a1", ("default",))), 1000.0)
+    core.open_client("m1", Principal("mallory", ("*",)), 1000.0)
+
+    def submit(qid: str, text: str) -> str:
+        core.receive_client_data("m1", codec.encode(Query(qid, text)), 1000.0)
+        frames = []
+        while (frame := core.next_frame("m1", 1000.0)) is not None:
+            frames.append(codec.to_plain(codec.decode(frame[0])))
+        return next(f["type"] for f in frames if f["id"] == qid)
+
+    assert submit("q1", "select a, b, c from play limit 1") == "accepted"  # 3 of 4 columns
+    assert submit("q2", "select x, y from play") == "error"  # 3 + 2 > 4
+    sid = next(iter(core.registry.subs))
+    core.receive_agent_data("a1", codec.encode(Events("default", [
+        {"subs": [sid], "t": 1_000_000, "s": 0, "e": {"a": 1, "b": 2, "c": 3}}])), 1000.1)
+    assert "q1" not in core.clients["m1"].attachments  # LIMIT 1 completed the query
+    assert submit("q3", "select x, y from play") == "accepted"  # its columns came back
