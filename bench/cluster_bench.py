@@ -51,6 +51,7 @@ from typing import Any
 import trio
 from websockets.trio.client import connect
 
+from mantis_py.testing.processes import process_cpu_seconds, stop_process
 from mantis_py.wire import codec
 from mantis_py.wire.messages import SUBPROTOCOL, Query
 
@@ -114,17 +115,10 @@ class Gateway:
         self.port = int(line.strip().rsplit(":", 1)[1].rstrip("/"))
 
     def cpu(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid)
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 class SimProcs:

@@ -40,19 +40,15 @@ sys.path.insert(0, str(ROOT))
 from websockets.sync.client import connect  # noqa: E402
 
 from mantis_py.testing.nats import NatsCluster  # noqa: E402
+from mantis_py.testing.processes import process_cpu_seconds as cpu_seconds  # noqa: E402
+from mantis_py.testing.processes import stop_process  # noqa: E402
 
 QUERY = "select country, count(*) as n, p99(latency_ms) as p99 from {app} window 1 group by country"
-TICKS = os.sysconf("SC_CLK_TCK")
 CHILDREN: list[subprocess.Popen[bytes]] = []  # killed by pid at exit, whatever happens
 
 
 def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 class Gateway:
@@ -79,12 +75,7 @@ class Gateway:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        stop_process(self.proc)
         self.log.close()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -103,13 +94,7 @@ class Sims:
         CHILDREN.append(self.proc)
 
     def stop(self) -> dict[str, Any]:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, 30)
         try:
             result: dict[str, Any] = json.loads(self.out.read_text())
             return result

@@ -35,6 +35,7 @@ import trio
 from hdrh.histogram import HdrHistogram
 from websockets.trio.client import connect
 
+from mantis_py.testing.processes import process_cpu_seconds, stop_process
 from mantis_py.wire import codec
 from mantis_py.wire.messages import SUBPROTOCOL, Events, Hello
 
@@ -112,17 +113,10 @@ class Gateway:
         self.port = int(line.strip().rsplit(":", 1)[1].rstrip("/"))
 
     def cpu(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid)
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 async def http_get(port: int, path: str) -> bytes:
@@ -198,15 +192,6 @@ trio.run(main)
 def child(script: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def relay_round(port: int, frames: list[bytes], agents: int) -> float:
@@ -295,9 +280,9 @@ async def bench_ingest(tmp: Path, quick: bool, fast_codec: bool = False) -> dict
             relay_s.append(await relay_round(relay_port, frames, agents))
             gateway_s.append(await gateway_round(gw.port, batches, per_batch, agents, r))
     finally:
-        stop(relay)
+        stop_process(relay, 10)
         if drain is not None:
-            stop(drain)
+            stop_process(drain, 10)
         gw.close()
     relay_med = sorted(relay_s)[rounds // 2]
     gateway_med = sorted(gateway_s)[rounds // 2]

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mantis_py.agents import Agent
 
@@ -21,6 +21,25 @@ host = "127.0.0.1"
 port = {port}
 grace_s = 0.5
 """
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0,
+                 sig: int = signal.SIGTERM) -> None:
+    """Ask ``proc`` to stop with ``sig``, wait up to ``timeout`` seconds, then kill it; either way
+    it is reaped. Nothing happens to a process that already exited."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -67,13 +86,8 @@ class GatewayProcess:
             time.sleep(0.1)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 10, sig)
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None

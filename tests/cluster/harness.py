@@ -19,6 +19,8 @@ from typing import Any
 
 from websockets.sync.client import connect
 
+from mantis_py.testing.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_PROC = Path(__file__).with_name("agent_proc.py")
 
@@ -81,12 +83,7 @@ class GatewayProc:
             self.proc.wait(5)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        stop_process(self.proc)
         self._out.close()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -140,13 +137,7 @@ class AgentProc:
         return got
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
         self._log.close()
 
 
@@ -277,10 +268,4 @@ class NatsServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc)
