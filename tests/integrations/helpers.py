@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client as httplib
 import json
+import logging
 import socket
 import threading
 import time
@@ -20,8 +21,8 @@ from mantis_py.gateway.config import GatewayConfig
 from mantis_py.gateway.server import serve_gateway
 
 __all__ = [
-    "LiveQuery", "request", "running_agent", "running_gateway", "serve_asgi", "serve_wsgi",
-    "wait_for",
+    "Caught", "LiveQuery", "Traffic", "caught_logs", "request", "running_agent", "running_gateway",
+    "serve_asgi", "serve_wsgi", "wait_for",
 ]
 
 FAST = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.4}
@@ -128,6 +129,45 @@ def request(port: int, method: str, path: str, headers: dict[str, str] | None = 
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+class Traffic:
+    """The requests a test makes against a web service, kept as (method, route template, path,
+    status) to compare with what the requests stream delivered."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.made: list[tuple[str, str, str, int]] = []
+
+    def call(self, method: str, route: str, path: str, body: bytes | None = None) -> bytes:
+        status, data = request(self.port, method, path, {"User-Agent": "itest/1"}, body)
+        self.made.append((method, route, path, status))
+        return data
+
+
+class Caught(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def caught_logs(*names: str) -> Iterator[Caught]:
+    """The records of the loggers ``names`` while the block runs (e.g. a server's errors)."""
+    caught = Caught()
+    loggers = [logging.getLogger(name) for name in names]
+    for log in loggers:
+        log.addHandler(caught)
+    try:
+        yield caught
+    finally:
+        for log in loggers:
+            log.removeHandler(caught)
 
 
 class LiveQuery:

@@ -3,9 +3,8 @@ real gateway: live queries over ``requests`` see exactly the requests made."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,16 @@ from websockets.sync.client import connect
 
 from mantis_py.integrations.asgi import MantisASGIMiddleware
 
-from .helpers import LiveQuery, request, running_agent, running_gateway, serve_asgi, wait_for
+from .helpers import (
+    Caught,
+    LiveQuery,
+    Traffic,
+    request,
+    running_agent,
+    running_gateway,
+    serve_asgi,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -71,35 +79,10 @@ def make_app() -> Starlette:
     ])
 
 
-class Caught(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def server_log() -> Iterator[Caught]:
-    caught = Caught()
-    log = logging.getLogger("uvicorn.error")
-    log.addHandler(caught)
-    try:
-        yield caught
-    finally:
-        log.removeHandler(caught)
-
-
 def traffic(port: int) -> list[tuple[str, str, str, int]]:
     """The requests of the test: (method, route template, path, status), as made."""
-    made: list[tuple[str, str, str, int]] = []
-
-    def call(method: str, route: str, path: str, body: bytes | None = None) -> bytes:
-        status, data = request(port, method, path, {"User-Agent": "itest/1"}, body)
-        made.append((method, route, path, status))
-        return data
-
+    traffic = Traffic(port)
+    call, made = traffic.call, traffic.made
     for name in ("ana", "bo", "ana"):
         assert call("GET", "/hello/{name}", f"/hello/{name}") == f"hello {name}".encode()
     call("GET", "/items/{item_id}", "/items/7")

@@ -4,38 +4,24 @@ the status, and an exception still reaches the server."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from fastapi import APIRouter, FastAPI, HTTPException
 
 from mantis_py.integrations.asgi import MantisASGIMiddleware
 
-from .helpers import LiveQuery, request, running_agent, running_gateway, serve_asgi, wait_for
+from .helpers import (
+    Caught,
+    LiveQuery,
+    request,
+    running_agent,
+    running_gateway,
+    serve_asgi,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class Caught(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def server_log() -> Iterator[Caught]:
-    caught = Caught()
-    log = logging.getLogger("uvicorn.error")
-    log.addHandler(caught)
-    try:
-        yield caught
-    finally:
-        log.removeHandler(caught)
 
 
 def make_app() -> FastAPI:

@@ -3,7 +3,6 @@ real gateway: live queries over ``requests`` see exactly the requests made."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,16 @@ from flask import Flask, Response, request
 
 from mantis_py.integrations.wsgi import MantisWSGIMiddleware
 
-from .helpers import LiveQuery, running_agent, running_gateway, serve_wsgi, wait_for
+from .helpers import (
+    Caught,
+    LiveQuery,
+    Traffic,
+    caught_logs,
+    running_agent,
+    running_gateway,
+    serve_wsgi,
+    wait_for,
+)
 from .helpers import request as http_request
 
 pytestmark = pytest.mark.timeout(90)
@@ -50,36 +58,15 @@ def make_app(propagate: bool) -> Flask:
     return app
 
 
-class Caught(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def caught() -> Iterator[Caught]:
-    handler = Caught()
-    loggers = [logging.getLogger("waitress"), logging.getLogger("itest")]
-    for log in loggers:
-        log.addHandler(handler)
-    try:
+    with caught_logs("waitress", "itest") as handler:
         yield handler
-    finally:
-        for log in loggers:
-            log.removeHandler(handler)
 
 
 def traffic(port: int) -> list[tuple[str, str, str, int]]:
-    made: list[tuple[str, str, str, int]] = []
-
-    def call(method: str, route: str, path: str, body: bytes | None = None) -> bytes:
-        status, data = http_request(port, method, path, {"User-Agent": "itest/1"}, body)
-        made.append((method, route, path, status))
-        return data
-
+    traffic = Traffic(port)
+    call, made = traffic.call, traffic.made
     for name in ("ana", "bo", "ana"):
         assert call("GET", "/hello/<name>", f"/hello/{name}") == f"hello {name}".encode()
     call("GET", "/items/<int:item_id>", "/items/7")
