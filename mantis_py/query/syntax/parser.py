@@ -743,16 +743,11 @@ class _Parse:
                         children = []
                     value_stack.append(callback(children))
                     state_stack.append(gotos[state_stack[-1]][origin])
-            if ttype not in _TRACKED:
-                hist.append(tok)
-                i += used
-            elif ttype != "_COMMA":
+            if ttype in _TRACKED and ttype != "_COMMA":
                 self.track(ttype, tok)  # before hist.append: it reads the token before `tok`
-                hist.append(tok)
-                i += used
-            else:
-                hist.append(tok)
-                i += used
+            hist.append(tok)
+            i += used
+            if ttype == "_COMMA":
                 if parens and parens[-1][1] == "in":  # one more item in the IN list
                     parens[-1][2] += 1
                     if i + 1 < n:
